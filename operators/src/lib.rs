@@ -1,0 +1,47 @@
+//! Pure keyed operators for spcvm: statistical process control on tool telemetry.
+//!
+//! No I/O, no clock, no async: every function takes its inputs and returns or pushes outputs,
+//! so the same code runs in `spcvm backtest`, in the streaming runtime and in tests.
+//!
+//! # Layout
+//!
+//! - [`operator`]: the [`KeyedOperator`] trait (`process`, plus defaulted `on_watermark` and
+//!   `on_end` hooks) that runtimes drive.
+//! - [`state`]: [`KeyedState`], the map from (tool, recipe, parameter) to operator state.
+//! - [`spc`]: chart configuration ([`ChartSpec`]), the published constants, and
+//!   [`ChartState`] with the X-bar/R, X-bar/S, I-MR, EWMA and CUSUM update steps.
+//! - [`rules`]: the eight run rules, evaluated incrementally from counters and bit registers.
+//! - [`signal`]: what fired ([`Rule`], [`Plot`], [`Signal`]) and the severity mapping.
+//! - [`dedup`]: folding repeats of one rule on one chart inside an event-time window.
+//! - [`defaults`]: the seed's ion-implant and RTP monitors.
+//! - [`monitor`]: [`SpcMonitor`], the operator itself: routes a record's measurements to
+//!   their charts and turns signals into deduplicated [`spcvm_schemas::Alert`]s.
+//!
+//! # Data flow
+//!
+//! ```text
+//! Telemetry ──SpcMonitor::process_record──> per measurement: route (tool type, parameter)
+//!     └─> KeyedState[(tool, recipe, parameter)] ──KeyedOperator::process──> ChartState::update
+//!           ├─ spec / critical checks on the raw value
+//!           ├─ Phase I accumulation, then frozen limits
+//!           ├─ chart statistic ──RuleState::push──> Signal*
+//!           └─ Dedup::admit ──> Alert (new) | folded (closing Alert later, same id)
+//! ```
+
+pub mod dedup;
+pub mod defaults;
+pub mod monitor;
+pub mod operator;
+pub mod rules;
+pub mod signal;
+pub mod spc;
+pub mod state;
+
+pub use monitor::{
+    ChartId, ConfigError, DedupConfig, MonitorConfig, RecordStats, Sample, SpcMonitor, SpcState,
+};
+pub use operator::KeyedOperator;
+pub use rules::{RuleSet, RuleState};
+pub use signal::{Plot, Rule, Signal};
+pub use spc::{ChartSpec, ChartState, ChartType, Limits};
+pub use state::{ChartKey, ChartKeyRef, KeyedState};

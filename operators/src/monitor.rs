@@ -1,0 +1,460 @@
+//! `SpcMonitor`: routes each measurement of a telemetry record to its chart and turns chart
+//! signals into deduplicated alerts. It implements [`KeyedOperator`] with the chart key
+//! (tool, recipe, parameter); `process_record` is the fan-out from one record to its charts.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use spcvm_schemas::{Alert, Telemetry, ToolType};
+
+use crate::dedup::{Admission, Dedup, Window};
+use crate::defaults;
+use crate::operator::KeyedOperator;
+use crate::signal::{Plot, Signal};
+use crate::spc::{Chart, ChartSpec, ChartState, ChartType, SpecError};
+use crate::state::{ChartKeyRef, KeyedState};
+
+/// Monitor configuration (the `CHARTS.toml` file, or the `[spc]` part of a pipeline config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Include the seed's ion-implant and RTP charts. A `[[chart]]` for the same parameter
+    /// (and the same or any tool type) replaces the seed's chart.
+    #[serde(default = "yes")]
+    pub seed_defaults: bool,
+    /// Alert dedup settings.
+    #[serde(default)]
+    pub dedup: DedupConfig,
+    /// Charts, in priority order: the first that matches a (tool type, parameter) wins.
+    #[serde(default, rename = "chart")]
+    pub charts: Vec<ChartSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            seed_defaults: true,
+            dedup: DedupConfig::default(),
+            charts: Vec::new(),
+        }
+    }
+}
+
+/// Alert dedup settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    /// Window in seconds of event time: repeats of one rule on one chart within it fold into
+    /// one alert. 0 disables dedup.
+    #[serde(default = "default_window_s")]
+    pub window_s: f64,
+}
+
+fn default_window_s() -> f64 {
+    1800.0
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        DedupConfig {
+            window_s: default_window_s(),
+        }
+    }
+}
+
+/// A configuration error: which chart and which field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A chart's value is out of range.
+    #[error("chart[{index}] ({parameter}): {source}")]
+    Chart {
+        /// Position of the `[[chart]]` entry (0-based).
+        index: usize,
+        /// Its parameter.
+        parameter: String,
+        /// What is wrong.
+        source: SpecError,
+    },
+    /// The dedup window is negative or not a number.
+    #[error("dedup.window_s: {0} must be zero or a positive number of seconds")]
+    DedupWindow(f64),
+}
+
+/// Index of a chart in the monitor.
+pub type ChartId = u16;
+
+/// One measurement routed to a chart: the operator's input.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    /// Which chart.
+    pub chart: ChartId,
+    /// The value; `None` when the record lacked the parameter.
+    pub value: Option<f64>,
+    /// Event time, ms since the Unix epoch.
+    pub event_time: i64,
+    /// Tool type of the record.
+    pub tool_type: ToolType,
+    /// Lot, if known.
+    pub lot_id: Option<&'a str>,
+    /// Wafer, if known.
+    pub wafer_id: Option<&'a str>,
+}
+
+/// The operator state of one chart key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpcState {
+    /// Which chart of the monitor this state belongs to.
+    pub chart_id: ChartId,
+    /// The chart type it was built for (a config change resets the state).
+    pub chart_type: ChartType,
+    /// Tool type of the key (for alerts emitted without a sample).
+    pub tool_type: ToolType,
+    /// The chart.
+    pub chart: ChartState,
+    /// Open dedup windows.
+    pub dedup: Dedup,
+}
+
+impl SpcState {
+    fn new(chart_id: ChartId, chart_type: ChartType, tool_type: ToolType) -> Self {
+        SpcState {
+            chart_id,
+            chart_type,
+            tool_type,
+            chart: ChartState::default(),
+            dedup: Dedup::default(),
+        }
+    }
+}
+
+/// What happened to one record's measurements.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordStats {
+    /// Measurements fed to a chart (finite or not).
+    pub routed: u32,
+    /// Of those, NaN or infinite values (counted, not plotted).
+    pub non_finite: u32,
+    /// Charted parameters of this tool type absent from the record.
+    pub missing: u32,
+    /// Measurements no chart watches.
+    pub unmonitored: u32,
+}
+
+/// Namespace of the deterministic (UUID v5) alert ids.
+const ALERT_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6f1c_2b0e_52a4_4d3c_9a57_1e0c_5b2d_7a91);
+
+/// The SPC operator: every chart of every (tool, recipe, parameter).
+#[derive(Debug, Clone)]
+pub struct SpcMonitor {
+    charts: Vec<Chart>,
+    /// parameter -> chart for [ion_implant, rtp, any tool type].
+    routes: HashMap<String, [Option<ChartId>; 3], foldhash::fast::FixedState>,
+    /// Per tool type, the charts tied to it (missing-parameter accounting).
+    expected: [Vec<(String, ChartId)>; 2],
+    window_ms: i64,
+}
+
+fn slot(t: Option<ToolType>) -> usize {
+    match t {
+        Some(ToolType::IonImplant) => 0,
+        Some(ToolType::Rtp) => 1,
+        None => 2,
+    }
+}
+
+impl SpcMonitor {
+    /// Validates the configuration and builds the monitor.
+    pub fn new(config: &MonitorConfig) -> Result<Self, ConfigError> {
+        if !(config.dedup.window_s >= 0.0 && config.dedup.window_s.is_finite()) {
+            return Err(ConfigError::DedupWindow(config.dedup.window_s));
+        }
+        let mut monitor = SpcMonitor {
+            charts: Vec::new(),
+            routes: HashMap::default(),
+            expected: [Vec::new(), Vec::new()],
+            window_ms: (config.dedup.window_s * 1000.0).round() as i64,
+        };
+        for (index, spec) in config.charts.iter().enumerate() {
+            let chart = spec.compile().map_err(|source| ConfigError::Chart {
+                index,
+                parameter: spec.parameter.clone(),
+                source,
+            })?;
+            monitor.add(chart, false);
+        }
+        if config.seed_defaults {
+            for spec in defaults::seed_charts() {
+                let chart = spec.compile().map_err(|source| ConfigError::Chart {
+                    index: usize::MAX,
+                    parameter: spec.parameter.clone(),
+                    source,
+                })?;
+                monitor.add(chart, true);
+            }
+        }
+        Ok(monitor)
+    }
+
+    /// Adds a chart unless an earlier one already covers its (tool type, parameter); a seed
+    /// chart also yields to an earlier chart for any tool type.
+    fn add(&mut self, chart: Chart, is_seed: bool) {
+        let tool_type = chart.spec.tool_type;
+        let entry = self.routes.entry(chart.spec.parameter.clone()).or_default();
+        let s = slot(tool_type);
+        if entry[s].is_some() || (is_seed && entry[2].is_some()) {
+            return;
+        }
+        let id = self.charts.len() as ChartId;
+        entry[s] = Some(id);
+        if let Some(t) = tool_type {
+            self.expected[slot(Some(t))].push((chart.spec.parameter.clone(), id));
+        }
+        self.charts.push(chart);
+    }
+
+    /// The chart for a parameter of a tool type, if one watches it.
+    pub fn route(&self, tool_type: ToolType, parameter: &str) -> Option<ChartId> {
+        let e = self.routes.get(parameter)?;
+        e[slot(Some(tool_type))].or(e[2])
+    }
+
+    /// The chart with this id.
+    pub fn chart(&self, id: ChartId) -> Option<&Chart> {
+        self.charts.get(id as usize)
+    }
+
+    /// Every chart, indexed by id.
+    pub fn charts(&self) -> &[Chart] {
+        &self.charts
+    }
+
+    /// The dedup window in milliseconds.
+    pub fn dedup_window_ms(&self) -> i64 {
+        self.window_ms
+    }
+
+    /// Feeds every measurement of `record` to its chart, creating chart state on first sight,
+    /// and counts parameters this tool type should have but the record lacks.
+    pub fn process_record(
+        &self,
+        store: &mut KeyedState<SpcState>,
+        record: &Telemetry,
+        out: &mut Vec<Alert>,
+    ) -> RecordStats {
+        let mut stats = RecordStats::default();
+        let sample = |chart, value| Sample {
+            chart,
+            value,
+            event_time: record.event_time,
+            tool_type: record.tool_type,
+            lot_id: record.lot_id.as_deref(),
+            wafer_id: record.wafer_id.as_deref(),
+        };
+        let mut feed = |parameter: &str, chart: ChartId, value: Option<f64>| {
+            let key = ChartKeyRef {
+                tool_id: &record.tool_id,
+                recipe_id: &record.recipe_id,
+                parameter,
+            };
+            let state = store.get_or_insert_with(key, || {
+                SpcState::new(
+                    chart,
+                    self.charts[chart as usize].chart_type(),
+                    record.tool_type,
+                )
+            });
+            self.process(key, state, sample(chart, value), out);
+        };
+        for (parameter, &value) in &record.measurements {
+            match self.route(record.tool_type, parameter) {
+                Some(chart) => {
+                    stats.routed += 1;
+                    stats.non_finite += u32::from(!value.is_finite());
+                    feed(parameter, chart, Some(value));
+                }
+                None => stats.unmonitored += 1,
+            }
+        }
+        for (parameter, chart) in &self.expected[slot(Some(record.tool_type))] {
+            if !record.measurements.contains_key(parameter) {
+                stats.missing += 1;
+                feed(parameter, *chart, None);
+            }
+        }
+        stats
+    }
+
+    /// Event time reached `watermark_ms` on every key of `store`: close expired dedup windows.
+    pub fn advance_all(
+        &self,
+        store: &mut KeyedState<SpcState>,
+        watermark_ms: i64,
+        out: &mut Vec<Alert>,
+    ) {
+        let mut keys: Vec<_> = store.iter_mut().collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, state) in keys {
+            self.on_watermark(key, state, watermark_ms, out);
+        }
+    }
+
+    /// End of input on every key of `store`, in key order.
+    pub fn end_all(&self, store: &mut KeyedState<SpcState>, out: &mut Vec<Alert>) {
+        let mut keys: Vec<_> = store.iter_mut().collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, state) in keys {
+            self.on_end(key, state, out);
+        }
+    }
+
+    fn alert_id(key: ChartKeyRef<'_>, signal: &Signal, seq: u64) -> String {
+        let name = format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{seq}",
+            key.tool_id,
+            key.recipe_id,
+            key.parameter,
+            signal.plot.as_str(),
+            signal.rule.as_str()
+        );
+        uuid::Uuid::new_v5(&ALERT_NAMESPACE, name.as_bytes()).to_string()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn alert(
+        key: ChartKeyRef<'_>,
+        tool_type: ToolType,
+        lot_id: Option<&str>,
+        wafer_id: Option<&str>,
+        signal: &Signal,
+        seq: u64,
+        event_time: i64,
+        repeats: u32,
+    ) -> Alert {
+        let fmt_opt = |v: Option<f64>| v.map_or_else(|| "none".to_string(), |v| format!("{v:.6}"));
+        let mut message = format!(
+            "{} {} on {}/{}: {} = {:.6}, {} (center {:.6}, UCL {}, LCL {})",
+            key.parameter,
+            signal.plot.as_str(),
+            key.tool_id,
+            key.recipe_id,
+            signal.plot.as_str(),
+            signal.statistic,
+            signal.rule.describe(),
+            signal.center,
+            fmt_opt(signal.ucl),
+            fmt_opt(signal.lcl),
+        );
+        if repeats > 0 {
+            message.push_str(&format!(
+                "; repeated {repeats} more times in the dedup window"
+            ));
+        }
+        Alert {
+            alert_id: Self::alert_id(key, signal, seq),
+            tool_id: key.tool_id.to_string(),
+            tool_type,
+            recipe_id: key.recipe_id.to_string(),
+            lot_id: lot_id.map(str::to_string),
+            wafer_id: wafer_id.map(str::to_string),
+            parameter: key.parameter.to_string(),
+            chart: signal.plot.as_str().to_string(),
+            rule: signal.rule.as_str().to_string(),
+            severity: signal.severity(),
+            statistic: signal.statistic,
+            center_line: signal.center,
+            ucl: signal.ucl,
+            lcl: signal.lcl,
+            event_time,
+            message,
+            repeats,
+        }
+    }
+
+    fn closing_alert(key: ChartKeyRef<'_>, tool_type: ToolType, w: &Window) -> Alert {
+        Self::alert(
+            key, tool_type, None, None, &w.last, w.seq, w.last_at, w.repeats,
+        )
+    }
+}
+
+impl KeyedOperator for SpcMonitor {
+    type Key<'a> = ChartKeyRef<'a>;
+    type State = SpcState;
+    type Input<'a> = Sample<'a>;
+    type Output = Alert;
+
+    fn process(
+        &self,
+        key: ChartKeyRef<'_>,
+        state: &mut SpcState,
+        input: Sample<'_>,
+        out: &mut Vec<Alert>,
+    ) {
+        let Some(chart) = self.charts.get(input.chart as usize) else {
+            return;
+        };
+        if state.chart_id != input.chart || state.chart_type != chart.chart_type() {
+            *state = SpcState::new(input.chart, chart.chart_type(), input.tool_type);
+        }
+        let window = self.window_ms;
+        let tool_type = state.tool_type;
+        state.dedup.expire(input.event_time, window, |w| {
+            out.push(Self::closing_alert(key, tool_type, w))
+        });
+        let Some(x) = input.value else {
+            state.chart.record_missing();
+            return;
+        };
+        let seq = state.chart.samples + 1;
+        let dedup = &mut state.dedup;
+        state.chart.update(chart, x, &mut |signal: Signal| {
+            if dedup.admit(&signal, input.event_time, seq, window) == Admission::Emit {
+                out.push(Self::alert(
+                    key,
+                    input.tool_type,
+                    input.lot_id,
+                    input.wafer_id,
+                    &signal,
+                    seq,
+                    input.event_time,
+                    0,
+                ));
+            }
+        });
+    }
+
+    fn on_watermark(
+        &self,
+        key: ChartKeyRef<'_>,
+        state: &mut SpcState,
+        watermark_ms: i64,
+        out: &mut Vec<Alert>,
+    ) {
+        let tool_type = state.tool_type;
+        state.dedup.expire(watermark_ms, self.window_ms, |w| {
+            out.push(Self::closing_alert(key, tool_type, w))
+        });
+    }
+
+    fn on_end(&self, key: ChartKeyRef<'_>, state: &mut SpcState, out: &mut Vec<Alert>) {
+        let tool_type = state.tool_type;
+        state
+            .dedup
+            .flush(|w| out.push(Self::closing_alert(key, tool_type, w)));
+    }
+}
+
+/// The plot a chart type draws its location statistic on.
+pub fn location_plot(ty: ChartType) -> Plot {
+    match ty {
+        ChartType::XbarR | ChartType::XbarS => Plot::Xbar,
+        ChartType::Imr => Plot::I,
+        ChartType::Ewma => Plot::Ewma,
+        ChartType::Cusum => Plot::Cusum,
+    }
+}

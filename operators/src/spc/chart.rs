@@ -1,0 +1,470 @@
+//! Per-chart state and the update step: Phase I estimation, frozen limits, the chart
+//! statistics (X-bar/R, X-bar/S, I-MR, EWMA, CUSUM), spec checks and run rules.
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::{Chart, ChartType};
+use crate::rules::RuleState;
+use crate::signal::{Plot, Rule, Signal};
+
+/// d2 for n = 2: the mean moving range of two normal samples is 1.128 σ.
+const D2_MR: f64 = 1.128;
+/// D4 for n = 2: the moving-range chart's upper limit is 3.267 MR̄.
+const D4_MR: f64 = 3.267;
+
+/// Frozen control limits, in the data's units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Center line of the plotted location statistic (the process mean).
+    pub center: f64,
+    /// Process standard deviation of one sample.
+    pub sigma: f64,
+    /// Upper control limit of the location statistic (EWMA: asymptotic; CUSUM: +H).
+    pub ucl: f64,
+    /// Lower control limit of the location statistic (EWMA: asymptotic; CUSUM: -H).
+    pub lcl: f64,
+    /// Center line of the spread chart (R, S or MR); 0 for EWMA and CUSUM.
+    pub spread_center: f64,
+    /// Upper limit of the spread chart.
+    pub spread_ucl: f64,
+    /// Lower limit of the spread chart.
+    pub spread_lcl: f64,
+}
+
+/// Phase I accumulators.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+struct Baseline {
+    /// Subgroups or points accumulated.
+    count: u32,
+    /// Sum of subgroup means or of points.
+    sum: f64,
+    /// Sum of ranges, standard deviations or moving ranges.
+    spread_sum: f64,
+    /// Number of spreads summed.
+    spread_count: u32,
+}
+
+/// The open subgroup (Welford's running mean and sum of squares, min and max). Every field is
+/// finite, so the state serializes to any format.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+struct Subgroup {
+    count: u32,
+    mean: f64,
+    m2: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Subgroup {
+    fn push(&mut self, x: f64) {
+        self.count += 1;
+        let d = x - self.mean;
+        self.mean += d / self.count as f64;
+        self.m2 += d * (x - self.mean);
+        if self.count == 1 {
+            (self.min, self.max) = (x, x);
+        } else {
+            self.min = self.min.min(x);
+            self.max = self.max.max(x);
+        }
+    }
+
+    fn std_dev(&self) -> f64 {
+        if self.count < 2 {
+            0.0
+        } else {
+            (self.m2 / (self.count - 1) as f64).max(0.0).sqrt()
+        }
+    }
+}
+
+/// The state of one chart for one (tool, recipe, parameter). A plain value: serialize it to
+/// checkpoint, deserialize it to continue exactly where the chart stopped.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ChartState {
+    /// Finite samples accepted.
+    pub samples: u64,
+    /// Samples rejected as NaN or infinite.
+    pub non_finite: u64,
+    /// Records of this tool type that lacked the parameter.
+    pub missing: u64,
+    /// Frozen limits; `None` while Phase I is still estimating.
+    pub limits: Option<Limits>,
+    base: Baseline,
+    sub: Subgroup,
+    /// The previous individual value (moving ranges).
+    last: Option<f64>,
+    /// EWMA statistic.
+    z: f64,
+    /// (1 - λ)^(2t) for the exact EWMA limits.
+    w: f64,
+    /// CUSUM sums in sigma units.
+    c_hi: f64,
+    c_lo: f64,
+    rules: RuleState,
+    /// Signals per rule, indexed by [`Rule::index`].
+    pub fired: [u32; Rule::COUNT],
+}
+
+/// Distance of `v` from `c` in thirds of the distance to the limit on its side.
+fn zone(v: f64, c: f64, ucl: f64, lcl: f64) -> f64 {
+    if v >= c {
+        3.0 * (v - c) / (ucl - c).max(f64::MIN_POSITIVE)
+    } else {
+        -3.0 * (c - v) / (c - lcl).max(f64::MIN_POSITIVE)
+    }
+}
+
+impl ChartState {
+    /// Whether the chart is still in Phase I.
+    pub fn in_baseline(&self) -> bool {
+        self.limits.is_none()
+    }
+
+    /// Counts a sample that could not be plotted (NaN or infinite).
+    pub fn reject_non_finite(&mut self) {
+        self.non_finite += 1;
+    }
+
+    /// Counts a record that lacked this chart's parameter.
+    pub fn record_missing(&mut self) {
+        self.missing += 1;
+    }
+
+    /// Feeds one sample. Non-finite values are counted and ignored. Every signal is passed to
+    /// `emit` and counted in [`ChartState::fired`].
+    pub fn update(&mut self, chart: &Chart, x: f64, emit: &mut impl FnMut(Signal)) {
+        if !x.is_finite() {
+            self.reject_non_finite();
+            return;
+        }
+        self.samples += 1;
+        let mut out = |st: &mut ChartState, s: Signal| {
+            st.fired[s.rule.index()] += 1;
+            emit(s);
+        };
+        self.check_spec(chart, x, &mut out);
+        if self.limits.is_none() && chart.baseline == 0 {
+            self.freeze(chart, None, None);
+        }
+        match chart.chart_type() {
+            ChartType::XbarR | ChartType::XbarS => self.update_subgroup(chart, x, &mut out),
+            ChartType::Imr => self.update_imr(chart, x, &mut out),
+            ChartType::Ewma => self.update_ewma(chart, x, &mut out),
+            ChartType::Cusum => self.update_cusum(chart, x, &mut out),
+        }
+    }
+
+    fn check_spec(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
+        let spec = &chart.spec;
+        let (lo, hi) = (spec.spec_lower, spec.spec_upper);
+        if lo.is_some() || hi.is_some() {
+            let center = match (lo, hi) {
+                (Some(l), Some(h)) => (l + h) / 2.0,
+                _ => spec.target.or(lo).or(hi).unwrap_or(x),
+            };
+            let rule = match (lo, hi) {
+                (_, Some(h)) if x > h => Some(Rule::SpecHigh),
+                (Some(l), _) if x < l => Some(Rule::SpecLow),
+                _ => None,
+            };
+            if let Some(rule) = rule {
+                out(
+                    self,
+                    Signal {
+                        rule,
+                        plot: Plot::Spec,
+                        statistic: x,
+                        center,
+                        ucl: hi,
+                        lcl: lo,
+                        zone: 0.0,
+                    },
+                );
+            }
+        }
+        if let Some(pct) = spec.critical_pct {
+            let center = self.limits.map(|l| l.center).or(spec.target);
+            if let Some(c) = center
+                && c != 0.0
+            {
+                let band = c.abs() * pct / 100.0;
+                let rule = if x > c + band {
+                    Some(Rule::CriticalHigh)
+                } else if x < c - band {
+                    Some(Rule::CriticalLow)
+                } else {
+                    None
+                };
+                if let Some(rule) = rule {
+                    out(
+                        self,
+                        Signal {
+                            rule,
+                            plot: Plot::Spec,
+                            statistic: x,
+                            center: c,
+                            ucl: Some(c + band),
+                            lcl: Some(c - band),
+                            zone: 0.0,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Ends Phase I: resolves center and sigma (known values win over estimates) and freezes
+    /// the limits. Returns false (and stays in Phase I) while an estimated sigma is zero.
+    fn freeze(&mut self, chart: &Chart, est_center: Option<f64>, est_sigma: Option<f64>) -> bool {
+        let spec = &chart.spec;
+        let (Some(center), Some(sigma)) = (spec.target.or(est_center), spec.sigma.or(est_sigma))
+        else {
+            return false;
+        };
+        if !(sigma > 0.0 && sigma.is_finite() && center.is_finite()) {
+            return false;
+        }
+        let l = spec.l;
+        let (plot_sigma, spread) = match chart.chart_type() {
+            ChartType::XbarR => {
+                let c = chart.constants.expect("subgroup charts carry constants");
+                let rbar = c.d2 * sigma;
+                (
+                    sigma / (c.n as f64).sqrt(),
+                    (rbar, c.d4 * rbar, c.d3_lower * rbar),
+                )
+            }
+            ChartType::XbarS => {
+                let c = chart.constants.expect("subgroup charts carry constants");
+                let sbar = c.c4 * sigma;
+                (
+                    sigma / (c.n as f64).sqrt(),
+                    (sbar, c.b4 * sbar, c.b3 * sbar),
+                )
+            }
+            ChartType::Imr => {
+                let mrbar = D2_MR * sigma;
+                (sigma, (mrbar, D4_MR * mrbar, 0.0))
+            }
+            ChartType::Ewma => (sigma * chart.ewma_var_factor.sqrt(), (0.0, 0.0, 0.0)),
+            ChartType::Cusum => (sigma, (0.0, 0.0, 0.0)),
+        };
+        let (ucl, lcl) = if chart.chart_type() == ChartType::Cusum {
+            (spec.h * sigma, -spec.h * sigma)
+        } else {
+            (
+                spec.ucl.unwrap_or(center + l * plot_sigma),
+                spec.lcl.unwrap_or(center - l * plot_sigma),
+            )
+        };
+        self.limits = Some(Limits {
+            center,
+            sigma,
+            ucl,
+            lcl,
+            spread_center: spread.0,
+            spread_ucl: spread.1,
+            spread_lcl: spread.2,
+        });
+        self.base = Baseline::default();
+        self.z = center;
+        self.w = 1.0;
+        self.c_hi = spec.headstart;
+        self.c_lo = spec.headstart;
+        true
+    }
+
+    /// Plots a location statistic against limits and run rules.
+    fn plot_location(
+        &mut self,
+        chart: &Chart,
+        plot: Plot,
+        v: f64,
+        (center, ucl, lcl): (f64, f64, f64),
+        out: &mut impl FnMut(&mut Self, Signal),
+    ) {
+        let s = zone(v, center, ucl, lcl);
+        let fired = self.rules.push(v, s, chart.rules);
+        for n in fired.numbers() {
+            let rule = Rule::run_rule(n).expect("rule sets hold 1..=8");
+            out(
+                self,
+                Signal {
+                    rule,
+                    plot,
+                    statistic: v,
+                    center,
+                    ucl: Some(ucl),
+                    lcl: Some(lcl),
+                    zone: s,
+                },
+            );
+        }
+    }
+
+    /// Plots a spread statistic (rule 1 only, when enabled).
+    fn plot_spread(
+        &mut self,
+        chart: &Chart,
+        plot: Plot,
+        v: f64,
+        lim: &Limits,
+        out: &mut impl FnMut(&mut Self, Signal),
+    ) {
+        if !chart.spread {
+            return;
+        }
+        let rule = if v > lim.spread_ucl {
+            Rule::SpreadHigh
+        } else if lim.spread_lcl > 0.0 && v < lim.spread_lcl {
+            Rule::SpreadLow
+        } else {
+            return;
+        };
+        out(
+            self,
+            Signal {
+                rule,
+                plot,
+                statistic: v,
+                center: lim.spread_center,
+                ucl: Some(lim.spread_ucl),
+                lcl: Some(lim.spread_lcl),
+                zone: 0.0,
+            },
+        );
+    }
+
+    fn update_subgroup(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
+        let c = chart.constants.expect("subgroup charts carry constants");
+        self.sub.push(x);
+        if (self.sub.count as usize) < c.n {
+            return;
+        }
+        let sub = std::mem::take(&mut self.sub);
+        let xbar = sub.mean;
+        let (spread, plot) = if chart.chart_type() == ChartType::XbarR {
+            (sub.max - sub.min, Plot::R)
+        } else {
+            (sub.std_dev(), Plot::S)
+        };
+        match self.limits {
+            None => {
+                self.base.count += 1;
+                self.base.sum += xbar;
+                self.base.spread_sum += spread;
+                self.base.spread_count += 1;
+                if self.base.count >= chart.baseline {
+                    let m = self.base.count as f64;
+                    let spread_bar = self.base.spread_sum / self.base.spread_count as f64;
+                    let unbias = if plot == Plot::R { c.d2 } else { c.c4 };
+                    self.freeze(chart, Some(self.base.sum / m), Some(spread_bar / unbias));
+                }
+            }
+            Some(lim) => {
+                self.plot_location(chart, Plot::Xbar, xbar, (lim.center, lim.ucl, lim.lcl), out);
+                self.plot_spread(chart, plot, spread, &lim, out);
+            }
+        }
+    }
+
+    /// Phase I for individual charts: mean and average moving range. Returns true when the
+    /// sample was consumed by the baseline.
+    fn baseline_individual(&mut self, chart: &Chart, x: f64) -> bool {
+        if self.limits.is_some() {
+            return false;
+        }
+        self.base.count += 1;
+        self.base.sum += x;
+        if let Some(prev) = self.last {
+            self.base.spread_sum += (x - prev).abs();
+            self.base.spread_count += 1;
+        }
+        self.last = Some(x);
+        if self.base.count >= chart.baseline && self.base.spread_count > 0 {
+            let m = self.base.count as f64;
+            let mrbar = self.base.spread_sum / self.base.spread_count as f64;
+            self.freeze(chart, Some(self.base.sum / m), Some(mrbar / D2_MR));
+        }
+        true
+    }
+
+    fn update_imr(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
+        if self.baseline_individual(chart, x) {
+            return;
+        }
+        let Some(lim) = self.limits else { return };
+        self.plot_location(chart, Plot::I, x, (lim.center, lim.ucl, lim.lcl), out);
+        if let Some(prev) = self.last {
+            self.plot_spread(chart, Plot::Mr, (x - prev).abs(), &lim, out);
+        }
+        self.last = Some(x);
+    }
+
+    fn update_ewma(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
+        if self.baseline_individual(chart, x) {
+            return;
+        }
+        let Some(lim) = self.limits else { return };
+        let spec = &chart.spec;
+        self.z = spec.lambda * x + (1.0 - spec.lambda) * self.z;
+        self.w *= chart.ewma_decay2;
+        let var = if spec.asymptotic {
+            chart.ewma_var_factor
+        } else {
+            chart.ewma_var_factor * (1.0 - self.w)
+        };
+        let half = spec.l * lim.sigma * var.sqrt();
+        let ucl = spec.ucl.unwrap_or(lim.center + half);
+        let lcl = spec.lcl.unwrap_or(lim.center - half);
+        let z = self.z;
+        self.plot_location(chart, Plot::Ewma, z, (lim.center, ucl, lcl), out);
+    }
+
+    fn update_cusum(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
+        if self.baseline_individual(chart, x) {
+            return;
+        }
+        let Some(lim) = self.limits else { return };
+        let spec = &chart.spec;
+        let zi = (x - lim.center) / lim.sigma;
+        self.c_hi = (self.c_hi + zi - spec.k).max(0.0);
+        self.c_lo = (self.c_lo - zi - spec.k).max(0.0);
+        let signal = if self.c_hi > spec.h {
+            Some((Rule::CusumUpper, self.c_hi * lim.sigma))
+        } else if self.c_lo > spec.h {
+            Some((Rule::CusumLower, -self.c_lo * lim.sigma))
+        } else {
+            None
+        };
+        if let Some((rule, statistic)) = signal {
+            self.c_hi = spec.headstart;
+            self.c_lo = spec.headstart;
+            if chart.rules.contains(1) {
+                out(
+                    self,
+                    Signal {
+                        rule,
+                        plot: Plot::Cusum,
+                        statistic,
+                        center: 0.0,
+                        ucl: Some(lim.ucl),
+                        lcl: Some(lim.lcl),
+                        zone: 0.0,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The current CUSUM sums (upper, lower) in sigma units.
+    pub fn cusum_sums(&self) -> (f64, f64) {
+        (self.c_hi, self.c_lo)
+    }
+
+    /// The current EWMA statistic.
+    pub fn ewma(&self) -> f64 {
+        self.z
+    }
+}

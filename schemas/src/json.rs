@@ -1,0 +1,291 @@
+//! JSON codecs for [`Telemetry`] and [`Alert`].
+//!
+//! The JSON field names are the Avro field names. Decoding is lenient where gateways
+//! differ and strict elsewhere:
+//!
+//! * `lot_id` / `wafer_id` may be absent or `null`; unknown fields are ignored.
+//! * A measurement value may be a number, `null` (read as NaN) or one of the strings
+//!   `"NaN"`, `"Infinity"`, `"-Infinity"`, also `"inf"`, `"+inf"`, `"-inf"`, `"nan"` in
+//!   any letter case (read as NaN / +inf / -inf), so one bad reading does not make the
+//!   whole record undecodable. A numeric string such as `"1.5"` is an error.
+//! * Encoding writes non-finite measurements as `"NaN"`, `"Infinity"`, `"-Infinity"`,
+//!   so they round-trip.
+//!
+//! Alerts are (de)serialized plainly; note that serde_json writes a non-finite `f64`
+//! outside `measurements` as `null`, which does not decode back.
+
+use crate::alert::Alert;
+use crate::error::SchemaError;
+use crate::telemetry::Telemetry;
+
+/// Decodes one telemetry sample from a JSON document.
+///
+/// # Errors
+///
+/// [`SchemaError::TelemetryJson`] when the bytes are not JSON or do not describe a
+/// sample, e.g. ``telemetry JSON: missing field `tool_id` at line 1 column 40``.
+pub fn decode_telemetry_json(bytes: &[u8]) -> Result<Telemetry, SchemaError> {
+    serde_json::from_slice(bytes).map_err(SchemaError::TelemetryJson)
+}
+
+/// Encodes one telemetry sample as a compact JSON document (no trailing newline).
+pub fn encode_telemetry_json(telemetry: &Telemetry) -> Vec<u8> {
+    // Serializing to a Vec cannot fail: every key is a string and the non-finite
+    // measurement values are written as strings.
+    serde_json::to_vec(telemetry).unwrap_or_else(|e| unreachable!("telemetry to JSON: {e}"))
+}
+
+/// Decodes one alert from a JSON document.
+///
+/// # Errors
+///
+/// [`SchemaError::AlertJson`] when the bytes are not JSON or do not describe an alert.
+pub fn decode_alert_json(bytes: &[u8]) -> Result<Alert, SchemaError> {
+    serde_json::from_slice(bytes).map_err(SchemaError::AlertJson)
+}
+
+/// Encodes one alert as a compact JSON document (no trailing newline).
+pub fn encode_alert_json(alert: &Alert) -> Vec<u8> {
+    // Serializing to a Vec cannot fail: the struct has no maps with non-string keys.
+    serde_json::to_vec(alert).unwrap_or_else(|e| unreachable!("alert to JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::alert::Severity;
+    use crate::telemetry::ToolType;
+
+    fn sample() -> Telemetry {
+        Telemetry {
+            tool_id: "IMP-07".into(),
+            tool_type: ToolType::IonImplant,
+            recipe_id: "B11-5E15".into(),
+            lot_id: Some("LOT-42".into()),
+            wafer_id: None,
+            event_time: 1_732_617_000_123,
+            measurements: BTreeMap::from([
+                ("beam_current_ma".to_owned(), 4.25),
+                ("dose".to_owned(), 5.0e15),
+                ("tilt_deg".to_owned(), -0.1),
+            ]),
+        }
+    }
+
+    fn alert() -> Alert {
+        Alert {
+            alert_id: "3f0c1d2e-0000-5000-8000-000000000001".into(),
+            tool_id: "RTP-02".into(),
+            tool_type: ToolType::Rtp,
+            recipe_id: "SPIKE-1050".into(),
+            lot_id: None,
+            wafer_id: Some("W07".into()),
+            parameter: "peak_temp_c".into(),
+            chart: "xbar".into(),
+            rule: "rule_1".into(),
+            severity: Severity::Critical,
+            statistic: 1061.5,
+            center_line: 1050.0,
+            ucl: Some(1058.25),
+            lcl: None,
+            event_time: 1_732_617_000_999,
+            message: "peak_temp_c above UCL".into(),
+            repeats: 3,
+        }
+    }
+
+    #[test]
+    fn telemetry_round_trip_and_exact_text() {
+        let t = sample();
+        let bytes = encode_telemetry_json(&t);
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            r#"{"tool_id":"IMP-07","tool_type":"ion_implant","recipe_id":"B11-5E15","lot_id":"LOT-42","wafer_id":null,"event_time":1732617000123,"measurements":{"beam_current_ma":4.25,"dose":5000000000000000.0,"tilt_deg":-0.1}}"#
+        );
+        assert_eq!(decode_telemetry_json(&bytes).unwrap(), t);
+    }
+
+    #[test]
+    fn alert_round_trip_and_exact_text() {
+        let a = alert();
+        let bytes = encode_alert_json(&a);
+        assert!(!bytes.ends_with(b"\n"));
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            r#"{"alert_id":"3f0c1d2e-0000-5000-8000-000000000001","tool_id":"RTP-02","tool_type":"rtp","recipe_id":"SPIKE-1050","lot_id":null,"wafer_id":"W07","parameter":"peak_temp_c","chart":"xbar","rule":"rule_1","severity":"critical","statistic":1061.5,"center_line":1050.0,"ucl":1058.25,"lcl":null,"event_time":1732617000999,"message":"peak_temp_c above UCL","repeats":3}"#
+        );
+        assert_eq!(decode_alert_json(&bytes).unwrap(), a);
+    }
+
+    #[test]
+    fn optional_ids_may_be_absent_and_unknown_fields_are_ignored() {
+        let t = decode_telemetry_json(
+            br#"{"tool_id":"T1","tool_type":"rtp","recipe_id":"R","event_time":-5,
+                "measurements":{},"gateway_version":"2.3","extra":{"nested":[1,2]}}"#,
+        )
+        .unwrap();
+        assert_eq!(t.lot_id, None);
+        assert_eq!(t.wafer_id, None);
+        assert_eq!(t.event_time, -5);
+        assert!(t.measurements.is_empty());
+        assert_eq!(t.tool_type, ToolType::Rtp);
+
+        let a = decode_alert_json(
+            br#"{"alert_id":"a","tool_id":"t","tool_type":"ion_implant","recipe_id":"r",
+                "parameter":"p","chart":"spec","rule":"spec_high","severity":"minor",
+                "statistic":1,"center_line":0,"ucl":null,"lcl":-2,"event_time":7,
+                "message":"m","repeats":0}"#,
+        )
+        .unwrap();
+        assert_eq!(a.lot_id, None);
+        assert_eq!(a.wafer_id, None);
+        assert_eq!(a.ucl, None);
+        assert_eq!(a.lcl, Some(-2.0));
+        assert_eq!(a.statistic, 1.0);
+        assert_eq!(a.severity, Severity::Minor);
+    }
+
+    #[test]
+    fn null_and_special_strings_become_non_finite() {
+        let t = decode_telemetry_json(
+            br#"{"tool_id":"T","tool_type":"rtp","recipe_id":"R","event_time":0,
+                "measurements":{"a":null,"b":"NaN","c":"Infinity","d":"-Infinity",
+                "e":"inf","f":"-INF","g":"nan","h":7,"i":-2.5e-3,"j":18446744073709551615}}"#,
+        )
+        .unwrap();
+        let m = &t.measurements;
+        assert_eq!(m.len(), 10);
+        assert!(m["a"].is_nan());
+        assert!(m["b"].is_nan());
+        assert_eq!(m["c"], f64::INFINITY);
+        assert_eq!(m["d"], f64::NEG_INFINITY);
+        assert_eq!(m["e"], f64::INFINITY);
+        assert_eq!(m["f"], f64::NEG_INFINITY);
+        assert!(m["g"].is_nan());
+        assert_eq!(m["h"], 7.0);
+        assert_eq!(m["i"], -2.5e-3);
+        assert_eq!(m["j"], 18_446_744_073_709_551_615.0);
+    }
+
+    #[test]
+    fn non_finite_measurements_round_trip_as_strings() {
+        let mut t = sample();
+        t.measurements = BTreeMap::from([
+            ("nan".to_owned(), f64::NAN),
+            ("pos".to_owned(), f64::INFINITY),
+            ("neg".to_owned(), f64::NEG_INFINITY),
+            ("ok".to_owned(), 1.5),
+        ]);
+        let text = String::from_utf8(encode_telemetry_json(&t)).unwrap();
+        assert!(
+            text.ends_with(
+                r#""measurements":{"nan":"NaN","neg":"-Infinity","ok":1.5,"pos":"Infinity"}}"#
+            ),
+            "{text}"
+        );
+        let back = decode_telemetry_json(text.as_bytes()).unwrap();
+        assert!(back.measurements["nan"].is_nan());
+        assert_eq!(back.measurements["pos"], f64::INFINITY);
+        assert_eq!(back.measurements["neg"], f64::NEG_INFINITY);
+        assert_eq!(back.measurements["ok"], 1.5);
+        assert_eq!(back.tool_id, t.tool_id);
+    }
+
+    #[test]
+    fn numeric_string_measurement_is_rejected_with_parameter_name() {
+        let err = decode_telemetry_json(
+            br#"{"tool_id":"T","tool_type":"rtp","recipe_id":"R","event_time":0,"measurements":{"dose":"1.5"}}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SchemaError::TelemetryJson(_)));
+        assert_eq!(
+            err.to_string(),
+            "telemetry JSON: invalid value: string \"1.5\", expected a number, null, \"NaN\", \
+             \"Infinity\" or \"-Infinity\" for measurement `dose` at line 1 column 92"
+        );
+    }
+
+    #[test]
+    fn wrong_measurement_type_names_the_parameter() {
+        let err = decode_telemetry_json(
+            br#"{"tool_id":"T","tool_type":"rtp","recipe_id":"R","event_time":0,"measurements":{"ok":1,"flag":true}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("telemetry JSON: invalid type: boolean `true`, expected a number")
+                && err.contains("for measurement `flag`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duplicate_measurement_is_rejected() {
+        let err = decode_telemetry_json(
+            br#"{"tool_id":"T","tool_type":"rtp","recipe_id":"R","event_time":0,"measurements":{"a":1,"a":2}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("telemetry JSON: duplicate measurement `a`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_field_error_names_the_field_and_position() {
+        let err = decode_telemetry_json(
+            br#"{"tool_type":"rtp","recipe_id":"R","event_time":0,"measurements":{}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "telemetry JSON: missing field `tool_id` at line 1 column 68"
+        );
+
+        let err = decode_alert_json(br#"{"alert_id":"a"}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "alert JSON: missing field `tool_id` at line 1 column 16"
+        );
+        assert!(matches!(err, SchemaError::AlertJson(_)));
+    }
+
+    #[test]
+    fn bad_enum_and_bad_json_are_errors() {
+        let err = decode_telemetry_json(
+            br#"{"tool_id":"T","tool_type":"furnace","recipe_id":"R","event_time":0,"measurements":{}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "telemetry JSON: unknown variant `furnace`, expected `ion_implant` or `rtp`"
+            ),
+            "{err}"
+        );
+        assert!(decode_telemetry_json(b"").is_err());
+        assert!(decode_telemetry_json(b"{\"tool_id\":").is_err());
+        assert!(decode_telemetry_json(&[0xff, 0xfe, 0x00]).is_err());
+        let err = decode_alert_json(&encode_telemetry_json(&sample()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("alert JSON: missing field `alert_id`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn negative_repeats_in_alert_json_is_rejected() {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&encode_alert_json(&alert())).unwrap();
+        v["repeats"] = serde_json::json!(-1);
+        let err = decode_alert_json(v.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid value: integer `-1`"), "{err}");
+    }
+}

@@ -1,0 +1,68 @@
+//! Schemas, Rust types and codecs for spcvm telemetry and alerts.
+//!
+//! # Data flow
+//!
+//! ```text
+//! tool gateway ── JSON or Avro bytes ──▶ decode_telemetry_json / decode_telemetry_avro
+//!                                              │
+//!                                              ▼
+//!                                          Telemetry ──▶ operators (charts, run rules,
+//!                                                          severity, dedup)
+//!                                                               │
+//!                                                               ▼
+//!            sinks ◀── JSON or Avro bytes ◀── encode_alert_json / encode_alert_avro ◀── Alert
+//! ```
+//!
+//! Telemetry and alerts can also be archived as Avro object-container files
+//! ([`write_telemetry_container`], [`read_telemetry_container`] and the alert
+//! equivalents).
+//!
+//! # Modules
+//!
+//! * [`telemetry`]: [`Telemetry`] (one sample: tool, recipe, lot/wafer, event time and a
+//!   map of measured parameters) and [`ToolType`].
+//! * [`alert`]: [`Alert`] (one violated chart rule or spec limit) and [`Severity`].
+//! * [`json`]: JSON codecs. Measurements accept `null` and `"NaN"` / `"Infinity"` /
+//!   `"-Infinity"` as non-finite values and write non-finite values back as those strings.
+//! * [`avro`]: the Avro schemas (`schemas/avro/*.avsc`, embedded at build time), single
+//!   binary datum codecs, decoding with an evolved writer schema, and
+//!   [`avro::container`] for object-container files.
+//! * [`error`]: [`SchemaError`], whose messages say what was wrong and where, and the Avro
+//!   detail [`AvroError`].
+//!
+//! Everything needed by other crates is re-exported here at the crate root.
+//!
+//! # Robustness
+//!
+//! Decoding never panics on malformed input: truncated or random bytes, absurd lengths and
+//! deeply nested data give a [`SchemaError`]. Binary Avro input is structurally checked
+//! before apache-avro sees it, because apache-avro 0.20 can be made to abort the process
+//! by a tiny datum that announces a huge map.
+
+#![warn(missing_docs)]
+
+pub mod alert;
+pub mod avro;
+pub mod error;
+pub mod json;
+pub mod telemetry;
+
+pub use alert::{Alert, Severity};
+pub use avro::container::{
+    read_alert_container, read_telemetry_container, write_alert_container,
+    write_telemetry_container,
+};
+pub use avro::{
+    ALERT_SCHEMA_JSON, TELEMETRY_SCHEMA_JSON, alert_schema, decode_alert_avro,
+    decode_alert_avro_with_writer, decode_telemetry_avro, decode_telemetry_avro_with_writer,
+    encode_alert_avro, encode_telemetry_avro, telemetry_schema,
+};
+pub use error::{AvroError, SchemaError};
+pub use json::{
+    decode_alert_json, decode_telemetry_json, encode_alert_json, encode_telemetry_json,
+};
+pub use telemetry::{ParseEnumError, Telemetry, ToolType};
+
+/// Re-export of the apache-avro crate, so callers can name [`apache_avro::Schema`] (e.g.
+/// to parse a writer schema) without depending on the same version themselves.
+pub use apache_avro;

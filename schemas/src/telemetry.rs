@@ -1,0 +1,286 @@
+//! Telemetry samples as the gateways send them: [`Telemetry`] and [`ToolType`].
+//!
+//! The Avro form is `schemas/avro/telemetry.avsc`; the JSON form is produced by the
+//! serde derives here (see [`crate::json`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Kind of process tool that produced a sample.
+///
+/// Serialized (JSON and Avro) as `"ion_implant"` or `"rtp"`. The derived order is the
+/// declaration order, which makes the type usable as a sorted map key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolType {
+    /// Ion implanter.
+    IonImplant,
+    /// Rapid thermal processing chamber.
+    Rtp,
+}
+
+impl ToolType {
+    /// Every tool type, in Avro symbol order.
+    pub const ALL: [ToolType; 2] = [ToolType::IonImplant, ToolType::Rtp];
+
+    /// The wire name: `"ion_implant"` or `"rtp"` (also the Avro enum symbol).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolType::IonImplant => "ion_implant",
+            ToolType::Rtp => "rtp",
+        }
+    }
+}
+
+impl fmt::Display for ToolType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ToolType {
+    type Err = ParseEnumError;
+
+    /// Parses the wire name exactly (`"ion_implant"` or `"rtp"`, case-sensitive).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ToolType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| ParseEnumError {
+                kind: "tool type",
+                value: s.to_owned(),
+                expected: &["ion_implant", "rtp"],
+            })
+    }
+}
+
+/// Error from parsing a [`ToolType`] or [`crate::Severity`] from its wire name.
+///
+/// Its message names the rejected value and the accepted ones, e.g.
+/// ``unknown tool type `furnace` (expected one of: ion_implant, rtp)``.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{value}` (expected one of: {})", expected.join(", "))]
+pub struct ParseEnumError {
+    /// What was being parsed, e.g. `"tool type"`.
+    pub kind: &'static str,
+    /// The rejected input.
+    pub value: String,
+    /// The accepted wire names.
+    pub expected: &'static [&'static str],
+}
+
+/// One telemetry sample: the measured parameters of one tool at one instant.
+///
+/// In JSON, `lot_id` and `wafer_id` may be absent or `null`, unknown fields are ignored,
+/// and measurement values may be numbers, `null` or the strings `"NaN"`, `"Infinity"`,
+/// `"-Infinity"` (see [`crate::json`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    /// Identifier of the tool, e.g. `"IMP-07"`.
+    pub tool_id: String,
+    /// Kind of tool.
+    pub tool_type: ToolType,
+    /// Recipe running when the sample was taken.
+    pub recipe_id: String,
+    /// Lot being processed, if known.
+    #[serde(default)]
+    pub lot_id: Option<String>,
+    /// Wafer being processed, if known.
+    #[serde(default)]
+    pub wafer_id: Option<String>,
+    /// Time the sample was taken, in milliseconds since the Unix epoch (UTC).
+    pub event_time: i64,
+    /// Parameter name to measured value. Values may be NaN or infinite when the tool
+    /// reported a bad reading; consumers count such values and never plot them.
+    #[serde(with = "measurement_values")]
+    pub measurements: BTreeMap<String, f64>,
+}
+
+/// Serde helpers for [`Telemetry::measurements`]: non-finite values travel as strings.
+mod measurement_values {
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserializer, Serializer};
+
+    /// Writes finite values as numbers and NaN / +inf / -inf as `"NaN"`, `"Infinity"`,
+    /// `"-Infinity"`, which [`deserialize`] reads back.
+    pub(super) fn serialize<S: Serializer>(
+        values: &BTreeMap<String, f64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(values.len()))?;
+        for (name, &value) in values {
+            if value.is_finite() {
+                map.serialize_entry(name, &value)?;
+            } else {
+                map.serialize_entry(name, non_finite_name(value))?;
+            }
+        }
+        map.end()
+    }
+
+    fn non_finite_name(value: f64) -> &'static str {
+        if value.is_nan() {
+            "NaN"
+        } else if value > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        }
+    }
+
+    /// Reads a map whose values are numbers, `null` (NaN) or the special strings
+    /// accepted by [`parse_special`]. A duplicate parameter name is an error.
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<String, f64>, D::Error> {
+        deserializer.deserialize_map(MeasurementsVisitor)
+    }
+
+    struct MeasurementsVisitor;
+
+    impl<'de> Visitor<'de> for MeasurementsVisitor {
+        type Value = BTreeMap<String, f64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map from parameter name to measured value")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+            let mut values = BTreeMap::new();
+            while let Some(name) = access.next_key::<String>()? {
+                let value = access.next_value_seed(ValueSeed { name: &name })?;
+                if values.contains_key(&name) {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate measurement `{name}`"
+                    )));
+                }
+                values.insert(name, value);
+            }
+            Ok(values)
+        }
+    }
+
+    /// Deserializes one measured value; knows the parameter name for error messages.
+    struct ValueSeed<'a> {
+        name: &'a str,
+    }
+
+    impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+        type Value = f64;
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<f64, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ValueSeed<'_> {
+        type Value = f64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "a number, null, \"NaN\", \"Infinity\" or \"-Infinity\" for measurement `{}`",
+                self.name
+            )
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<f64, E> {
+            Ok(f64::NAN)
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<f64, E> {
+            Ok(f64::NAN)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<f64, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+            parse_special(v).ok_or_else(|| de::Error::invalid_value(de::Unexpected::Str(v), &self))
+        }
+    }
+
+    /// Parses the non-finite spellings Python gateways use, case-insensitively:
+    /// `nan`, `inf`, `+inf`, `infinity`, `+infinity`, `-inf`, `-infinity`.
+    /// Anything else, including numeric strings such as `"1.5"`, is `None`.
+    pub(super) fn parse_special(s: &str) -> Option<f64> {
+        const SPELLINGS: [(&str, f64); 7] = [
+            ("nan", f64::NAN),
+            ("inf", f64::INFINITY),
+            ("+inf", f64::INFINITY),
+            ("infinity", f64::INFINITY),
+            ("+infinity", f64::INFINITY),
+            ("-inf", f64::NEG_INFINITY),
+            ("-infinity", f64::NEG_INFINITY),
+        ];
+        SPELLINGS
+            .iter()
+            .find(|(spelling, _)| s.eq_ignore_ascii_case(spelling))
+            .map(|&(_, value)| value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::measurement_values::parse_special;
+    use super::*;
+
+    #[test]
+    fn tool_type_wire_names_round_trip() {
+        for t in ToolType::ALL {
+            assert_eq!(t.as_str().parse::<ToolType>(), Ok(t));
+            assert_eq!(t.to_string(), t.as_str());
+        }
+        assert_eq!(ToolType::IonImplant.as_str(), "ion_implant");
+        assert_eq!(ToolType::Rtp.as_str(), "rtp");
+        assert!(ToolType::IonImplant < ToolType::Rtp);
+    }
+
+    #[test]
+    fn tool_type_parse_error_names_the_bad_value() {
+        let err = "furnace".parse::<ToolType>().unwrap_err();
+        assert_eq!(err.value, "furnace");
+        assert_eq!(
+            err.to_string(),
+            "unknown tool type `furnace` (expected one of: ion_implant, rtp)"
+        );
+        // Wire names are case-sensitive.
+        assert!("RTP".parse::<ToolType>().is_err());
+    }
+
+    #[test]
+    fn special_spellings() {
+        for s in ["nan", "NaN", "NAN"] {
+            assert!(parse_special(s).unwrap().is_nan(), "{s}");
+        }
+        for s in ["inf", "Inf", "+inf", "Infinity", "INFINITY", "+Infinity"] {
+            assert_eq!(parse_special(s), Some(f64::INFINITY), "{s}");
+        }
+        for s in ["-inf", "-Inf", "-Infinity", "-INFINITY"] {
+            assert_eq!(parse_special(s), Some(f64::NEG_INFINITY), "{s}");
+        }
+        for s in ["1.5", "", " nan", "nan ", "-nan", "infinit", "null"] {
+            assert_eq!(parse_special(s), None, "{s:?}");
+        }
+    }
+}
