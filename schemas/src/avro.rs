@@ -442,6 +442,98 @@ fn unwrap_union(value: Value) -> Value {
     }
 }
 
+/// Parses an Avro schema from untrusted text (a container header, a registry answer).
+///
+/// apache-avro 0.20 panics on a name that breaks the Avro name grammar (for example a
+/// record named ` elemetry`), so every `name`, `namespace` and alias is checked first.
+///
+/// # Errors
+///
+/// [`AvroError::InvalidSchema`] naming the bad name, or [`AvroError::WriterSchema`] when
+/// apache-avro rejects the schema.
+pub fn parse_schema(text: &str) -> Result<Schema, AvroError> {
+    let json: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| AvroError::InvalidSchema(format!("not JSON: {e}")))?;
+    check_names(&json, 0)?;
+    Schema::parse_str(text).map_err(AvroError::WriterSchema)
+}
+
+/// Whether `s` is a valid Avro (full) name: dot-separated `[A-Za-z_][A-Za-z0-9_]*` parts.
+fn is_avro_name(s: &str, allow_empty: bool) -> bool {
+    if s.is_empty() {
+        return allow_empty;
+    }
+    s.split('.').all(|part| {
+        let mut chars = part.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+#[cfg(test)]
+mod parse_schema_tests {
+    use super::*;
+
+    #[test]
+    fn bad_names_are_errors_not_panics() {
+        let bad = r#"{"type":"record","name":" elemetry","fields":[]}"#;
+        let err = parse_schema(bad).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            r#"invalid schema: name " elemetry" is not a valid Avro name"#
+        );
+        let bad_field = r#"{"type":"record","name":"T","fields":[{"name":"a-b","type":"int"}]}"#;
+        assert!(
+            parse_schema(bad_field)
+                .unwrap_err()
+                .to_string()
+                .contains("\"a-b\"")
+        );
+        let bad_ns = r#"{"type":"record","name":"T","namespace":"io..x","fields":[]}"#;
+        assert!(parse_schema(bad_ns).is_err());
+        let with_default = r#"{"type":"record","name":"T","fields":[{"name":"m","type":{"type":"map","values":"string"},"default":{"name":"not an avro name"}}]}"#;
+        assert!(parse_schema(with_default).is_ok());
+        assert!(parse_schema(TELEMETRY_SCHEMA_JSON).is_ok());
+    }
+}
+
+fn check_names(v: &serde_json::Value, depth: usize) -> Result<(), AvroError> {
+    use serde_json::Value as J;
+    if depth > 64 {
+        return Err(AvroError::InvalidSchema(
+            "nested more than 64 levels deep".into(),
+        ));
+    }
+    match v {
+        J::Object(map) => {
+            let bad = |what: &str, name: &str| {
+                AvroError::InvalidSchema(format!("{what} {name:?} is not a valid Avro name"))
+            };
+            for (key, allow_empty) in [("name", false), ("namespace", true)] {
+                if let Some(J::String(name)) = map.get(key)
+                    && !is_avro_name(name, allow_empty)
+                {
+                    return Err(bad(key, name));
+                }
+            }
+            if let Some(J::Array(aliases)) = map.get("aliases") {
+                for alias in aliases {
+                    match alias {
+                        J::String(a) if is_avro_name(a, false) => {}
+                        other => return Err(bad("alias", &other.to_string())),
+                    }
+                }
+            }
+            // Default values are data, not schema: a default may hold any "name".
+            map.iter()
+                .filter(|(k, _)| k.as_str() != "default")
+                .try_for_each(|(_, c)| check_names(c, depth + 1))
+        }
+        J::Array(items) => items.iter().try_for_each(|c| check_names(c, depth + 1)),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,10 @@ pub enum AvroError {
         /// What was wrong with the value.
         reason: String,
     },
+    /// A schema text is not a valid Avro schema (found before handing it to apache-avro,
+    /// which panics on some of these).
+    #[error("invalid schema: {0}")]
+    InvalidSchema(String),
     /// A writer schema could not be parsed or used.
     #[error("writer schema: {0}")]
     WriterSchema(apache_avro::Error),

@@ -8,6 +8,10 @@
 //!   `"NaN"`, `"Infinity"`, `"-Infinity"`, also `"inf"`, `"+inf"`, `"-inf"`, `"nan"` in
 //!   any letter case (read as NaN / +inf / -inf), so one bad reading does not make the
 //!   whole record undecodable. A numeric string such as `"1.5"` is an error.
+//! * Python's `json.dumps` writes non-finite floats as the bare tokens `NaN`, `Infinity`
+//!   and `-Infinity`, which are not JSON. When a document fails to parse and holds such a
+//!   token outside a string, the tokens are quoted and the document is parsed again, so a
+//!   Python gateway's NaN reading is counted as non-finite instead of losing the record.
 //! * Encoding writes non-finite measurements as `"NaN"`, `"Infinity"`, `"-Infinity"`,
 //!   so they round-trip.
 //!
@@ -25,7 +29,48 @@ use crate::telemetry::Telemetry;
 /// [`SchemaError::TelemetryJson`] when the bytes are not JSON or do not describe a
 /// sample, e.g. ``telemetry JSON: missing field `tool_id` at line 1 column 40``.
 pub fn decode_telemetry_json(bytes: &[u8]) -> Result<Telemetry, SchemaError> {
-    serde_json::from_slice(bytes).map_err(SchemaError::TelemetryJson)
+    match serde_json::from_slice(bytes) {
+        Ok(t) => Ok(t),
+        Err(first) => match quote_bare_non_finite(bytes) {
+            // Report the original error when the rewrite does not help either.
+            Some(fixed) => {
+                serde_json::from_slice(&fixed).map_err(|_| SchemaError::TelemetryJson(first))
+            }
+            None => Err(SchemaError::TelemetryJson(first)),
+        },
+    }
+}
+
+/// Quotes the bare tokens `NaN`, `Infinity` and `-Infinity` that appear outside strings.
+/// Returns `None` when there are none.
+fn quote_bare_non_finite(bytes: &[u8]) -> Option<Vec<u8>> {
+    const TOKENS: [&[u8]; 3] = [b"-Infinity", b"Infinity", b"NaN"];
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    let (mut in_string, mut escaped, mut changed) = (false, false, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if let Some(tok) = TOKENS.iter().find(|t| bytes[i..].starts_with(t)) {
+            out.push(b'"');
+            out.extend_from_slice(tok);
+            out.push(b'"');
+            i += tok.len();
+            changed = true;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    changed.then_some(out)
 }
 
 /// Encodes one telemetry sample as a compact JSON document (no trailing newline).
@@ -94,6 +139,23 @@ mod tests {
             message: "peak_temp_c above UCL".into(),
             repeats: 3,
         }
+    }
+
+    #[test]
+    fn python_bare_non_finite_tokens_are_accepted() {
+        let doc = br#"{"tool_id":"T-NaN","tool_type":"rtp","recipe_id":"Infinity","event_time":5,"measurements":{"a":NaN,"b":-Infinity,"c":Infinity,"d":1.5}}"#;
+        let t = decode_telemetry_json(doc).unwrap();
+        // Strings that merely contain the words are left alone.
+        assert_eq!(t.tool_id, "T-NaN");
+        assert_eq!(t.recipe_id, "Infinity");
+        assert!(t.measurements["a"].is_nan());
+        assert_eq!(t.measurements["b"], f64::NEG_INFINITY);
+        assert_eq!(t.measurements["c"], f64::INFINITY);
+        assert_eq!(t.measurements["d"], 1.5);
+        // A bare token where a number is not allowed still fails, with the original error.
+        let bad = br#"{"tool_id":"T","tool_type":"rtp","recipe_id":"R","event_time":NaN,"measurements":{}}"#;
+        let err = decode_telemetry_json(bad).unwrap_err().to_string();
+        assert!(err.contains("line 1 column"), "{err}");
     }
 
     #[test]

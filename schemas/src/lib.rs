@@ -55,7 +55,7 @@ pub use avro::container::{
 pub use avro::{
     ALERT_SCHEMA_JSON, TELEMETRY_SCHEMA_JSON, alert_schema, decode_alert_avro,
     decode_alert_avro_with_writer, decode_telemetry_avro, decode_telemetry_avro_with_writer,
-    encode_alert_avro, encode_telemetry_avro, telemetry_schema,
+    encode_alert_avro, encode_telemetry_avro, parse_schema, telemetry_schema,
 };
 pub use error::{AvroError, SchemaError};
 pub use json::{

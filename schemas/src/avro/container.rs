@@ -217,7 +217,7 @@ impl<R: Read, T: AvroRecord> ContainerReader<R, T> {
             .ok_or_else(|| malformed(input.offset, "header has no avro.schema entry".into()))?;
         let schema_text = std::str::from_utf8(schema_bytes)
             .map_err(|e| malformed(input.offset, format!("avro.schema is not valid UTF-8: {e}")))?;
-        let writer_schema = Schema::parse_str(schema_text).map_err(AvroError::WriterSchema)?;
+        let writer_schema = super::parse_schema(schema_text)?;
         let names = ResolvedSchema::try_from(&writer_schema)
             .map_err(AvroError::WriterSchema)?
             .get_names()
