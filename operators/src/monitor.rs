@@ -255,13 +255,14 @@ impl SpcMonitor {
             lot_id: record.lot_id.as_deref(),
             wafer_id: record.wafer_id.as_deref(),
         };
+        let mut group = store.group(&record.tool_id, &record.recipe_id);
         let mut feed = |parameter: &str, chart: ChartId, value: Option<f64>| {
             let key = ChartKeyRef {
                 tool_id: &record.tool_id,
                 recipe_id: &record.recipe_id,
                 parameter,
             };
-            let state = store.get_or_insert_with(key, || {
+            let state = group.get_or_insert_with(parameter, chart.into(), || {
                 SpcState::new(
                     chart,
                     self.charts[chart as usize].chart_type(),
@@ -375,10 +376,21 @@ impl SpcMonitor {
         }
     }
 
+    /// The alert that closes a dedup window: the opening alert's id, the last repeat's
+    /// statistic, time, lot and wafer, the worst severity seen, and the repeat count.
     fn closing_alert(key: ChartKeyRef<'_>, tool_type: ToolType, w: &Window) -> Alert {
-        Self::alert(
-            key, tool_type, None, None, &w.last, w.seq, w.last_at, w.repeats,
-        )
+        let mut alert = Self::alert(
+            key,
+            tool_type,
+            w.lot_id.as_deref(),
+            w.wafer_id.as_deref(),
+            &w.last,
+            w.seq,
+            w.last_at,
+            w.repeats,
+        );
+        alert.severity = w.severity;
+        alert
     }
 }
 
@@ -413,7 +425,8 @@ impl KeyedOperator for SpcMonitor {
         let seq = state.chart.samples + 1;
         let dedup = &mut state.dedup;
         state.chart.update(chart, x, &mut |signal: Signal| {
-            if dedup.admit(&signal, input.event_time, seq, window) == Admission::Emit {
+            let ids = (input.lot_id, input.wafer_id);
+            if dedup.admit(&signal, input.event_time, seq, window, ids) == Admission::Emit {
                 out.push(Self::alert(
                     key,
                     input.tool_type,
@@ -456,5 +469,117 @@ pub fn location_plot(ty: ChartType) -> Plot {
         ChartType::Imr => Plot::I,
         ChartType::Ewma => Plot::Ewma,
         ChartType::Cusum => Plot::Cusum,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use spcvm_schemas::Severity;
+
+    fn record(i: i64, beam: f64) -> Telemetry {
+        Telemetry {
+            tool_id: "ION-01".into(),
+            tool_type: ToolType::IonImplant,
+            recipe_id: "R1".into(),
+            lot_id: Some(format!("LOT-{}", i / 25)),
+            wafer_id: Some(format!("W{i}")),
+            event_time: i * 60_000,
+            measurements: BTreeMap::from([("beam_current_mA".to_string(), beam)]),
+        }
+    }
+
+    fn monitor(window_s: f64) -> SpcMonitor {
+        let mut spec = ChartSpec::new("beam_current_mA", ChartType::Imr);
+        spec.tool_type = Some(ToolType::IonImplant);
+        spec.target = Some(1.0);
+        spec.sigma = Some(0.01);
+        spec.rules = Some(vec![1]);
+        let cfg = MonitorConfig {
+            seed_defaults: false,
+            dedup: DedupConfig { window_s },
+            charts: vec![spec],
+        };
+        SpcMonitor::new(&cfg).unwrap()
+    }
+
+    #[test]
+    fn repeats_fold_into_one_alert_and_close_with_the_same_id() {
+        let m = monitor(600.0);
+        let mut store = KeyedState::default();
+        let mut out = vec![];
+        // Five points beyond the UCL, one minute apart, inside a ten-minute window.
+        for (i, x) in [
+            (0, 1.0),
+            (1, 1.04),
+            (2, 1.05),
+            (3, 1.06),
+            (4, 1.045),
+            (5, 1.035),
+        ] {
+            m.process_record(&mut store, &record(i, x), &mut out);
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].repeats, 0);
+        assert_eq!(out[0].wafer_id.as_deref(), Some("W1"));
+        assert_eq!(out[0].severity, Severity::Major);
+        // The window closes on the next sample after ten minutes of event time.
+        m.process_record(&mut store, &record(11, 1.0), &mut out);
+        assert_eq!(out.len(), 2);
+        let closing = &out[1];
+        assert_eq!(closing.alert_id, out[0].alert_id);
+        assert_eq!(closing.repeats, 4);
+        assert_eq!(closing.wafer_id.as_deref(), Some("W5"));
+        assert_eq!(closing.event_time, 5 * 60_000);
+        // 1.06 is 6 sigma out: the window's worst firing was critical.
+        assert_eq!(closing.severity, Severity::Critical);
+        assert!(closing.message.contains("repeated 4 more times"));
+    }
+
+    #[test]
+    fn missing_and_non_finite_values_are_counted_not_plotted() {
+        let m = monitor(0.0);
+        let mut store = KeyedState::default();
+        let mut out = vec![];
+        let mut nan = record(0, f64::NAN);
+        let stats = m.process_record(&mut store, &nan, &mut out);
+        assert_eq!(stats.non_finite, 1);
+        nan.measurements.clear();
+        nan.measurements.insert("other".into(), 1.0);
+        let stats = m.process_record(&mut store, &nan, &mut out);
+        assert_eq!((stats.missing, stats.unmonitored), (1, 1));
+        let key = ChartKeyRef {
+            tool_id: "ION-01",
+            recipe_id: "R1",
+            parameter: "beam_current_mA",
+        };
+        let st = store.get(key).unwrap();
+        assert_eq!(
+            (st.chart.samples, st.chart.non_finite, st.chart.missing),
+            (0, 1, 1)
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_new_recipe_starts_its_own_chart_and_ids_are_deterministic() {
+        let m = monitor(0.0);
+        let run = || {
+            let mut store = KeyedState::default();
+            let mut out = vec![];
+            m.process_record(&mut store, &record(0, 1.05), &mut out);
+            let mut other = record(1, 1.05);
+            other.recipe_id = "R2".into();
+            m.process_record(&mut store, &other, &mut out);
+            (store.len(), out)
+        };
+        let (keys, a) = run();
+        let (_, b) = run();
+        assert_eq!(keys, 2);
+        assert_eq!(a.len(), 2);
+        assert_ne!(a[0].alert_id, a[1].alert_id);
+        assert_eq!(a, b);
     }
 }

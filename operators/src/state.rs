@@ -1,9 +1,10 @@
 //! `KeyedState`: the map from (tool, recipe, parameter) to operator state that a runtime holds.
 //!
-//! Keys are stored as one length-prefixed byte string, so a lookup builds the key in a reused
-//! buffer and allocates only when a key is seen for the first time.
+//! States are grouped by (tool, recipe): the group key is one length-prefixed byte string,
+//! and within a group the few parameters are found by a linear scan. A lookup allocates only
+//! when a key is seen for the first time.
 
-use std::collections::HashMap;
+use indexmap::IndexMap;
 
 /// A borrowed chart key: one parameter of one recipe on one tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,18 +52,17 @@ impl ChartKey {
     }
 }
 
-fn encode_into(buf: &mut Vec<u8>, key: ChartKeyRef<'_>) {
+/// Writes the (tool, recipe) group key: both parts length-prefixed, so no two pairs collide.
+fn encode_group(buf: &mut Vec<u8>, tool_id: &str, recipe_id: &str) {
     buf.clear();
-    for part in [key.tool_id, key.recipe_id] {
+    for part in [tool_id, recipe_id] {
         buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
         buf.extend_from_slice(part.as_bytes());
     }
-    buf.extend_from_slice(key.parameter.as_bytes());
 }
 
-/// Decodes a key written by `encode_into`. Keys only come from `encode_into`, so the layout
-/// is trusted; a malformed key yields `None`.
-fn decode(bytes: &[u8]) -> Option<ChartKeyRef<'_>> {
+/// Splits a group key written by `encode_group` into (tool, recipe).
+fn decode_group(bytes: &[u8]) -> Option<(&str, &str)> {
     let mut rest = bytes;
     let mut next = || -> Option<&str> {
         let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
@@ -70,78 +70,210 @@ fn decode(bytes: &[u8]) -> Option<ChartKeyRef<'_>> {
         rest = &rest[4 + len..];
         Some(s)
     };
-    let tool_id = next()?;
-    let recipe_id = next()?;
-    let parameter = std::str::from_utf8(rest).ok()?;
-    Some(ChartKeyRef {
-        tool_id,
-        recipe_id,
-        parameter,
-    })
+    Some((next()?, next()?))
 }
 
-/// Per-key operator state.
+/// Whether a stored group key is (tool, recipe), without building a key.
+fn group_is(stored: &[u8], tool_id: &str, recipe_id: &str) -> bool {
+    let t = tool_id.len();
+    stored.len() == 8 + t + recipe_id.len()
+        && stored[..4] == (t as u32).to_le_bytes()
+        && &stored[4..4 + t] == tool_id.as_bytes()
+        && stored[4 + t..8 + t] == (recipe_id.len() as u32).to_le_bytes()
+        && &stored[8 + t..] == recipe_id.as_bytes()
+}
+
+/// One key's entry in its group: a caller-chosen tag (a function of the parameter, such as a
+/// chart id, compared before the name), the parameter and the state.
+#[derive(Debug, Clone)]
+struct Entry<S> {
+    tag: u32,
+    parameter: Box<str>,
+    state: S,
+}
+
+/// The charts of one (tool, recipe): a handful of parameters, searched linearly.
+type Group<S> = Vec<Entry<S>>;
+
+/// The states of one (tool, recipe), borrowed from a [`KeyedState`].
+pub struct GroupMut<'a, S> {
+    group: &'a mut Group<S>,
+    len: &'a mut usize,
+}
+
+impl<S> GroupMut<'_, S> {
+    /// The state of `parameter`, created by `init` if absent. `tag` must be a function of
+    /// the parameter (the same parameter always comes with the same tag); it is compared
+    /// first, so a lookup costs an integer comparison per entry.
+    pub fn get_or_insert_with(
+        &mut self,
+        parameter: &str,
+        tag: u32,
+        init: impl FnOnce() -> S,
+    ) -> &mut S {
+        let found = self
+            .group
+            .iter()
+            .position(|e| e.tag == tag && &*e.parameter == parameter)
+            .or_else(|| {
+                // Restored or inserted by name: adopt the tag for the next lookups.
+                let pos = self.group.iter().position(|e| &*e.parameter == parameter)?;
+                self.group[pos].tag = tag;
+                Some(pos)
+            });
+        let pos = match found {
+            Some(pos) => pos,
+            None => {
+                self.group.push(Entry {
+                    tag,
+                    parameter: parameter.into(),
+                    state: init(),
+                });
+                *self.len += 1;
+                self.group.len() - 1
+            }
+        };
+        &mut self.group[pos].state
+    }
+}
+
+/// Per-key operator state, grouped by (tool, recipe).
+///
+/// The measurements of one record share their tool and recipe, so the group found for the
+/// first measurement is remembered and the others only compare parameter names: one hash
+/// lookup per record, not per measurement.
 #[derive(Debug, Clone)]
 pub struct KeyedState<S> {
-    map: HashMap<Box<[u8]>, S, foldhash::fast::FixedState>,
+    groups: IndexMap<Box<[u8]>, Group<S>, foldhash::fast::FixedState>,
+    /// Index of the group looked up last.
+    last: Option<usize>,
     buf: Vec<u8>,
+    len: usize,
 }
 
 impl<S> Default for KeyedState<S> {
     fn default() -> Self {
         KeyedState {
-            map: HashMap::with_hasher(foldhash::fast::FixedState::default()),
+            groups: IndexMap::with_hasher(foldhash::fast::FixedState::default()),
+            last: None,
             buf: Vec::with_capacity(64),
+            len: 0,
         }
     }
 }
 
 impl<S> KeyedState<S> {
+    /// Index of the (tool, recipe) group, created if absent.
+    fn group_index(&mut self, tool_id: &str, recipe_id: &str) -> usize {
+        if let Some(i) = self.last
+            && let Some((k, _)) = self.groups.get_index(i)
+            && group_is(k, tool_id, recipe_id)
+        {
+            return i;
+        }
+        encode_group(&mut self.buf, tool_id, recipe_id);
+        let i = match self.groups.get_index_of(self.buf.as_slice()) {
+            Some(i) => i,
+            None => {
+                self.groups
+                    .insert_full(self.buf.clone().into_boxed_slice(), Vec::new())
+                    .0
+            }
+        };
+        self.last = Some(i);
+        i
+    }
+
+    /// The states of one (tool, recipe), created empty if absent.
+    pub fn group(&mut self, tool_id: &str, recipe_id: &str) -> GroupMut<'_, S> {
+        let g = self.group_index(tool_id, recipe_id);
+        GroupMut {
+            group: &mut self.groups[g],
+            len: &mut self.len,
+        }
+    }
+
     /// The state of `key`, created by `init` if absent.
     pub fn get_or_insert_with(&mut self, key: ChartKeyRef<'_>, init: impl FnOnce() -> S) -> &mut S {
-        encode_into(&mut self.buf, key);
-        if !self.map.contains_key(self.buf.as_slice()) {
-            self.map.insert(self.buf.clone().into_boxed_slice(), init());
-        }
-        self.map
-            .get_mut(self.buf.as_slice())
-            .expect("the key was just inserted")
+        let g = self.group_index(key.tool_id, key.recipe_id);
+        let group = &mut self.groups[g];
+        let pos = match group.iter().position(|e| &*e.parameter == key.parameter) {
+            Some(pos) => pos,
+            None => {
+                group.push(Entry {
+                    tag: u32::MAX,
+                    parameter: key.parameter.into(),
+                    state: init(),
+                });
+                self.len += 1;
+                group.len() - 1
+            }
+        };
+        &mut group[pos].state
     }
 
     /// The state of `key`, if any.
-    pub fn get(&mut self, key: ChartKeyRef<'_>) -> Option<&S> {
-        encode_into(&mut self.buf, key);
-        self.map.get(self.buf.as_slice())
+    pub fn get(&self, key: ChartKeyRef<'_>) -> Option<&S> {
+        let mut buf = Vec::with_capacity(8 + key.tool_id.len() + key.recipe_id.len());
+        encode_group(&mut buf, key.tool_id, key.recipe_id);
+        self.groups
+            .get(buf.as_slice())?
+            .iter()
+            .find(|e| &*e.parameter == key.parameter)
+            .map(|e| &e.state)
     }
 
     /// Replaces the state of `key` (restore from a snapshot).
     pub fn insert(&mut self, key: ChartKeyRef<'_>, state: S) {
-        encode_into(&mut self.buf, key);
-        self.map.insert(self.buf.clone().into_boxed_slice(), state);
+        let mut state = Some(state);
+        let slot = self.get_or_insert_with(key, || state.take().expect("taken once"));
+        if let Some(s) = state {
+            *slot = s;
+        }
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     /// Whether no key has state.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// Every key and its state, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (ChartKeyRef<'_>, &S)> {
-        self.map
-            .iter()
-            .filter_map(|(k, s)| decode(k).map(|k| (k, s)))
+        self.groups.iter().flat_map(|(k, group)| {
+            let (tool_id, recipe_id) = decode_group(k).unwrap_or_default();
+            group.iter().map(move |e| {
+                (
+                    ChartKeyRef {
+                        tool_id,
+                        recipe_id,
+                        parameter: &e.parameter,
+                    },
+                    &e.state,
+                )
+            })
+        })
     }
 
     /// Every key and its state, mutably, in no particular order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (ChartKeyRef<'_>, &mut S)> {
-        self.map
-            .iter_mut()
-            .filter_map(|(k, s)| decode(k).map(|k| (k, s)))
+        self.groups.iter_mut().flat_map(|(k, group)| {
+            let (tool_id, recipe_id) = decode_group(k).unwrap_or_default();
+            group.iter_mut().map(move |e| {
+                (
+                    ChartKeyRef {
+                        tool_id,
+                        recipe_id,
+                        parameter: &e.parameter,
+                    },
+                    &mut e.state,
+                )
+            })
+        })
     }
 
     /// Every key and its state, sorted by key (deterministic order for reports and flushes).

@@ -91,7 +91,9 @@ pub struct ChartSpec {
     pub lcl: Option<f64>,
     /// Phase I length: subgroups (subgroup charts) or points (individual charts) used to
     /// estimate what `target` and `sigma` leave unknown; then the limits are frozen.
-    /// Default: 25 subgroups, or 50 points.
+    /// Default: 25 subgroups, or 200 points (individual charts need a long baseline: with
+    /// 50 points the estimated sigma is often 20 % off, and an EWMA or CUSUM built on it
+    /// raises false alarms many times more often than designed).
     #[serde(default)]
     pub baseline: Option<usize>,
     /// Enabled run rules (1..=8). Default: `[1, 2, 5, 6]` on X-bar and I charts, `[1]` on
@@ -137,7 +139,7 @@ mod defaults {
 /// Default Phase I length for subgroup charts, in subgroups.
 pub const DEFAULT_BASELINE_SUBGROUPS: usize = 25;
 /// Default Phase I length for individual charts, in points.
-pub const DEFAULT_BASELINE_POINTS: usize = 50;
+pub const DEFAULT_BASELINE_POINTS: usize = 200;
 
 impl ChartSpec {
     /// A spec with every optional field at its default.
@@ -353,7 +355,7 @@ mod tests {
         assert_eq!(c.constants.unwrap().n, 5);
         assert_eq!(c.rules.numbers().collect::<Vec<_>>(), vec![1, 2, 5, 6]);
         let e = ChartSpec::new("x", ChartType::Ewma).compile().unwrap();
-        assert_eq!(e.baseline, 50);
+        assert_eq!(e.baseline, 200);
         assert_eq!(e.rules.numbers().collect::<Vec<_>>(), vec![1]);
         let mut known = ChartSpec::new("x", ChartType::Imr);
         known.target = Some(1.0);
