@@ -1,0 +1,281 @@
+//! `spcvm backtest`: replays recorded telemetry through [`SpcMonitor`] and writes the alerts
+//! a live deployment would have raised, plus an optional JSON report.
+//!
+//! [`execute`] does the whole command (config, input, alerts file, report); [`run`] is the
+//! loop itself, for callers that bring their own source and sink. Bad input records are
+//! handed to an [`Observer`] and counted; they never stop the run.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use spcvm_operators::{KeyedState, MonitorConfig, SpcMonitor, SpcState};
+use spcvm_schemas::Alert;
+use spcvm_sinks::{AlertWriter, SinkError};
+
+use crate::config::{self, ConfigFileError};
+use crate::input::{Format, InputError, RecordSource};
+use crate::report::{self, Report, SeverityCounts};
+
+/// How often (in records) [`Observer::progress`] is called.
+pub const PROGRESS_EVERY: u64 = 1024;
+
+/// What `spcvm backtest` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Chart configuration; `None` = [`MonitorConfig::default`] (the seed monitors).
+    pub config: Option<PathBuf>,
+    /// Telemetry input.
+    pub input: PathBuf,
+    /// Input format; `None` = from the input's extension.
+    pub format: Option<Format>,
+    /// Where to write the alerts (JSON lines).
+    pub alerts: PathBuf,
+    /// Where to write the JSON report, if anywhere.
+    pub report: Option<PathBuf>,
+}
+
+/// Error that stops a backtest.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    /// The chart configuration is unreadable or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigFileError),
+    /// The input cannot be opened or read.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The alerts cannot be written.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// An output path names the input file (writing it would destroy the input).
+    #[error("{option} `{}` is the input file; choose another output path", path.display())]
+    OutputIsInput {
+        /// The command-line option of the output (`--alerts` or `--report`).
+        option: &'static str,
+        /// The output path.
+        path: PathBuf,
+    },
+    /// The report cannot be written.
+    #[error("cannot write report `{}`", path.display())]
+    Report {
+        /// The report path.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Receives what happens during a run (the CLI prints it; tests collect it).
+pub trait Observer {
+    /// A record that could not be decoded was skipped.
+    fn bad_record(&mut self, error: &InputError);
+
+    /// `bytes` of the input have been read so far.
+    fn progress(&mut self, _bytes: u64) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Observer for Silent {
+    fn bad_record(&mut self, _error: &InputError) {}
+}
+
+/// Counts over a whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// Records decoded and processed.
+    pub records: u64,
+    /// Records skipped because they did not decode.
+    pub bad_records: u64,
+    /// Measurements routed to a chart (non-finite ones included).
+    pub measurements: u64,
+    /// Of those, NaN or infinite values.
+    pub non_finite: u64,
+    /// Charted parameters absent from a record of their tool type.
+    pub missing: u64,
+    /// Measurements that no chart watches.
+    pub unmonitored: u64,
+    /// Distinct alerts (lines with `repeats` = 0) by severity.
+    pub alerts: SeverityCounts,
+    /// Closing lines of dedup windows (`repeats` > 0).
+    pub closing_updates: u64,
+    /// Repeats folded, summed over the closing lines.
+    pub repeats_folded: u64,
+    /// Lines written to the alerts file.
+    pub alert_lines: u64,
+}
+
+impl Totals {
+    fn count_alert(&mut self, alert: &Alert) {
+        self.alert_lines += 1;
+        if alert.repeats == 0 {
+            self.alerts.add(alert.severity);
+        } else {
+            self.closing_updates += 1;
+            self.repeats_folded += u64::from(alert.repeats);
+        }
+    }
+}
+
+/// The result of [`run`].
+#[derive(Debug)]
+pub struct Outcome {
+    /// Counts.
+    pub totals: Totals,
+    /// Final state of every chart.
+    pub store: KeyedState<SpcState>,
+    /// Wall time of the loop.
+    pub elapsed: Duration,
+}
+
+/// The result of [`execute`].
+#[derive(Debug)]
+pub struct Finished {
+    /// What the loop produced.
+    pub outcome: Outcome,
+    /// The report (also written to [`Options::report`] when set).
+    pub report: Report,
+    /// The input format used.
+    pub format: Format,
+}
+
+/// Feeds every record of `source` through `monitor` in file order, writes the alerts as
+/// they are raised, then ends every chart (closing open dedup windows) and writes those
+/// alerts too. The sink is flushed before returning.
+///
+/// # Errors
+///
+/// A fatal input error or a write error; bad records go to `observer` instead.
+pub fn run<W: Write>(
+    monitor: &SpcMonitor,
+    source: &mut RecordSource,
+    sink: &mut AlertWriter<W>,
+    observer: &mut impl Observer,
+) -> Result<Outcome, BacktestError> {
+    let started = Instant::now();
+    let mut store = KeyedState::<SpcState>::default();
+    let mut totals = Totals::default();
+    let mut alerts: Vec<Alert> = Vec::new();
+    let mut since_progress = 0u64;
+    while let Some(item) = source.next() {
+        since_progress += 1;
+        if since_progress >= PROGRESS_EVERY {
+            since_progress = 0;
+            observer.progress(source.bytes_read());
+        }
+        let record = match item {
+            Ok(record) => record,
+            Err(e) if e.is_bad_record() => {
+                totals.bad_records += 1;
+                observer.bad_record(&e);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        totals.records += 1;
+        let stats = monitor.process_record(&mut store, &record, &mut alerts);
+        totals.measurements += u64::from(stats.routed);
+        totals.non_finite += u64::from(stats.non_finite);
+        totals.missing += u64::from(stats.missing);
+        totals.unmonitored += u64::from(stats.unmonitored);
+        for alert in alerts.drain(..) {
+            totals.count_alert(&alert);
+            sink.write(&alert)?;
+        }
+    }
+    monitor.end_all(&mut store, &mut alerts);
+    for alert in alerts.drain(..) {
+        totals.count_alert(&alert);
+        sink.write(&alert)?;
+    }
+    observer.progress(source.bytes_read());
+    Ok(Outcome {
+        totals,
+        store,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Loads the configuration, validates it, then opens the input, runs the backtest into the
+/// alerts file and writes the report.
+///
+/// The configuration is checked and the input opened before the alerts file is created, so
+/// a mistake in either leaves no output behind.
+///
+/// # Errors
+///
+/// [`BacktestError`] naming the file (and line, for configuration errors) that failed.
+pub fn execute(options: &Options, observer: &mut impl Observer) -> Result<Finished, BacktestError> {
+    let monitor = match &options.config {
+        Some(path) => config::load(path)?.1,
+        None => SpcMonitor::new(&MonitorConfig::default()).map_err(|error| {
+            ConfigFileError::Invalid {
+                path: PathBuf::from("<built-in defaults>"),
+                line: None,
+                error,
+            }
+        })?,
+    };
+    let mut source = RecordSource::open(&options.input, options.format)?;
+    let outputs = [
+        ("--alerts", Some(&options.alerts)),
+        ("--report", options.report.as_ref()),
+    ];
+    for (option, path) in outputs {
+        if let Some(path) = path
+            && same_file(path, &options.input)
+        {
+            return Err(BacktestError::OutputIsInput {
+                option,
+                path: path.clone(),
+            });
+        }
+    }
+    let format = source.format();
+    let mut sink = AlertWriter::create(&options.alerts)?;
+    let outcome = run(&monitor, &mut source, &mut sink, observer)?;
+    sink.finish()?;
+    let report = report::build(
+        &options.input.display().to_string(),
+        format,
+        &outcome.totals,
+        &outcome.store,
+    );
+    if let Some(path) = &options.report {
+        write_report(path, &report)?;
+    }
+    Ok(Finished {
+        outcome,
+        report,
+        format,
+    })
+}
+
+/// Whether `a` and `b` name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Writes `report` as pretty-printed JSON followed by a newline.
+///
+/// # Errors
+///
+/// [`BacktestError::Report`] naming the path.
+pub fn write_report(path: &Path, report: &Report) -> Result<(), BacktestError> {
+    let err = |source| BacktestError::Report {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut out = BufWriter::new(File::create(path).map_err(err)?);
+    serde_json::to_writer_pretty(&mut out, report).map_err(|e| err(e.into()))?;
+    out.write_all(b"\n").map_err(err)?;
+    out.into_inner().map_err(|e| err(e.into_error()))?;
+    Ok(())
+}

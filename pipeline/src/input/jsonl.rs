@@ -1,0 +1,218 @@
+//! JSON-lines telemetry: one [`Telemetry`] JSON document per line, decoded by
+//! [`decode_telemetry_json`].
+//!
+//! Blank (whitespace-only) lines are skipped; a line may end in `\n` or `\r\n`. A line that
+//! does not decode, or is longer than [`MAX_LINE_BYTES`], is yielded as
+//! [`InputError::BadRecord`] with its one-based line number, and reading goes on.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::PathBuf;
+
+use spcvm_schemas::{SchemaError, Telemetry, decode_telemetry_json};
+
+use super::{InputError, Location};
+
+/// Longest line accepted (16 MiB); a longer line is skipped as a bad record without being
+/// held in memory.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// Telemetry records from a JSON-lines stream.
+#[derive(Debug)]
+pub struct JsonlRecords<R> {
+    reader: BufReader<R>,
+    path: PathBuf,
+    line_no: u64,
+    line: Vec<u8>,
+}
+
+/// One line read from the stream.
+enum Line {
+    /// The line is in the buffer (without its line ending).
+    Complete,
+    /// The line was longer than [`MAX_LINE_BYTES`] and was dropped.
+    TooLong,
+    /// End of input.
+    Eof,
+}
+
+impl<R: Read> JsonlRecords<R> {
+    /// Reads lines from `reader`; `path` names the input in errors.
+    pub fn new(reader: R, path: PathBuf) -> Self {
+        JsonlRecords {
+            reader: BufReader::with_capacity(256 * 1024, reader),
+            path,
+            line_no: 0,
+            line: Vec::new(),
+        }
+    }
+
+    /// Reads the next line into `self.line`, keeping at most [`MAX_LINE_BYTES`] of it.
+    fn read_line(&mut self) -> io::Result<Line> {
+        self.line.clear();
+        let mut seen_any = false;
+        let mut too_long = false;
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                return Ok(match (seen_any, too_long) {
+                    (false, _) => Line::Eof,
+                    (true, false) => Line::Complete,
+                    (true, true) => Line::TooLong,
+                });
+            }
+            seen_any = true;
+            let newline = available.iter().position(|&b| b == b'\n');
+            let chunk = &available[..newline.unwrap_or(available.len())];
+            if !too_long {
+                if self.line.len() + chunk.len() > MAX_LINE_BYTES {
+                    too_long = true;
+                    self.line.clear();
+                } else {
+                    self.line.extend_from_slice(chunk);
+                }
+            }
+            let used = chunk.len() + usize::from(newline.is_some());
+            self.reader.consume(used);
+            if newline.is_some() {
+                return Ok(if too_long {
+                    Line::TooLong
+                } else {
+                    Line::Complete
+                });
+            }
+        }
+    }
+
+    fn bad(&self, reason: String) -> InputError {
+        InputError::BadRecord {
+            path: self.path.clone(),
+            at: Location::Line(self.line_no),
+            reason,
+        }
+    }
+}
+
+/// The message of a JSON decoding error, with serde_json's "at line 1 column N" (always
+/// line 1 of a one-line document) turned into "(column N)".
+fn json_reason(error: &SchemaError) -> String {
+    let text = error.to_string();
+    if let SchemaError::TelemetryJson(e) = error
+        && e.line() > 0
+    {
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        if let Some(stripped) = text.strip_suffix(&suffix) {
+            return format!("{stripped} (column {})", e.column());
+        }
+    }
+    text
+}
+
+impl<R: Read> Iterator for JsonlRecords<R> {
+    type Item = Result<Telemetry, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let line = match self.read_line() {
+                Ok(line) => line,
+                Err(source) => {
+                    return Some(Err(InputError::Read {
+                        path: self.path.clone(),
+                        source,
+                    }));
+                }
+            };
+            self.line_no += 1;
+            match line {
+                Line::Eof => return None,
+                Line::TooLong => {
+                    return Some(Err(self.bad(format!(
+                        "line longer than {} MiB, skipped",
+                        MAX_LINE_BYTES >> 20
+                    ))));
+                }
+                Line::Complete => {}
+            }
+            if self.line.last() == Some(&b'\r') {
+                self.line.pop();
+            }
+            if self.line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Some(decode_telemetry_json(&self.line).map_err(|e| self.bad(json_reason(&e))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    fn read(text: &[u8]) -> Vec<Result<Telemetry, String>> {
+        JsonlRecords::new(Cursor::new(text.to_vec()), PathBuf::from("t.jsonl"))
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    const GOOD: &str = r#"{"tool_id":"ION-01","tool_type":"ion_implant","recipe_id":"R","event_time":1,"measurements":{"a":1.5}}"#;
+
+    #[test]
+    fn skips_blank_lines_and_handles_crlf_and_missing_final_newline() {
+        let text = format!("\n{GOOD}\r\n   \t\r\n{GOOD}");
+        let out = read(text.as_bytes());
+        assert_eq!(out.len(), 2);
+        for r in out {
+            let t = r.unwrap();
+            assert_eq!(t.tool_id, "ION-01");
+            assert_eq!(t.measurements["a"], 1.5);
+        }
+        assert!(read(b"").is_empty());
+        assert!(read(b"\n\n").is_empty());
+    }
+
+    #[test]
+    fn bad_lines_are_reported_with_line_numbers_and_reading_goes_on() {
+        let cvd = GOOD.replace("ion_implant", "cvd");
+        let text = format!("{GOOD}\n{{not json\n\n{cvd}\n{GOOD}\n");
+        let out = read(text.as_bytes());
+        assert_eq!(out.len(), 4);
+        assert!(out[0].is_ok());
+        assert_eq!(
+            out[1].as_ref().unwrap_err(),
+            "t.jsonl:2: telemetry JSON: key must be a string (column 2)"
+        );
+        assert_eq!(
+            out[2].as_ref().unwrap_err(),
+            "t.jsonl:4: telemetry JSON: unknown variant `cvd`, expected `ion_implant` or `rtp` (column 37)"
+        );
+        assert!(out[3].is_ok());
+    }
+
+    #[test]
+    fn non_finite_strings_decode() {
+        let line = GOOD.replace("1.5", "\"NaN\"");
+        let out = read(line.as_bytes());
+        assert!(out[0].as_ref().unwrap().measurements["a"].is_nan());
+    }
+
+    #[test]
+    fn overlong_line_is_skipped_without_buffering_it() {
+        let mut text = Vec::new();
+        text.extend_from_slice(b"[");
+        text.resize(MAX_LINE_BYTES + 10, b' ');
+        text.extend_from_slice(b"]\n");
+        text.extend_from_slice(GOOD.as_bytes());
+        let out = read(&text);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[0].as_ref().unwrap_err(),
+            "t.jsonl:1: line longer than 16 MiB, skipped"
+        );
+        assert!(out[1].is_ok());
+    }
+}

@@ -1,0 +1,29 @@
+//! The `spcvm` binary's library: everything `spcvm backtest` does, exposed so integration
+//! tests (and later runtimes) can drive it.
+//!
+//! # Layout
+//!
+//! - [`config`]: loads `CHARTS.toml` into a [`spcvm_operators::MonitorConfig`] and a validated
+//!   [`spcvm_operators::SpcMonitor`]; errors name the file, line and key.
+//! - [`input`]: [`input::RecordSource`], an iterator of telemetry records from a JSON-lines
+//!   ([`input::jsonl`]), CSV ([`input::csv`]) or Avro container ([`input::avro`]) file, with
+//!   bad records reported by line or record number.
+//! - [`backtest`]: the replay loop ([`backtest::run`]) and the whole command
+//!   ([`backtest::execute`]).
+//! - [`report`]: the `--report` JSON document.
+//! - `main.rs`: the command line (clap), progress bar and summary.
+//!
+//! # Data flow
+//!
+//! ```text
+//! CHARTS.toml ──config::load──> SpcMonitor
+//! FILE ──RecordSource──> Telemetry ──SpcMonitor::process_record──> Vec<Alert> ──AlertWriter──> alerts.jsonl
+//!        └─ bad record ──Observer──> stderr         │ KeyedState<SpcState> (per tool/recipe/parameter)
+//! end of input ──SpcMonitor::end_all──> closing alerts ──AlertWriter──> alerts.jsonl
+//! KeyedState + Totals ──report::build──> report.json
+//! ```
+
+pub mod backtest;
+pub mod config;
+pub mod input;
+pub mod report;
