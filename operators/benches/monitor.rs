@@ -1,13 +1,16 @@
 //! Throughput of the keyed SPC monitor with every rule enabled, for 1 and 100,000 chart keys.
 //!
-//! Each record carries four measurements routed to an I-MR, an X-bar/R (n = 5), an EWMA (all
-//! eight rules on each) and a CUSUM chart; throughput is counted in measurements. Run with
+//! Each record carries four measurements routed to an I-MR and an X-bar/R (n = 5) chart with
+//! all eight run rules, an EWMA and a CUSUM, all with spec limits; throughput is counted in
+//! measurements. Every tool reports once a minute of event time, and each timed pass continues the clock, so dedup
+//! windows open and close as in production. Run with
 //! `cargo bench -p spcvm-operators --bench monitor`.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use spcvm_operators::{ChartSpec, ChartType, KeyedState, MonitorConfig, SpcMonitor, SpcState};
 use spcvm_schemas::{Alert, Telemetry, ToolType};
 
@@ -23,10 +26,12 @@ fn monitor() -> SpcMonitor {
         .iter()
         .map(|&(p, ty)| {
             let mut c = ChartSpec::new(p, ty);
-            c.rules = Some(if ty == ChartType::Cusum {
-                vec![1]
-            } else {
+            // All eight run rules where they are defined (Shewhart charts); the EWMA and
+            // CUSUM keep rule 1: run rules on an autocorrelated statistic fire on most points.
+            c.rules = Some(if ty.uses_subgroups() || ty == ChartType::Imr {
                 (1..=8).collect()
+            } else {
+                vec![1]
             });
             c.baseline = Some(if ty.uses_subgroups() { 5 } else { 20 });
             c.spec_lower = Some(-4.5);
@@ -54,13 +59,16 @@ fn noise(state: &mut u64) -> f64 {
     (s - 2.0) * 1.732
 }
 
-fn records(tools: usize, count: usize) -> Vec<Telemetry> {
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+/// Cadence of one tool: a record per minute of event time.
+const CADENCE_MS: i64 = 60_000;
+
+/// `count` records round-robin over `tools` tools, starting at round `first_round`.
+fn records(rng: &mut u64, tools: usize, count: usize, first_round: usize) -> Vec<Telemetry> {
     (0..count)
         .map(|i| {
             let measurements: BTreeMap<String, f64> = PARAMS
                 .iter()
-                .map(|&(p, _)| (p.to_string(), noise(&mut rng)))
+                .map(|&(p, _)| (p.to_string(), noise(rng)))
                 .collect();
             Telemetry {
                 tool_id: format!("TOOL-{:06}", i % tools),
@@ -68,7 +76,9 @@ fn records(tools: usize, count: usize) -> Vec<Telemetry> {
                 recipe_id: "RCP".to_string(),
                 lot_id: None,
                 wafer_id: None,
-                event_time: 1_770_000_000_000 + i as i64 * 1000,
+                event_time: 1_770_000_000_000
+                    + ((first_round + i / tools) as i64) * CADENCE_MS
+                    + (i % tools) as i64,
                 measurements,
             }
         })
@@ -83,24 +93,53 @@ fn bench(c: &mut Criterion) {
         // Warm every key past Phase I, then measure steady-state monitoring.
         let mut store = KeyedState::<SpcState>::default();
         let mut sink: Vec<Alert> = Vec::new();
-        for r in records(tools, tools * 40) {
-            m.process_record(&mut store, &r, &mut sink);
-            sink.clear();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let warm_rounds = 40;
+        for round in 0..warm_rounds {
+            for r in records(&mut rng, tools, tools, round) {
+                m.process_record(&mut store, &r, &mut sink);
+                sink.clear();
+            }
         }
-        let batch = records(tools, (tools * 2).max(20_000));
+        let mut batch = records(&mut rng, tools, (tools * 2).max(20_000), warm_rounds);
+        let span = (batch.len() / tools) as i64 * CADENCE_MS;
+        let mut probe = store.clone();
+        let fired = |st: &KeyedState<SpcState>| -> u64 {
+            st.iter()
+                .map(|(_, s)| s.chart.fired.iter().map(|&n| u64::from(n)).sum::<u64>())
+                .sum()
+        };
+        let before = fired(&probe);
+        let mut alerts = Vec::new();
+        for r in &batch {
+            m.process_record(&mut probe, r, &mut alerts);
+        }
+        println!(
+            "{keys} keys: {} rule firings and {} alerts per pass of {} measurements",
+            fired(&probe) - before,
+            alerts.len(),
+            batch.len() * PARAMS.len()
+        );
+        drop(probe);
         group.throughput(Throughput::Elements((batch.len() * PARAMS.len()) as u64));
         group.bench_function(format!("{keys}_keys"), |b| {
-            b.iter_batched_ref(
-                || (),
-                |_| {
+            b.iter_custom(|iters| {
+                let mut elapsed = Duration::ZERO;
+                for _ in 0..iters {
+                    // Untimed: move the batch forward in event time.
+                    for r in batch.iter_mut() {
+                        r.event_time += span;
+                    }
+                    let start = Instant::now();
                     for r in &batch {
                         m.process_record(&mut store, r, &mut sink);
                     }
                     black_box(sink.len());
+                    elapsed += start.elapsed();
                     sink.clear();
-                },
-                BatchSize::PerIteration,
-            )
+                }
+                elapsed
+            })
         });
         println!(
             "{keys} keys: {} chart states, {} bytes each (in memory, plus dedup windows)",

@@ -120,6 +120,8 @@ impl Dedup {
             return Admission::Folded;
         }
         self.oldest = self.oldest.min(now);
+        // One window at a time: the default growth would reserve four.
+        self.open.reserve_exact(1);
         self.open.push(Window {
             opened_at: now,
             seq,
@@ -136,6 +138,19 @@ impl Dedup {
     /// Number of open windows.
     pub fn open_windows(&self) -> usize {
         self.open.len()
+    }
+
+    /// Heap bytes held by the open windows (their vector and lot/wafer ids).
+    pub fn heap_bytes(&self) -> usize {
+        self.open.capacity() * std::mem::size_of::<Window>()
+            + self
+                .open
+                .iter()
+                .map(|w| {
+                    w.lot_id.as_ref().map_or(0, |s| s.len())
+                        + w.wafer_id.as_ref().map_or(0, |s| s.len())
+                })
+                .sum::<usize>()
     }
 }
 

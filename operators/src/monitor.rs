@@ -10,7 +10,7 @@ use spcvm_schemas::{Alert, Telemetry, ToolType};
 use crate::dedup::{Admission, Dedup, Window};
 use crate::defaults;
 use crate::operator::KeyedOperator;
-use crate::signal::{Plot, Signal};
+use crate::signal::{Plot, Rule, Signal};
 use crate::spc::{Chart, ChartSpec, ChartState, ChartType, SpecError};
 use crate::state::{ChartKeyRef, KeyedState};
 
@@ -120,6 +120,11 @@ pub struct SpcState {
 }
 
 impl SpcState {
+    /// Memory held by this state: the struct plus its heap (open dedup windows).
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.dedup.heap_bytes()
+    }
+
     fn new(chart_id: ChartId, chart_type: ChartType, tool_type: ToolType) -> Self {
         SpcState {
             chart_id,
@@ -314,15 +319,64 @@ impl SpcMonitor {
     }
 
     fn alert_id(key: ChartKeyRef<'_>, signal: &Signal, seq: u64) -> String {
-        let name = format!(
-            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{seq}",
+        let mut name =
+            Vec::with_capacity(key.tool_id.len() + key.recipe_id.len() + key.parameter.len() + 40);
+        for part in [
             key.tool_id,
             key.recipe_id,
             key.parameter,
             signal.plot.as_str(),
-            signal.rule.as_str()
+            signal.rule.as_str(),
+        ] {
+            name.extend_from_slice(part.as_bytes());
+            name.push(0x1f);
+        }
+        name.extend_from_slice(seq.to_string().as_bytes());
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        uuid::Uuid::new_v5(&ALERT_NAMESPACE, &name)
+            .hyphenated()
+            .encode_lower(&mut buf)
+            .to_string()
+    }
+
+    /// A human line: what crossed which line, e.g. `beam_current_mA ewma = 1.0120 on
+    /// ION-02/B11_30KEV: beyond a control limit (UCL 1.0105)`.
+    fn message(key: ChartKeyRef<'_>, signal: &Signal, repeats: u32) -> String {
+        use std::fmt::Write;
+        let mut m = String::with_capacity(128);
+        let _ = write!(
+            m,
+            "{} {} = {} on {}/{}: {}",
+            key.parameter,
+            signal.plot.as_str(),
+            Sig(signal.statistic),
+            key.tool_id,
+            key.recipe_id,
+            signal.rule.describe(),
         );
-        uuid::Uuid::new_v5(&ALERT_NAMESPACE, name.as_bytes()).to_string()
+        let line = if signal.statistic > signal.center {
+            signal.ucl.map(|v| ("UCL", v))
+        } else {
+            signal.lcl.map(|v| ("LCL", v))
+        };
+        let run_rule = matches!(
+            signal.rule,
+            Rule::Rule2
+                | Rule::Rule3
+                | Rule::Rule4
+                | Rule::Rule5
+                | Rule::Rule6
+                | Rule::Rule7
+                | Rule::Rule8
+        );
+        let _ = match line {
+            Some((name, v)) if !run_rule => write!(m, " ({name} {})", Sig(v)),
+            _ => write!(m, " (center {})", Sig(signal.center)),
+        };
+        if repeats > 0 {
+            let _ = write!(m, "; repeated {repeats} more times in the dedup window");
+        }
+        m
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -336,25 +390,7 @@ impl SpcMonitor {
         event_time: i64,
         repeats: u32,
     ) -> Alert {
-        let fmt_opt = |v: Option<f64>| v.map_or_else(|| "none".to_string(), |v| format!("{v:.6}"));
-        let mut message = format!(
-            "{} {} on {}/{}: {} = {:.6}, {} (center {:.6}, UCL {}, LCL {})",
-            key.parameter,
-            signal.plot.as_str(),
-            key.tool_id,
-            key.recipe_id,
-            signal.plot.as_str(),
-            signal.statistic,
-            signal.rule.describe(),
-            signal.center,
-            fmt_opt(signal.ucl),
-            fmt_opt(signal.lcl),
-        );
-        if repeats > 0 {
-            message.push_str(&format!(
-                "; repeated {repeats} more times in the dedup window"
-            ));
-        }
+        let message = Self::message(key, signal, repeats);
         Alert {
             alert_id: Self::alert_id(key, signal, seq),
             tool_id: key.tool_id.to_string(),
@@ -462,6 +498,25 @@ impl KeyedOperator for SpcMonitor {
     }
 }
 
+/// Five significant digits for messages: plain notation for ordinary magnitudes, scientific
+/// for very small or large ones (a source pressure of 2.3e-5 mTorr stays readable).
+struct Sig(f64);
+
+impl std::fmt::Display for Sig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        let a = v.abs();
+        if a == 0.0 {
+            write!(f, "{v:.4}")
+        } else if (1e-3..1e6).contains(&a) {
+            let decimals = (4 - a.log10().floor() as i32).clamp(0, 7) as usize;
+            write!(f, "{v:.decimals$}")
+        } else {
+            write!(f, "{v:.4e}")
+        }
+    }
+}
+
 /// The plot a chart type draws its location statistic on.
 pub fn location_plot(ty: ChartType) -> Plot {
     match ty {
@@ -536,6 +591,34 @@ mod tests {
         // 1.06 is 6 sigma out: the window's worst firing was critical.
         assert_eq!(closing.severity, Severity::Critical);
         assert!(closing.message.contains("repeated 4 more times"));
+        assert_eq!(
+            out[0].message,
+            "beam_current_mA i = 1.0400 on ION-01/R1: beyond a control limit (UCL 1.0300)"
+        );
+    }
+
+    #[test]
+    fn chart_state_stays_under_512_bytes() {
+        let m = monitor(3600.0);
+        let mut store = KeyedState::default();
+        let mut out = vec![];
+        // Open a dedup window (with lot and wafer ids) and keep it open.
+        for i in 0..20 {
+            m.process_record(&mut store, &record(i, 1.05), &mut out);
+        }
+        let (_, st) = store.sorted()[0];
+        assert_eq!(st.dedup.open_windows(), 1);
+        assert!(st.memory_bytes() <= 512, "{} bytes", st.memory_bytes());
+    }
+
+    #[test]
+    fn message_numbers_keep_five_significant_digits() {
+        assert_eq!(Sig(1520.123456).to_string(), "1520.1");
+        assert_eq!(Sig(1.01198027).to_string(), "1.0120");
+        assert_eq!(Sig(0.0123456).to_string(), "0.012346");
+        assert_eq!(Sig(2.3e-5).to_string(), "2.3000e-5");
+        assert_eq!(Sig(-3.5e7).to_string(), "-3.5000e7");
+        assert_eq!(Sig(0.0).to_string(), "0.0000");
     }
 
     #[test]

@@ -73,14 +73,35 @@ fn decode_group(bytes: &[u8]) -> Option<(&str, &str)> {
     Some((next()?, next()?))
 }
 
+/// Equality of two short byte strings, eight bytes at a time: ids are a few bytes long, and
+/// for those a call to `memcmp` costs more than the comparison.
+#[inline]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+    if !ca
+        .by_ref()
+        .zip(cb.by_ref())
+        .all(|(x, y)| word(x) == word(y))
+    {
+        return false;
+    }
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    ra.iter().zip(rb).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Whether a stored group key is (tool, recipe), without building a key.
+#[inline]
 fn group_is(stored: &[u8], tool_id: &str, recipe_id: &str) -> bool {
     let t = tool_id.len();
     stored.len() == 8 + t + recipe_id.len()
         && stored[..4] == (t as u32).to_le_bytes()
-        && &stored[4..4 + t] == tool_id.as_bytes()
+        && short_eq(&stored[4..4 + t], tool_id.as_bytes())
         && stored[4 + t..8 + t] == (recipe_id.len() as u32).to_le_bytes()
-        && &stored[8 + t..] == recipe_id.as_bytes()
+        && short_eq(&stored[8 + t..], recipe_id.as_bytes())
 }
 
 /// One key's entry in its group: a caller-chosen tag (a function of the parameter, such as a
@@ -92,6 +113,9 @@ struct Entry<S> {
     state: S,
 }
 
+/// The tag of entries inserted by name, before a tagged lookup adopts them.
+const UNTAGGED: u32 = u32::MAX;
+
 /// The charts of one (tool, recipe): a handful of parameters, searched linearly.
 type Group<S> = Vec<Entry<S>>;
 
@@ -102,25 +126,23 @@ pub struct GroupMut<'a, S> {
 }
 
 impl<S> GroupMut<'_, S> {
-    /// The state of `parameter`, created by `init` if absent. `tag` must be a function of
-    /// the parameter (the same parameter always comes with the same tag); it is compared
-    /// first, so a lookup costs an integer comparison per entry.
+    /// The state of `parameter`, created by `init` if absent. `tag` must identify the
+    /// parameter within this group for the caller's lifetime (equal tags if and only if
+    /// equal parameters, such as a chart id): a lookup then costs an integer comparison per
+    /// entry. An entry not found by tag is looked up by name once and adopts the tag.
     pub fn get_or_insert_with(
         &mut self,
         parameter: &str,
         tag: u32,
         init: impl FnOnce() -> S,
     ) -> &mut S {
-        let found = self
-            .group
-            .iter()
-            .position(|e| e.tag == tag && &*e.parameter == parameter)
-            .or_else(|| {
-                // Restored or inserted by name: adopt the tag for the next lookups.
-                let pos = self.group.iter().position(|e| &*e.parameter == parameter)?;
-                self.group[pos].tag = tag;
-                Some(pos)
-            });
+        let found = self.group.iter().position(|e| e.tag == tag).or_else(|| {
+            // Inserted by name (a restore) or under another tag (a new monitor over the
+            // same store): adopt this tag for the next lookups.
+            let pos = self.group.iter().position(|e| &*e.parameter == parameter)?;
+            self.group[pos].tag = tag;
+            Some(pos)
+        });
         let pos = match found {
             Some(pos) => pos,
             None => {
@@ -201,7 +223,7 @@ impl<S> KeyedState<S> {
             Some(pos) => pos,
             None => {
                 group.push(Entry {
-                    tag: u32::MAX,
+                    tag: UNTAGGED,
                     parameter: key.parameter.into(),
                     state: init(),
                 });
@@ -287,6 +309,29 @@ impl<S> KeyedState<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_eq_matches_slice_equality() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "TOOL-000",
+            "TOOL-0001",
+            "TOOL-0002",
+            "ION-01/B11_30KEV",
+            "ION-01/B11_30KEW",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(
+                    short_eq(a.as_bytes(), b.as_bytes()),
+                    a == b,
+                    "{a:?} vs {b:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn keys_do_not_collide_and_round_trip() {

@@ -215,7 +215,7 @@ impl ChartState {
     }
 
     /// Ends Phase I: resolves center and sigma (known values win over estimates) and freezes
-    /// the limits. Returns false (and stays in Phase I) while an estimated sigma is zero.
+    /// the limits. Returns false (the caller restarts Phase I) when the sigma is zero.
     fn freeze(&mut self, chart: &Chart, est_center: Option<f64>, est_sigma: Option<f64>) -> bool {
         let spec = &chart.spec;
         let (Some(center), Some(sigma)) = (spec.target.or(est_center), spec.sigma.or(est_sigma))
@@ -359,7 +359,9 @@ impl ChartState {
                     let m = self.base.count as f64;
                     let spread_bar = self.base.spread_sum / self.base.spread_count as f64;
                     let unbias = if plot == Plot::R { c.d2 } else { c.c4 };
-                    self.freeze(chart, Some(self.base.sum / m), Some(spread_bar / unbias));
+                    if !self.freeze(chart, Some(self.base.sum / m), Some(spread_bar / unbias)) {
+                        self.base = Baseline::default();
+                    }
                 }
             }
             Some(lim) => {
@@ -385,7 +387,11 @@ impl ChartState {
         if self.base.count >= chart.baseline && self.base.spread_count > 0 {
             let m = self.base.count as f64;
             let mrbar = self.base.spread_sum / self.base.spread_count as f64;
-            self.freeze(chart, Some(self.base.sum / m), Some(mrbar / D2_MR));
+            if !self.freeze(chart, Some(self.base.sum / m), Some(mrbar / D2_MR)) {
+                // No variation at all (a stuck or quantized sensor): start Phase I over rather
+                // than freeze on whatever first difference comes next.
+                self.base = Baseline::default();
+            }
         }
         true
     }
@@ -466,5 +472,90 @@ impl ChartState {
     /// The current EWMA statistic.
     pub fn ewma(&self) -> f64 {
         self.z
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spc::ChartSpec;
+
+    #[test]
+    fn a_baseline_without_variation_starts_over() {
+        let mut spec = ChartSpec::new("x", ChartType::Imr);
+        spec.baseline = Some(10);
+        let chart = spec.compile().unwrap();
+        let mut st = ChartState::default();
+        let mut emit = |_s: Signal| panic!("no signal during Phase I");
+        for _ in 0..10 {
+            st.update(&chart, 5.0, &mut emit);
+        }
+        assert!(st.in_baseline(), "a stuck sensor gives no sigma");
+        // Ten fresh points alternating 4 and 6: mean 5, moving range 2, sigma 2 / 1.128.
+        for i in 0..10 {
+            assert!(st.in_baseline());
+            st.update(&chart, if i % 2 == 0 { 4.0 } else { 6.0 }, &mut emit);
+        }
+        let l = st.limits.expect("frozen after ten points with variation");
+        assert!((l.center - 5.0).abs() < 1e-12, "center {}", l.center);
+        // The first moving range (5 -> 4) belongs to the new baseline too: (1 + 9 * 2) / 10.
+        assert!((l.sigma - 1.9 / 1.128).abs() < 1e-12, "sigma {}", l.sigma);
+    }
+
+    #[test]
+    fn cusum_signals_resets_and_reports_in_data_units() {
+        let mut spec = ChartSpec::new("x", ChartType::Cusum);
+        spec.target = Some(10.0);
+        spec.sigma = Some(2.0);
+        spec.k = 0.5;
+        spec.h = 4.0;
+        let chart = spec.compile().unwrap();
+        let mut st = ChartState::default();
+        let mut signals = vec![];
+        // z = +1.5 each point: C+ grows by 1.0 per point and crosses h = 4 at the 5th.
+        for _ in 0..5 {
+            st.update(&chart, 13.0, &mut |s| signals.push(s));
+        }
+        assert_eq!(signals.len(), 1);
+        let s = signals[0];
+        assert_eq!(s.rule, Rule::CusumUpper);
+        assert!(
+            (s.statistic - 10.0).abs() < 1e-12,
+            "C+ = 5 sigma = 10 units"
+        );
+        assert_eq!((s.ucl, s.lcl), (Some(8.0), Some(-8.0)));
+        assert_eq!(
+            st.cusum_sums(),
+            (0.0, 0.0),
+            "both sums reset after a signal"
+        );
+    }
+
+    #[test]
+    fn ewma_exact_limits_widen_towards_the_asymptote() {
+        let mut spec = ChartSpec::new("x", ChartType::Ewma);
+        spec.target = Some(0.0);
+        spec.sigma = Some(1.0);
+        spec.lambda = 0.2;
+        spec.rules = Some(vec![1]);
+        let chart = spec.compile().unwrap();
+        let mut st = ChartState::default();
+        // z1 = 0.2 * 2.0 = 0.4; exact UCL at t = 1 is 3 * sqrt(0.2/1.8 * (1 - 0.64)) = 0.6.
+        st.update(&chart, 2.0, &mut |_| panic!("0.4 is inside 0.6"));
+        assert!((st.ewma() - 0.4).abs() < 1e-12);
+        // z2 = 0.2 * 4 + 0.8 * 0.4 = 1.12; UCL(2) = 3 * sqrt(1/9 * (1 - 0.4096)) = 0.7684.
+        let mut fired = vec![];
+        st.update(&chart, 4.0, &mut |s| fired.push(s));
+        assert_eq!(fired.len(), 1);
+        let ucl = fired[0].ucl.unwrap();
+        assert!(
+            (ucl - 3.0 * (0.5904f64 / 9.0).sqrt()).abs() < 1e-12,
+            "UCL {ucl}"
+        );
+        assert_eq!(
+            st.limits.unwrap().ucl,
+            1.0,
+            "reported limit is the asymptote 3 * 1/3"
+        );
     }
 }
