@@ -21,19 +21,22 @@ const PARAMS: [(&str, ChartType); 4] = [
     ("p_cusum", ChartType::Cusum),
 ];
 
-fn monitor() -> SpcMonitor {
+/// The monitor; `all_rules` enables all eight run rules on the Shewhart charts, otherwise
+/// every chart keeps its default rules (1, 2, 5, 6 on Shewhart charts, 1 on EWMA and CUSUM).
+fn monitor(all_rules: bool) -> SpcMonitor {
     let charts = PARAMS
         .iter()
         .map(|&(p, ty)| {
             let mut c = ChartSpec::new(p, ty);
             // All eight run rules where they are defined (Shewhart charts); the EWMA and
             // CUSUM keep rule 1: run rules on an autocorrelated statistic fire on most points.
-            c.rules = Some(if ty.uses_subgroups() || ty == ChartType::Imr {
-                (1..=8).collect()
-            } else {
-                vec![1]
-            });
-            c.baseline = Some(if ty.uses_subgroups() { 5 } else { 20 });
+            if all_rules {
+                c.rules = Some(if ty.uses_subgroups() || ty == ChartType::Imr {
+                    (1..=8).collect()
+                } else {
+                    vec![1]
+                });
+            }
             c.spec_lower = Some(-4.5);
             c.spec_upper = Some(4.5);
             c
@@ -47,16 +50,18 @@ fn monitor() -> SpcMonitor {
     SpcMonitor::new(&cfg).expect("valid bench config")
 }
 
-/// Deterministic pseudo-normal noise (sum of uniforms) so the charts see realistic data.
+/// Deterministic pseudo-normal noise: a sum of four splitmix64 uniforms, scaled to sd 1.
 fn noise(state: &mut u64) -> f64 {
     let mut s = 0.0;
     for _ in 0..4 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        s += (*state >> 11) as f64 / (1u64 << 53) as f64;
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        s += (z >> 11) as f64 / (1u64 << 53) as f64;
     }
-    (s - 2.0) * 1.732
+    (s - 2.0) * 3.0f64.sqrt()
 }
 
 /// Cadence of one tool: a record per minute of event time.
@@ -86,15 +91,21 @@ fn records(rng: &mut u64, tools: usize, count: usize, first_round: usize) -> Vec
 }
 
 fn bench(c: &mut Criterion) {
-    let m = monitor();
     let mut group = c.benchmark_group("spc_monitor");
-    for &keys in &[1usize, 100_000] {
+    for (rules, keys) in [
+        ("all_rules", 1usize),
+        ("all_rules", 100_000),
+        ("default_rules", 1),
+        ("default_rules", 100_000),
+    ] {
+        let m = monitor(rules == "all_rules");
         let tools = keys.div_ceil(PARAMS.len());
         // Warm every key past Phase I, then measure steady-state monitoring.
         let mut store = KeyedState::<SpcState>::default();
         let mut sink: Vec<Alert> = Vec::new();
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let warm_rounds = 40;
+        let mut rng = 7u64;
+        // Past the default Phase I (200 points, 25 subgroups of 5) on every chart.
+        let warm_rounds = 250;
         for round in 0..warm_rounds {
             for r in records(&mut rng, tools, tools, round) {
                 m.process_record(&mut store, &r, &mut sink);
@@ -115,14 +126,14 @@ fn bench(c: &mut Criterion) {
             m.process_record(&mut probe, r, &mut alerts);
         }
         println!(
-            "{keys} keys: {} rule firings and {} alerts per pass of {} measurements",
+            "{rules}/{keys} keys: {} rule firings and {} alerts per pass of {} measurements",
             fired(&probe) - before,
             alerts.len(),
             batch.len() * PARAMS.len()
         );
         drop(probe);
         group.throughput(Throughput::Elements((batch.len() * PARAMS.len()) as u64));
-        group.bench_function(format!("{keys}_keys"), |b| {
+        group.bench_function(format!("{rules}/{keys}_keys"), |b| {
             b.iter_custom(|iters| {
                 let mut elapsed = Duration::ZERO;
                 for _ in 0..iters {
@@ -142,9 +153,13 @@ fn bench(c: &mut Criterion) {
             })
         });
         println!(
-            "{keys} keys: {} chart states, {} bytes each (in memory, plus dedup windows)",
+            "{rules}/{keys} keys: {} chart states, at most {} bytes each",
             store.len(),
-            std::mem::size_of::<SpcState>()
+            store
+                .iter()
+                .map(|(_, s)| s.memory_bytes())
+                .max()
+                .unwrap_or(0)
         );
     }
     group.finish();

@@ -356,3 +356,18 @@ mod tests {
         assert_eq!(keys, vec![b, a]);
     }
 }
+
+#[cfg(test)]
+mod group_key_tests {
+    use super::*;
+
+    #[test]
+    fn group_is_recognises_its_own_encoding() {
+        let mut buf = Vec::new();
+        encode_group(&mut buf, "TOOL-000000", "RCP");
+        assert!(group_is(&buf, "TOOL-000000", "RCP"));
+        assert!(!group_is(&buf, "TOOL-000001", "RCP"));
+        assert!(!group_is(&buf, "TOOL-000000", "RCQ"));
+        assert!(!group_is(&buf, "TOOL-00000", "0RCP"));
+    }
+}

@@ -146,3 +146,36 @@ fn cusum_head_start_shortens_out_of_control_arl() {
     // Lucas and Crosier (1982): FIR with h/2 cuts the 1σ ARL from about 10.4 to about 6.4.
     assert!((fir - 6.35).abs() < 0.35, "FIR ARL {fir}, plain {plain}");
 }
+
+/// Mean of the Phase I sigma estimate over many independent baselines of N(0, 1) data.
+fn mean_sigma_estimate(ty: ChartType, baseline: usize, trials: usize, seed: u64) -> f64 {
+    let mut spec = ChartSpec::new("x", ty);
+    spec.baseline = Some(baseline);
+    let chart = spec.compile().unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut total = 0.0;
+    for _ in 0..trials {
+        let mut state = ChartState::default();
+        while state.in_baseline() {
+            let z: f64 = StandardNormal.sample(&mut rng);
+            state.update(&chart, z, &mut |_| {});
+        }
+        total += state.limits.unwrap().sigma;
+    }
+    total / trials as f64
+}
+
+#[test]
+fn phase1_sigma_estimates_are_unbiased() {
+    // R̄/d2, s̄/c4 and MR̄/d2(2) are unbiased for σ (d2, c4 from the published table).
+    for (ty, baseline) in [
+        (ChartType::XbarR, 25),
+        (ChartType::XbarS, 25),
+        (ChartType::Imr, 50),
+        (ChartType::Ewma, 50),
+        (ChartType::Cusum, 50),
+    ] {
+        let m = mean_sigma_estimate(ty, baseline, 4000, 90);
+        assert!((m - 1.0).abs() < 0.01, "{ty:?}: mean sigma estimate {m}");
+    }
+}
