@@ -12,7 +12,7 @@ use crate::defaults;
 use crate::operator::KeyedOperator;
 use crate::signal::{Plot, Rule, Signal};
 use crate::spc::{Chart, ChartSpec, ChartState, ChartType, SpecError};
-use crate::state::{ChartKeyRef, KeyedState};
+use crate::state::{ChartKeyRef, KeyedState, short_eq};
 
 /// Monitor configuration (the `CHARTS.toml` file, or the `[spc]` part of a pipeline config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +149,53 @@ pub struct RecordStats {
     pub unmonitored: u32,
 }
 
+/// Routes from parameter name to chart: a linear scan over a few names (length first, then
+/// a word-wise comparison) beats hashing each measurement's name; a hash index takes over for
+/// monitors with many parameters.
+#[derive(Debug, Clone, Default)]
+struct Routes {
+    names: Vec<Box<str>>,
+    charts: Vec<[Option<ChartId>; 3]>,
+    index: Option<HashMap<Box<str>, usize, foldhash::fast::FixedState>>,
+}
+
+/// Above this many parameters, routes are found through a hash index.
+const LINEAR_ROUTES: usize = 24;
+
+impl Routes {
+    fn position(&self, parameter: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(parameter).copied(),
+            None => self
+                .names
+                .iter()
+                .position(|n| short_eq(n.as_bytes(), parameter.as_bytes())),
+        }
+    }
+
+    fn get(&self, parameter: &str) -> Option<&[Option<ChartId>; 3]> {
+        self.position(parameter).map(|i| &self.charts[i])
+    }
+
+    fn entry(&mut self, parameter: &str) -> &mut [Option<ChartId>; 3] {
+        let i = match self.position(parameter) {
+            Some(i) => i,
+            None => {
+                self.names.push(parameter.into());
+                self.charts.push([None; 3]);
+                if self.names.len() > LINEAR_ROUTES {
+                    let index = self.index.get_or_insert_with(HashMap::default);
+                    for (i, n) in self.names.iter().enumerate().skip(index.len()) {
+                        index.insert(n.clone(), i);
+                    }
+                }
+                self.names.len() - 1
+            }
+        };
+        &mut self.charts[i]
+    }
+}
+
 /// Namespace of the deterministic (UUID v5) alert ids.
 const ALERT_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6f1c_2b0e_52a4_4d3c_9a57_1e0c_5b2d_7a91);
@@ -158,7 +205,7 @@ const ALERT_NAMESPACE: uuid::Uuid =
 pub struct SpcMonitor {
     charts: Vec<Chart>,
     /// parameter -> chart for [ion_implant, rtp, any tool type].
-    routes: HashMap<String, [Option<ChartId>; 3], foldhash::fast::FixedState>,
+    routes: Routes,
     /// Per tool type, the charts tied to it (missing-parameter accounting).
     expected: [Vec<(String, ChartId)>; 2],
     window_ms: i64,
@@ -180,7 +227,7 @@ impl SpcMonitor {
         }
         let mut monitor = SpcMonitor {
             charts: Vec::new(),
-            routes: HashMap::default(),
+            routes: Routes::default(),
             expected: [Vec::new(), Vec::new()],
             window_ms: (config.dedup.window_s * 1000.0).round() as i64,
         };
@@ -209,7 +256,7 @@ impl SpcMonitor {
     /// chart also yields to an earlier chart for any tool type.
     fn add(&mut self, chart: Chart, is_seed: bool) {
         let tool_type = chart.spec.tool_type;
-        let entry = self.routes.entry(chart.spec.parameter.clone()).or_default();
+        let entry = self.routes.entry(&chart.spec.parameter);
         let s = slot(tool_type);
         if entry[s].is_some() || (is_seed && entry[2].is_some()) {
             return;
@@ -595,6 +642,28 @@ mod tests {
             out[0].message,
             "beam_current_mA i = 1.0400 on ION-01/R1: beyond a control limit (UCL 1.0300)"
         );
+    }
+
+    #[test]
+    fn routes_switch_to_a_hash_index_for_many_parameters() {
+        let charts = (0..40)
+            .map(|i| ChartSpec::new(&format!("p{i}"), ChartType::Imr))
+            .collect();
+        let m = SpcMonitor::new(&MonitorConfig {
+            seed_defaults: true,
+            dedup: DedupConfig::default(),
+            charts,
+        })
+        .unwrap();
+        assert!(m.routes.index.is_some());
+        for i in 0..40 {
+            assert_eq!(m.route(ToolType::Rtp, &format!("p{i}")), Some(i as ChartId));
+        }
+        assert_eq!(m.route(ToolType::Rtp, "p40"), None);
+        // Seed charts after the 24th parameter are found through the index too.
+        let rtp = m.route(ToolType::Rtp, "emissivity").unwrap();
+        assert_eq!(m.chart(rtp).unwrap().chart_type(), ChartType::Ewma);
+        assert_eq!(m.route(ToolType::IonImplant, "emissivity"), None);
     }
 
     #[test]
