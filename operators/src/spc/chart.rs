@@ -158,58 +158,42 @@ impl ChartState {
     fn check_spec(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
         let spec = &chart.spec;
         let (lo, hi) = (spec.spec_lower, spec.spec_upper);
-        if lo.is_some() || hi.is_some() {
+        // A raw sample against a pair of engineering limits.
+        let signal = |rule, center, ucl, lcl| Signal {
+            rule,
+            plot: Plot::Spec,
+            statistic: x,
+            center,
+            ucl,
+            lcl,
+            zone: 0.0,
+        };
+        let rule = match (lo, hi) {
+            (_, Some(h)) if x > h => Some(Rule::SpecHigh),
+            (Some(l), _) if x < l => Some(Rule::SpecLow),
+            _ => None,
+        };
+        if let Some(rule) = rule {
             let center = match (lo, hi) {
                 (Some(l), Some(h)) => (l + h) / 2.0,
                 _ => spec.target.or(lo).or(hi).unwrap_or(x),
             };
-            let rule = match (lo, hi) {
-                (_, Some(h)) if x > h => Some(Rule::SpecHigh),
-                (Some(l), _) if x < l => Some(Rule::SpecLow),
-                _ => None,
+            out(self, signal(rule, center, hi, lo));
+        }
+        let center = self.limits.map(|l| l.center).or(spec.target);
+        if let (Some(pct), Some(c)) = (spec.critical_pct, center)
+            && c != 0.0
+        {
+            let band = c.abs() * pct / 100.0;
+            let rule = if x > c + band {
+                Some(Rule::CriticalHigh)
+            } else if x < c - band {
+                Some(Rule::CriticalLow)
+            } else {
+                None
             };
             if let Some(rule) = rule {
-                out(
-                    self,
-                    Signal {
-                        rule,
-                        plot: Plot::Spec,
-                        statistic: x,
-                        center,
-                        ucl: hi,
-                        lcl: lo,
-                        zone: 0.0,
-                    },
-                );
-            }
-        }
-        if let Some(pct) = spec.critical_pct {
-            let center = self.limits.map(|l| l.center).or(spec.target);
-            if let Some(c) = center
-                && c != 0.0
-            {
-                let band = c.abs() * pct / 100.0;
-                let rule = if x > c + band {
-                    Some(Rule::CriticalHigh)
-                } else if x < c - band {
-                    Some(Rule::CriticalLow)
-                } else {
-                    None
-                };
-                if let Some(rule) = rule {
-                    out(
-                        self,
-                        Signal {
-                            rule,
-                            plot: Plot::Spec,
-                            statistic: x,
-                            center: c,
-                            ucl: Some(c + band),
-                            lcl: Some(c - band),
-                            zone: 0.0,
-                        },
-                    );
-                }
+                out(self, signal(rule, c, Some(c + band), Some(c - band)));
             }
         }
     }
@@ -500,6 +484,48 @@ mod tests {
         assert!((l.center - 5.0).abs() < 1e-12, "center {}", l.center);
         // The first moving range (5 -> 4) belongs to the new baseline too: (1 + 9 * 2) / 10.
         assert!((l.sigma - 1.9 / 1.128).abs() < 1e-12, "sigma {}", l.sigma);
+    }
+
+    #[test]
+    fn spec_and_critical_limits_judge_raw_samples_from_the_first_one() {
+        let mut spec = ChartSpec::new("x", ChartType::XbarR);
+        spec.spec_lower = Some(0.6);
+        spec.spec_upper = Some(0.8);
+        spec.critical_pct = Some(15.0);
+        spec.target = Some(0.7);
+        let chart = spec.compile().unwrap();
+        let mut st = ChartState::default();
+        let mut got = vec![];
+        for x in [0.70, 0.81, 0.59, 0.79, 0.81 - 0.2] {
+            st.update(&chart, x, &mut |s| {
+                got.push((x, s.rule, s.center, s.ucl, s.lcl))
+            });
+        }
+        // 0.81 is above spec and beyond 0.7 + 15 % = 0.805; 0.59 is below spec and below
+        // 0.595; 0.79 is inside both; 0.61 is inside both.
+        assert_eq!(
+            got,
+            vec![
+                (0.81, Rule::SpecHigh, 0.7, Some(0.8), Some(0.6)),
+                (
+                    0.81,
+                    Rule::CriticalHigh,
+                    0.7,
+                    Some(0.7 + 0.105),
+                    Some(0.7 - 0.105)
+                ),
+                (0.59, Rule::SpecLow, 0.7, Some(0.8), Some(0.6)),
+                (
+                    0.59,
+                    Rule::CriticalLow,
+                    0.7,
+                    Some(0.7 + 0.105),
+                    Some(0.7 - 0.105)
+                ),
+            ]
+        );
+        assert!(st.in_baseline(), "spec limits apply during Phase I");
+        assert_eq!(st.fired[Rule::SpecHigh.index()], 1);
     }
 
     #[test]
