@@ -15,6 +15,6 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --workspace --all-targets
-echo "== cargo test --doc"
-cargo test --workspace --doc
+# Library, binary, integration and doc tests. Benches are compiled by clippy above and run
+# with `cargo bench` (docs/BENCHMARKS.md), not here.
+cargo test --workspace
