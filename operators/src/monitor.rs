@@ -10,7 +10,7 @@ use spcvm_schemas::{Alert, Telemetry, ToolType};
 use crate::dedup::{Admission, Dedup, Window};
 use crate::defaults;
 use crate::operator::KeyedOperator;
-use crate::signal::{Plot, Rule, Signal};
+use crate::signal::{Rule, Signal};
 use crate::spc::{Chart, ChartSpec, ChartState, ChartType, SpecError};
 use crate::state::{ChartKeyRef, KeyedState, short_eq};
 
@@ -561,16 +561,6 @@ impl std::fmt::Display for Sig {
         } else {
             write!(f, "{v:.4e}")
         }
-    }
-}
-
-/// The plot a chart type draws its location statistic on.
-pub fn location_plot(ty: ChartType) -> Plot {
-    match ty {
-        ChartType::XbarR | ChartType::XbarS => Plot::Xbar,
-        ChartType::Imr => Plot::I,
-        ChartType::Ewma => Plot::Ewma,
-        ChartType::Cusum => Plot::Cusum,
     }
 }
 
