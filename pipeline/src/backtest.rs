@@ -84,21 +84,28 @@ impl Observer for Silent {
     fn bad_record(&mut self, _error: &InputError) {}
 }
 
-/// Counts over a whole run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Totals {
+/// What happened to the input: records and their measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct InputCounts {
     /// Records decoded and processed.
     pub records: u64,
-    /// Records skipped because they did not decode.
+    /// Lines or records skipped because they did not decode.
     pub bad_records: u64,
-    /// Measurements routed to a chart (non-finite ones included).
+    /// Measurements routed to a chart, non-finite ones included.
     pub measurements: u64,
-    /// Of those, NaN or infinite values.
+    /// Of those, NaN or infinite values (counted, not plotted).
     pub non_finite: u64,
     /// Charted parameters absent from a record of their tool type.
     pub missing: u64,
     /// Measurements that no chart watches.
     pub unmonitored: u64,
+}
+
+/// Counts over a whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// Input counts.
+    pub input: InputCounts,
     /// Distinct alerts (lines with `repeats` = 0) by severity.
     pub alerts: SeverityCounts,
     /// Closing lines of dedup windows (`repeats` > 0).
@@ -170,18 +177,18 @@ pub fn run<W: Write>(
         let record = match item {
             Ok(record) => record,
             Err(e) if e.is_bad_record() => {
-                totals.bad_records += 1;
+                totals.input.bad_records += 1;
                 observer.bad_record(&e);
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
-        totals.records += 1;
+        totals.input.records += 1;
         let stats = monitor.process_record(&mut store, &record, &mut alerts);
-        totals.measurements += u64::from(stats.routed);
-        totals.non_finite += u64::from(stats.non_finite);
-        totals.missing += u64::from(stats.missing);
-        totals.unmonitored += u64::from(stats.unmonitored);
+        totals.input.measurements += u64::from(stats.routed);
+        totals.input.non_finite += u64::from(stats.non_finite);
+        totals.input.missing += u64::from(stats.missing);
+        totals.input.unmonitored += u64::from(stats.unmonitored);
         for alert in alerts.drain(..) {
             totals.count_alert(&alert);
             sink.write(&alert)?;

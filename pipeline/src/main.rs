@@ -150,11 +150,11 @@ fn summary(options: &Options, finished: &Finished) -> String {
     let t = &finished.outcome.totals;
     let secs = finished.outcome.elapsed.as_secs_f64();
     let rate = if secs > 0.0 {
-        t.records as f64 / secs
+        t.input.records as f64 / secs
     } else {
         0.0
     };
-    let plotted = t.measurements - t.non_finite;
+    let plotted = t.input.measurements - t.input.non_finite;
     let monitoring = finished
         .report
         .charts
@@ -167,15 +167,15 @@ fn summary(options: &Options, finished: &Finished) -> String {
         finished.format
     );
     let mut row = |label: &str, value: String| s.push_str(&format!("  {label:<26}{value}\n"));
-    row("records read", t.records.to_string());
-    row("bad records skipped", t.bad_records.to_string());
+    row("records read", t.input.records.to_string());
+    row("bad records skipped", t.input.bad_records.to_string());
     row("measurements plotted", plotted.to_string());
     row(
         "non-finite values",
-        format!("{} (counted, not plotted)", t.non_finite),
+        format!("{} (counted, not plotted)", t.input.non_finite),
     );
-    row("missing parameters", t.missing.to_string());
-    row("unmonitored measurements", t.unmonitored.to_string());
+    row("missing parameters", t.input.missing.to_string());
+    row("unmonitored measurements", t.input.unmonitored.to_string());
     row(
         "charts",
         format!(

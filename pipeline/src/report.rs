@@ -9,7 +9,7 @@ use serde::ser::{SerializeMap, Serializer};
 use spcvm_operators::{ChartType, KeyedState, Rule, SpcState};
 use spcvm_schemas::{Severity, ToolType};
 
-use crate::backtest::Totals;
+use crate::backtest::{InputCounts, Totals};
 use crate::input::Format;
 
 /// The whole report.
@@ -30,18 +30,9 @@ pub struct InputReport {
     pub path: String,
     /// Its format.
     pub format: Format,
-    /// Records decoded and processed.
-    pub records: u64,
-    /// Lines or records skipped because they did not decode.
-    pub bad_records: u64,
-    /// Measurements routed to a chart, non-finite ones included.
-    pub measurements: u64,
-    /// Of those, NaN or infinite values (counted, not plotted).
-    pub non_finite: u64,
-    /// Charted parameters absent from a record of their tool type.
-    pub missing: u64,
-    /// Measurements that no chart watches.
-    pub unmonitored: u64,
+    /// Record and measurement counts.
+    #[serde(flatten)]
+    pub counts: InputCounts,
 }
 
 /// Alert counts.
@@ -208,12 +199,7 @@ pub fn build(path: &str, format: Format, totals: &Totals, store: &KeyedState<Spc
         input: InputReport {
             path: path.to_string(),
             format,
-            records: totals.records,
-            bad_records: totals.bad_records,
-            measurements: totals.measurements,
-            non_finite: totals.non_finite,
-            missing: totals.missing,
-            unmonitored: totals.unmonitored,
+            counts: totals.input,
         },
         alerts: AlertReport {
             total: totals.alerts.total(),
