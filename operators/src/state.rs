@@ -349,6 +349,24 @@ mod tests {
     }
 
     #[test]
+    fn entries_restored_by_name_are_found_by_tag_without_duplicates() {
+        let key = ChartKeyRef {
+            tool_id: "ION-01",
+            recipe_id: "R1",
+            parameter: "beam_current_mA",
+        };
+        let mut st = KeyedState::<u32>::default();
+        st.insert(key, 7);
+        let mut group = st.group("ION-01", "R1");
+        assert_eq!(*group.get_or_insert_with("beam_current_mA", 3, || 0), 7);
+        *group.get_or_insert_with("dose_uniformity_pct", 4, || 1) += 1;
+        // A different tag for a known name (another monitor over the same store) adopts it.
+        assert_eq!(*group.get_or_insert_with("beam_current_mA", 9, || 0), 7);
+        assert_eq!(st.len(), 2);
+        assert_eq!(st.get(key), Some(&7));
+    }
+
+    #[test]
     fn keys_do_not_collide_and_round_trip() {
         let mut st = KeyedState::<u32>::default();
         let a = ChartKeyRef {
