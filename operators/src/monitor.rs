@@ -107,9 +107,10 @@ pub struct Sample<'a> {
 /// The operator state of one chart key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpcState {
-    /// Which chart of the monitor this state belongs to.
-    pub chart_id: ChartId,
-    /// The chart type it was built for (a config change resets the state).
+    /// Fingerprint of the chart settings the state was built under: a restore under changed
+    /// settings (type, λ, limits, baseline, ...) starts the chart over.
+    pub fingerprint: u64,
+    /// The chart type it was built for.
     pub chart_type: ChartType,
     /// Tool type of the key (for alerts emitted without a sample).
     pub tool_type: ToolType,
@@ -125,10 +126,10 @@ impl SpcState {
         std::mem::size_of::<Self>() + self.dedup.heap_bytes()
     }
 
-    fn new(chart_id: ChartId, chart_type: ChartType, tool_type: ToolType) -> Self {
+    fn new(chart: &Chart, tool_type: ToolType) -> Self {
         SpcState {
-            chart_id,
-            chart_type,
+            fingerprint: chart.fingerprint,
+            chart_type: chart.chart_type(),
             tool_type,
             chart: ChartState::default(),
             dedup: Dedup::default(),
@@ -315,11 +316,7 @@ impl SpcMonitor {
                 parameter,
             };
             let state = group.get_or_insert_with(parameter, chart.into(), || {
-                SpcState::new(
-                    chart,
-                    self.charts[chart as usize].chart_type(),
-                    record.tool_type,
-                )
+                SpcState::new(&self.charts[chart as usize], record.tool_type)
             });
             self.process(key, state, sample(chart, value), out);
         };
@@ -493,8 +490,8 @@ impl KeyedOperator for SpcMonitor {
         let Some(chart) = self.charts.get(input.chart as usize) else {
             return;
         };
-        if state.chart_id != input.chart || state.chart_type != chart.chart_type() {
-            *state = SpcState::new(input.chart, chart.chart_type(), input.tool_type);
+        if state.fingerprint != chart.fingerprint {
+            *state = SpcState::new(chart, input.tool_type);
         }
         let window = self.window_ms;
         let tool_type = state.tool_type;
@@ -654,6 +651,49 @@ mod tests {
         let rtp = m.route(ToolType::Rtp, "emissivity").unwrap();
         assert_eq!(m.chart(rtp).unwrap().chart_type(), ChartType::Ewma);
         assert_eq!(m.route(ToolType::IonImplant, "emissivity"), None);
+    }
+
+    #[test]
+    fn restore_under_a_changed_config_keeps_unchanged_charts() {
+        let beam = |lambda: f64| {
+            let mut c = ChartSpec::new("beam_current_mA", ChartType::Ewma);
+            c.tool_type = Some(ToolType::IonImplant);
+            c.lambda = lambda;
+            c.baseline = Some(5);
+            c
+        };
+        let mut dose = ChartSpec::new("dose_uniformity_pct", ChartType::Imr);
+        dose.baseline = Some(5);
+        let cfg = |charts| MonitorConfig {
+            seed_defaults: false,
+            dedup: DedupConfig::default(),
+            charts,
+        };
+        let before = SpcMonitor::new(&cfg(vec![beam(0.2)])).unwrap();
+        let mut store = KeyedState::default();
+        let mut out = vec![];
+        for i in 0..10 {
+            let x = 1.0 + 0.01 * ((i % 3) as f64 - 1.0);
+            before.process_record(&mut store, &record(i, x), &mut out);
+        }
+        let key = ChartKeyRef {
+            tool_id: "ION-01",
+            recipe_id: "R1",
+            parameter: "beam_current_mA",
+        };
+        assert_eq!(store.get(key).unwrap().chart.samples, 10);
+        // A chart added in front shifts every chart id; the beam chart keeps its state.
+        let shifted = SpcMonitor::new(&cfg(vec![dose.clone(), beam(0.2)])).unwrap();
+        let mut s2 = store.clone();
+        shifted.process_record(&mut s2, &record(10, 1.0), &mut out);
+        assert_eq!(s2.get(key).unwrap().chart.samples, 11);
+        assert!(s2.get(key).unwrap().chart.limits.is_some());
+        // A changed lambda starts the chart over.
+        let changed = SpcMonitor::new(&cfg(vec![beam(0.1)])).unwrap();
+        let mut s3 = store.clone();
+        changed.process_record(&mut s3, &record(10, 1.0), &mut out);
+        assert_eq!(s3.get(key).unwrap().chart.samples, 1);
+        assert!(s3.get(key).unwrap().chart.limits.is_none());
     }
 
     #[test]

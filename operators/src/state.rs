@@ -125,23 +125,27 @@ pub struct GroupMut<'a, S> {
 }
 
 impl<S> GroupMut<'_, S> {
-    /// The state of `parameter`, created by `init` if absent. `tag` must identify the
-    /// parameter within this group for the caller's lifetime (equal tags if and only if
-    /// equal parameters, such as a chart id): a lookup then costs an integer comparison per
-    /// entry. An entry not found by tag is looked up by name once and adopts the tag.
+    /// The state of `parameter`, created by `init` if absent. `tag` is a hint that should
+    /// identify the parameter (such as a chart id): entries are matched on tag and name (a
+    /// two-word comparison for short names), and an entry found by name under another tag
+    /// (a restore, or a new monitor whose ids shifted) adopts this one.
     pub fn get_or_insert_with(
         &mut self,
         parameter: &str,
         tag: u32,
         init: impl FnOnce() -> S,
     ) -> &mut S {
-        let found = self.group.iter().position(|e| e.tag == tag).or_else(|| {
-            // Inserted by name (a restore) or under another tag (a new monitor over the
-            // same store): adopt this tag for the next lookups.
-            let pos = self.group.iter().position(|e| &*e.parameter == parameter)?;
-            self.group[pos].tag = tag;
-            Some(pos)
-        });
+        let found = self
+            .group
+            .iter()
+            .position(|e| e.tag == tag && short_eq(e.parameter.as_bytes(), parameter.as_bytes()))
+            .or_else(|| {
+                // Inserted by name (a restore) or under another tag (a new monitor over the
+                // same store): adopt this tag for the next lookups.
+                let pos = self.group.iter().position(|e| &*e.parameter == parameter)?;
+                self.group[pos].tag = tag;
+                Some(pos)
+            });
         let pos = match found {
             Some(pos) => pos,
             None => {
@@ -364,6 +368,19 @@ mod tests {
         assert_eq!(*group.get_or_insert_with("beam_current_mA", 9, || 0), 7);
         assert_eq!(st.len(), 2);
         assert_eq!(st.get(key), Some(&7));
+    }
+
+    #[test]
+    fn a_stale_tag_never_returns_another_parameters_state() {
+        let mut st = KeyedState::<&str>::default();
+        let mut group = st.group("T", "R");
+        *group.get_or_insert_with("beam", 0, || "beam") = "beam";
+        *group.get_or_insert_with("dose", 1, || "dose") = "dose";
+        // A new monitor numbers the charts the other way round.
+        assert_eq!(*group.get_or_insert_with("dose", 0, || "new"), "dose");
+        assert_eq!(*group.get_or_insert_with("beam", 1, || "new"), "beam");
+        assert_eq!(*group.get_or_insert_with("beam", 1, || "new"), "beam");
+        assert_eq!(st.len(), 2);
     }
 
     #[test]

@@ -168,6 +168,43 @@ impl ChartSpec {
         }
     }
 
+    /// A stable 64-bit fingerprint (FNV-1a) of the settings that shape the chart's state:
+    /// type, λ, L, asymptotic, k, h, head start, subgroup size, target, sigma, fixed limits
+    /// and baseline. State saved under another fingerprint is discarded on restore (the chart
+    /// starts a new Phase I); rules, spread, spec and critical limits can change without that.
+    pub fn state_fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        eat(self.chart_type.as_str().as_bytes());
+        for v in [self.lambda, self.l, self.k, self.h, self.headstart] {
+            eat(&v.to_bits().to_le_bytes());
+        }
+        eat(&[u8::from(self.asymptotic)]);
+        eat(&(self.subgroup_size as u64).to_le_bytes());
+        for v in [self.target, self.sigma, self.ucl, self.lcl] {
+            match v {
+                Some(x) => {
+                    eat(&[1]);
+                    eat(&x.to_bits().to_le_bytes());
+                }
+                None => eat(&[0]),
+            }
+        }
+        match self.baseline {
+            Some(b) => {
+                eat(&[1]);
+                eat(&(b as u64).to_le_bytes());
+            }
+            None => eat(&[0]),
+        }
+        h
+    }
+
     /// Checks every value and resolves defaults. The error names the offending field.
     pub fn compile(&self) -> Result<Chart, SpecError> {
         let bad = |field: &'static str, reason: String| SpecError { field, reason };
@@ -297,6 +334,7 @@ impl ChartSpec {
             ));
         }
         Ok(Chart {
+            fingerprint: self.state_fingerprint(),
             spread: self.spread.unwrap_or(ty.uses_subgroups()) && rules.contains(1),
             spec: self.clone(),
             constants,
@@ -331,6 +369,9 @@ pub struct Chart {
     pub rules: RuleSet,
     /// Whether the spread chart raises alerts.
     pub spread: bool,
+    /// Fingerprint of the settings that shape the chart's state (see
+    /// [`ChartSpec::state_fingerprint`]).
+    pub fingerprint: u64,
     /// (1 - λ)², the per-point decay of the exact EWMA variance term.
     pub ewma_decay2: f64,
     /// λ / (2 - λ), the asymptotic EWMA variance factor.
@@ -361,6 +402,33 @@ mod tests {
         known.target = Some(1.0);
         known.sigma = Some(0.1);
         assert_eq!(known.compile().unwrap().baseline, 0);
+    }
+
+    #[test]
+    fn fingerprint_follows_state_shaping_settings_only() {
+        let base = ChartSpec::new("x", ChartType::Ewma);
+        let f = base.state_fingerprint();
+        assert_eq!(f, base.clone().state_fingerprint());
+        let mut other = base.clone();
+        other.spec_upper = Some(1.0);
+        other.rules = Some(vec![1, 2]);
+        other.critical_pct = Some(10.0);
+        assert_eq!(
+            other.state_fingerprint(),
+            f,
+            "spec, rules, critical keep the state"
+        );
+        for change in [
+            |c: &mut ChartSpec| c.lambda = 0.1,
+            |c: &mut ChartSpec| c.target = Some(0.0),
+            |c: &mut ChartSpec| c.baseline = Some(50),
+            |c: &mut ChartSpec| c.chart_type = ChartType::Imr,
+            |c: &mut ChartSpec| c.asymptotic = true,
+        ] {
+            let mut c = base.clone();
+            change(&mut c);
+            assert_ne!(c.state_fingerprint(), f, "{c:?}");
+        }
     }
 
     #[test]
