@@ -329,13 +329,7 @@ fn missing_input_file_is_an_error_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("no-such-history.jsonl");
     let alerts = dir.path().join("a.jsonl");
-    let out = spcvm([
-        "backtest".as_ref(),
-        "--input".as_ref(),
-        input.as_os_str(),
-        "--alerts".as_ref(),
-        alerts.as_os_str(),
-    ]);
+    let out = backtest(&input, &alerts, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -365,15 +359,7 @@ fn refuses_to_overwrite_the_input() {
         } else {
             (&other, &same)
         };
-        let out = spcvm([
-            "backtest".as_ref(),
-            "--input".as_ref(),
-            input.as_os_str(),
-            "--alerts".as_ref(),
-            alerts.as_os_str(),
-            "--report".as_ref(),
-            report.as_os_str(),
-        ]);
+        let out = backtest(&input, alerts, &["--report".as_ref(), report.as_os_str()]);
         assert!(!out.status.success());
         assert_eq!(
             String::from_utf8_lossy(&out.stderr).trim_end(),
@@ -398,13 +384,7 @@ fn csv_without_a_required_column_is_an_error_naming_it() {
         "tool_id,tool_type,event_time,beam_current_mA\nION-01,ion_implant,1,1.0\n",
     )
     .unwrap();
-    let out = spcvm([
-        "backtest".as_ref(),
-        "--input".as_ref(),
-        input.as_os_str(),
-        "--alerts".as_ref(),
-        dir.path().join("a.jsonl").as_os_str(),
-    ]);
+    let out = backtest(&input, &dir.path().join("a.jsonl"), &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -14,15 +14,11 @@ fn run_with(config: &str) -> (bool, String, std::path::PathBuf, tempfile::TempDi
     let path = dir.path().join("charts.toml");
     std::fs::write(&path, config).unwrap();
     let alerts = dir.path().join("a.jsonl");
-    let out = spcvm([
-        "backtest".as_ref(),
-        "--config".as_ref(),
-        path.as_os_str(),
-        "--input".as_ref(),
-        example_input().as_os_str(),
-        "--alerts".as_ref(),
-        alerts.as_os_str(),
-    ]);
+    let out = backtest(
+        &example_input(),
+        &alerts,
+        &["--config".as_ref(), path.as_os_str()],
+    );
     if !out.status.success() {
         assert!(!alerts.exists(), "no alerts file after a config error");
     }
@@ -79,15 +75,11 @@ fn unreadable_config_names_the_path() {
     let (ok, stderr, _path, dir) = run_with("");
     assert!(ok, "{stderr}");
     let missing = dir.path().join("nope.toml");
-    let out = spcvm([
-        "backtest".as_ref(),
-        "--config".as_ref(),
-        missing.as_os_str(),
-        "--input".as_ref(),
-        example_input().as_os_str(),
-        "--alerts".as_ref(),
-        dir.path().join("b.jsonl").as_os_str(),
-    ]);
+    let out = backtest(
+        &example_input(),
+        &dir.path().join("b.jsonl"),
+        &["--config".as_ref(), missing.as_os_str()],
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -38,20 +38,25 @@ where
         .expect("the spcvm binary runs")
 }
 
-/// Runs `spcvm backtest --input INPUT --alerts ALERTS --report REPORT [extra...]`, asserts it
-/// succeeded and returns its stderr.
-pub fn backtest_ok(input: &Path, alerts: &Path, report: &Path, extra: &[&str]) -> String {
+/// Runs `spcvm backtest --input INPUT --alerts ALERTS [extra...]` and returns its output.
+pub fn backtest(input: &Path, alerts: &Path, extra: &[&OsStr]) -> Output {
     let mut args: Vec<&OsStr> = vec![
         "backtest".as_ref(),
         "--input".as_ref(),
         input.as_os_str(),
         "--alerts".as_ref(),
         alerts.as_os_str(),
-        "--report".as_ref(),
-        report.as_os_str(),
     ];
+    args.extend_from_slice(extra);
+    spcvm(&args)
+}
+
+/// Runs `spcvm backtest --input INPUT --alerts ALERTS --report REPORT [extra...]`, asserts it
+/// succeeded and returns its stderr.
+pub fn backtest_ok(input: &Path, alerts: &Path, report: &Path, extra: &[&str]) -> String {
+    let mut args: Vec<&OsStr> = vec!["--report".as_ref(), report.as_os_str()];
     args.extend(extra.iter().map(|s| OsStr::new(*s)));
-    let out = spcvm(&args);
+    let out = backtest(input, alerts, &args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
