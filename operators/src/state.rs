@@ -257,6 +257,19 @@ impl<S> KeyedState<S> {
         }
     }
 
+    /// The parameters and states of one (tool, recipe) group, in insertion order; `None` if
+    /// the group has never been seen. The runtime snapshots state a group at a time.
+    pub fn group_entries(
+        &self,
+        tool_id: &str,
+        recipe_id: &str,
+    ) -> Option<impl Iterator<Item = (&str, &S)>> {
+        let mut buf = Vec::with_capacity(8 + tool_id.len() + recipe_id.len());
+        encode_group(&mut buf, tool_id, recipe_id);
+        let group = self.groups.get(buf.as_slice())?;
+        Some(group.iter().map(|e| (&*e.parameter, &e.state)))
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.len
@@ -312,6 +325,23 @@ impl<S> KeyedState<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_entries_lists_one_group_in_insertion_order() {
+        let mut store = KeyedState::<u32>::default();
+        let key = |tool_id, recipe_id, parameter| ChartKeyRef {
+            tool_id,
+            recipe_id,
+            parameter,
+        };
+        store.insert(key("T1", "R1", "b"), 1);
+        store.insert(key("T1", "R2", "a"), 2);
+        store.insert(key("T1", "R1", "a"), 3);
+        let entries: Vec<_> = store.group_entries("T1", "R1").unwrap().collect();
+        assert_eq!(entries, vec![("b", &1), ("a", &3)]);
+        assert!(store.group_entries("T2", "R1").is_none());
+        assert!(store.group_entries("T1", "R3").is_none());
+    }
 
     #[test]
     fn short_eq_matches_slice_equality() {

@@ -25,5 +25,9 @@
 
 pub mod backtest;
 pub mod config;
+pub mod decode;
+pub mod http;
 pub mod input;
+pub mod metrics;
 pub mod report;
+pub mod run;

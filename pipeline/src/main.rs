@@ -1,7 +1,8 @@
 //! `spcvm`: statistical process control on ion-implant and RTP tool telemetry.
 //!
 //! `spcvm backtest` replays recorded telemetry through the chart configuration and writes
-//! the alerts it would have raised; see `spcvm backtest --help`.
+//! the alerts it would have raised; `spcvm run` is the streaming job (Kafka, or files as
+//! the embedded default); `spcvm topics create` creates its topics. See `spcvm --help`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,7 +12,12 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spcvm::backtest::{self, Finished, Observer, Options};
+use spcvm::http;
 use spcvm::input::{Format, InputError};
+use spcvm::run::config::{self as run_config, PipelineConfig, SourceKind};
+use spcvm::run::{Job, file, kafka, topics};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Bad records printed individually before the rest are only counted.
 const MAX_BAD_RECORDS_SHOWN: u64 = 20;
@@ -35,6 +41,30 @@ enum Command {
     /// decode are reported on stderr (FILE:LINE: reason), skipped and counted; the run
     /// still succeeds.
     Backtest(BacktestArgs),
+    /// Run the streaming job: telemetry in, alerts out, state checkpointed.
+    ///
+    /// With `source = "kafka"` it joins a consumer group and publishes alerts with
+    /// exactly-once (default) or at-least-once delivery; with `source = "file"` (the default
+    /// when no config is given) it reads a JSON-lines file and writes alert and dead-letter
+    /// files, resuming from its checkpoint after a crash. Stops cleanly on SIGTERM/SIGINT.
+    Run(RunArgs),
+    /// Manage the job's Kafka topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Pipeline configuration (TOML); `SPCVM__SECTION__KEY` variables override it. See
+    /// deploy/config/pipeline.example.toml.
+    #[arg(long, value_name = "pipeline.toml")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create the input, alert, dead-letter and changelog topics (existing ones are kept).
+    Create(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +93,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Backtest(args) => backtest_command(args),
+        Command::Run(args) => run_command(args),
+        Command::Topics(TopicsCommand::Create(args)) => topics_create_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -209,4 +241,136 @@ fn summary(options: &Options, finished: &Finished) -> String {
         row("report", report.display().to_string());
     }
     s
+}
+
+fn load_pipeline_config(args: &RunArgs) -> Result<PipelineConfig> {
+    Ok(run_config::load(args.config.as_deref(), std::env::vars())?)
+}
+
+fn init_logging(log: &run_config::LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        run_config::LogFormat::Json => builder.json().try_init(),
+        run_config::LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("spcvm-worker")
+        .build()?)
+}
+
+fn run_command(args: RunArgs) -> Result<()> {
+    let config = load_pipeline_config(&args)?;
+    init_logging(&config.log);
+    let rt = runtime()?;
+    let job = Arc::new(Job::new(config)?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: finishing in-flight work");
+            stop.store(true, Ordering::Relaxed);
+            let _ = stop_tx.send(true);
+        });
+    }
+    if job.config.http.enabled {
+        let mut rx = stop_rx.clone();
+        let shutdown = async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        };
+        let (_, serve) = rt.block_on(http::bind(
+            &job.config.http.listen,
+            job.metrics.clone(),
+            job.health.clone(),
+            shutdown,
+        ))?;
+        rt.spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
+    match job.config.source {
+        SourceKind::Kafka => {
+            let result = kafka::run(job.clone(), &stop, rt.handle().clone());
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            result?;
+            tracing::info!("stopped");
+        }
+        SourceKind::File => {
+            let summary = file::run(&job, &stop)?;
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            let f = &job.config.file;
+            eprintln!(
+                "run of {} {}: {} records after line {}, {} alerts -> {}, {} dead letters -> {}",
+                f.input.display(),
+                if summary.ended { "complete" } else { "stopped" },
+                summary.records,
+                summary.resumed_after_line,
+                summary.alerts,
+                f.alerts.display(),
+                summary.dead_letters,
+                f.dlq.display(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn topics_create_command(args: RunArgs) -> Result<()> {
+    let config = load_pipeline_config(&args)?;
+    init_logging(&config.log);
+    let rt = runtime()?;
+    let results = rt.block_on(topics::create(&config))?;
+    for (spec, created) in results {
+        let what = match created {
+            topics::Created::Created => "created",
+            topics::Created::Exists => "exists ",
+        };
+        let configs: Vec<String> = spec
+            .configs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!(
+            "{what} {} ({} partitions; {})",
+            spec.name,
+            spec.partitions,
+            configs.join(", ")
+        );
+    }
+    Ok(())
 }

@@ -1,0 +1,178 @@
+//! The state changelog: how operator state is written to, and read back from, the compacted
+//! `spcvm.state.<group>` topic (and the file runtime's checkpoint).
+//!
+//! One record per (input topic, tool, recipe) group holds every chart of that group; one
+//! record per input topic partition holds the partition's event-time watermark. Keys are
+//! small JSON arrays, readable with any console consumer: `["tool.telemetry","ION-01","B11"]`
+//! for a group, `["tool.telemetry"]` for the partition record. Values are MessagePack maps
+//! (field names kept, so fields can be added later) behind a one-byte format version.
+//! A changelog partition mirrors the input partition of the same number.
+
+use serde::{Deserialize, Serialize};
+use spcvm_operators::SpcState;
+
+/// First byte of every value: the format version.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// What a changelog key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangelogKey {
+    /// The charts of one (tool, recipe) read from `topic`.
+    Group {
+        /// Input topic.
+        topic: String,
+        /// Tool id.
+        tool_id: String,
+        /// Recipe id.
+        recipe_id: String,
+    },
+    /// The event-time bookkeeping of one partition of `topic`.
+    Partition {
+        /// Input topic.
+        topic: String,
+    },
+}
+
+impl ChangelogKey {
+    /// The key's bytes (a JSON array).
+    pub fn encode(&self) -> Vec<u8> {
+        let parts: Vec<&str> = match self {
+            ChangelogKey::Group {
+                topic,
+                tool_id,
+                recipe_id,
+            } => vec![topic, tool_id, recipe_id],
+            ChangelogKey::Partition { topic } => vec![topic],
+        };
+        serde_json::to_vec(&parts).expect("a list of strings always serializes")
+    }
+
+    /// Parses a key written by [`ChangelogKey::encode`].
+    ///
+    /// # Errors
+    ///
+    /// [`ChangelogError::Key`] if the bytes are not a JSON array of one or three strings.
+    pub fn decode(bytes: &[u8]) -> Result<ChangelogKey, ChangelogError> {
+        let parts: Vec<String> = serde_json::from_slice(bytes)
+            .map_err(|e| ChangelogError::Key(format!("not a JSON array of strings: {e}")))?;
+        let mut it = parts.into_iter();
+        match (it.next(), it.next(), it.next(), it.next()) {
+            (Some(topic), None, None, None) => Ok(ChangelogKey::Partition { topic }),
+            (Some(topic), Some(tool_id), Some(recipe_id), None) => Ok(ChangelogKey::Group {
+                topic,
+                tool_id,
+                recipe_id,
+            }),
+            _ => Err(ChangelogError::Key(
+                "expected [topic] or [topic, tool, recipe]".into(),
+            )),
+        }
+    }
+
+    /// The input topic the key belongs to.
+    pub fn topic(&self) -> &str {
+        match self {
+            ChangelogKey::Group { topic, .. } | ChangelogKey::Partition { topic } => topic,
+        }
+    }
+}
+
+/// The charts of one (tool, recipe) group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupSnapshot {
+    /// (parameter, state) in the group's order.
+    pub charts: Vec<(String, SpcState)>,
+}
+
+/// A partition's event-time bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    /// Newest event time seen (ms), if any record was.
+    pub newest_event_ms: Option<i64>,
+    /// Watermark of the last sweep that closed expired dedup windows (ms).
+    pub swept_to_ms: Option<i64>,
+}
+
+/// A changelog record that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangelogError {
+    /// The key is not one spcvm writes.
+    #[error("changelog key: {0}")]
+    Key(String),
+    /// The value's version byte is unknown.
+    #[error("changelog value: format version {found}, this build reads {FORMAT_VERSION}")]
+    Version {
+        /// The version found.
+        found: u8,
+    },
+    /// The value does not decode.
+    #[error("changelog value: {0}")]
+    Value(String),
+}
+
+/// Encodes a value: the version byte, then MessagePack with field names.
+pub fn encode_value<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_VERSION];
+    rmp_serde::encode::write_named(&mut out, value)
+        .expect("in-memory MessagePack encoding of plain data cannot fail");
+    out
+}
+
+/// Decodes a value written by [`encode_value`].
+///
+/// # Errors
+///
+/// [`ChangelogError`] for an empty value, an unknown version or bad MessagePack.
+pub fn decode_value<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ChangelogError> {
+    match bytes.split_first() {
+        None => Err(ChangelogError::Value("empty".into())),
+        Some((&FORMAT_VERSION, rest)) => {
+            rmp_serde::from_slice(rest).map_err(|e| ChangelogError::Value(e.to_string()))
+        }
+        Some((&found, _)) => Err(ChangelogError::Version { found }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_read_as_json() {
+        let group = ChangelogKey::Group {
+            topic: "tool.telemetry".into(),
+            tool_id: "ION-01".into(),
+            recipe_id: "B11\"x".into(),
+        };
+        let bytes = group.encode();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"["tool.telemetry","ION-01","B11\"x"]"#
+        );
+        assert_eq!(ChangelogKey::decode(&bytes).unwrap(), group);
+        let part = ChangelogKey::Partition { topic: "t".into() };
+        assert_eq!(ChangelogKey::decode(&part.encode()).unwrap(), part);
+        assert!(ChangelogKey::decode(b"[]").is_err());
+        assert!(ChangelogKey::decode(b"[\"a\",\"b\"]").is_err());
+        assert!(ChangelogKey::decode(b"\xff").is_err());
+    }
+
+    #[test]
+    fn values_carry_a_version() {
+        let meta = PartitionMeta {
+            newest_event_ms: Some(42),
+            swept_to_ms: None,
+        };
+        let bytes = encode_value(&meta);
+        assert_eq!(bytes[0], FORMAT_VERSION);
+        assert_eq!(decode_value::<PartitionMeta>(&bytes).unwrap(), meta);
+        let mut future = bytes.clone();
+        future[0] = 9;
+        assert!(matches!(
+            decode_value::<PartitionMeta>(&future),
+            Err(ChangelogError::Version { found: 9 })
+        ));
+        assert!(decode_value::<PartitionMeta>(&[]).is_err());
+        assert!(decode_value::<PartitionMeta>(&[FORMAT_VERSION, 0xc1]).is_err());
+    }
+}

@@ -1,0 +1,670 @@
+//! `pipeline.toml`: the configuration of `spcvm run`, layered as built-in defaults, then the
+//! file, then `SPCVM__*` environment variables (`SPCVM__KAFKA__BOOTSTRAP_SERVERS=...` sets
+//! `kafka.bootstrap_servers`). Every table rejects unknown keys; every key is documented in
+//! `deploy/config/pipeline.example.toml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::line_column;
+use crate::decode::DecodeConfig;
+
+/// Prefix of environment variables that override the file (`__` separates table levels).
+pub const ENV_PREFIX: &str = "SPCVM__";
+
+/// The whole `spcvm run` configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Chart configuration (the `CHARTS.toml` of `spcvm backtest`); relative paths are
+    /// resolved against the directory of `pipeline.toml`. Absent: the built-in ion-implant
+    /// and RTP monitors.
+    pub charts: Option<PathBuf>,
+    /// Where telemetry comes from and alerts go: `kafka` (production) or `file` (the
+    /// embedded default: a JSON-lines file in, JSON-lines files out, no broker needed).
+    pub source: SourceKind,
+    /// Kafka connection and client settings (source `kafka`).
+    pub kafka: KafkaConfig,
+    /// Topic names and the settings `spcvm topics create` uses.
+    pub topics: TopicsConfig,
+    /// How message payloads are decoded.
+    pub decode: DecodeConfig,
+    /// Delivery guarantee and checkpointing.
+    pub delivery: DeliveryConfig,
+    /// Files of the `file` source.
+    pub file: FileConfig,
+    /// The HTTP endpoints (`/metrics`, `/healthz`, `/readyz`).
+    pub http: HttpConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            charts: None,
+            source: SourceKind::File,
+            kafka: KafkaConfig::default(),
+            topics: TopicsConfig::default(),
+            decode: DecodeConfig::default(),
+            delivery: DeliveryConfig::default(),
+            file: FileConfig::default(),
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Where records come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A Kafka consumer group.
+    Kafka,
+    /// A JSON-lines file (the embedded default).
+    File,
+}
+
+/// Kafka client settings. The named keys cover the usual deployments (plaintext, TLS,
+/// SASL/SCRAM on MSK or Confluent Cloud); anything else goes in `properties`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`: comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// `group.id` of the consumer group; also names the changelog topic.
+    pub group_id: String,
+    /// This instance's stable name within the group (a StatefulSet pod name, say). The
+    /// transactional id is `spcvm-<group_id>-<instance_id>`, so a restarted instance fences
+    /// its crashed predecessor and aborts its open transaction at once. Default: the host
+    /// name.
+    pub instance_id: Option<String>,
+    /// Static group membership (`group.instance.id` = `spcvm-<instance_id>`): a restarted
+    /// instance takes its partitions back without a rebalance of the whole group (good for
+    /// a StatefulSet), but an instance that goes away for good keeps its partitions until
+    /// `session_timeout_ms` has passed.
+    pub static_membership: bool,
+    /// `security.protocol`: `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: Option<String>,
+    /// `sasl.mechanism`: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`.
+    pub sasl_mechanism: Option<String>,
+    /// `sasl.username`.
+    pub sasl_username: Option<String>,
+    /// `sasl.password` (prefer `SPCVM__KAFKA__SASL_PASSWORD` from a Kubernetes secret).
+    pub sasl_password: Option<String>,
+    /// `ssl.ca.location`: CA certificate(s) to verify the brokers.
+    pub ssl_ca_location: Option<String>,
+    /// `ssl.certificate.location`: client certificate (mutual TLS).
+    pub ssl_certificate_location: Option<String>,
+    /// `ssl.key.location`: client private key (mutual TLS).
+    pub ssl_key_location: Option<String>,
+    /// `ssl.key.password`.
+    pub ssl_key_password: Option<String>,
+    /// `session.timeout.ms` of the consumer.
+    pub session_timeout_ms: u32,
+    /// Further librdkafka properties for every client (consumer, producer, admin), passed
+    /// through unchanged, e.g. `"client.rack" = "use1-az1"`.
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for the consumer only (override `properties`).
+    pub consumer_properties: BTreeMap<String, String>,
+    /// librdkafka properties for the producer only (override `properties`).
+    pub producer_properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "localhost:9092".into(),
+            group_id: "spcvm".into(),
+            instance_id: None,
+            static_membership: false,
+            security_protocol: None,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_key_password: None,
+            session_timeout_ms: 10_000,
+            properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The librdkafka properties shared by every client: the named keys, then `properties`.
+    pub fn common_properties(&self) -> BTreeMap<String, String> {
+        let mut p = BTreeMap::new();
+        p.insert("bootstrap.servers".into(), self.bootstrap_servers.clone());
+        let named = [
+            ("security.protocol", &self.security_protocol),
+            ("sasl.mechanism", &self.sasl_mechanism),
+            ("sasl.username", &self.sasl_username),
+            ("sasl.password", &self.sasl_password),
+            ("ssl.ca.location", &self.ssl_ca_location),
+            ("ssl.certificate.location", &self.ssl_certificate_location),
+            ("ssl.key.location", &self.ssl_key_location),
+            ("ssl.key.password", &self.ssl_key_password),
+        ];
+        for (key, value) in named {
+            if let Some(v) = value {
+                p.insert(key.into(), v.clone());
+            }
+        }
+        p.extend(self.properties.clone());
+        p
+    }
+
+    /// This instance's name: `instance_id`, else the host name, else `spcvm`.
+    pub fn instance(&self) -> String {
+        if let Some(id) = &self.instance_id {
+            return id.clone();
+        }
+        std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| "spcvm".into())
+    }
+
+    /// The producer's `transactional.id`: `spcvm-<group>-<instance>`.
+    pub fn transactional_id(&self) -> String {
+        format!("spcvm-{}-{}", self.group_id, self.instance())
+    }
+}
+
+/// Topics: names, and what `spcvm topics create` creates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Telemetry topics to consume (keyed by `tool_id`).
+    pub input: Vec<String>,
+    /// Alert topic (keyed by `tool_id`).
+    pub alerts: String,
+    /// Dead-letter topic: undecodable or invalid messages, unchanged, with `spcvm.error*`
+    /// and `spcvm.source.*` headers.
+    pub dlq: String,
+    /// Compacted state changelog. Default: `spcvm.state.<group_id>`.
+    pub changelog: Option<String>,
+    /// Alert encoding: `json`, or `avro` (Confluent wire format with schema id
+    /// `alert_schema_id`, or plain binary when that is absent).
+    pub alert_format: AlertFormat,
+    /// Schema id to frame Avro alerts with (the id under which `alert.avsc` is registered).
+    pub alert_schema_id: Option<u32>,
+    /// Partitions for topics created by `spcvm topics create` (input, alerts, changelog).
+    pub partitions: i32,
+    /// Replication factor for created topics (3 on a production cluster, 1 on a single
+    /// broker).
+    pub replication_factor: i32,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            input: vec!["tool.telemetry".into()],
+            alerts: "spc.alerts".into(),
+            dlq: "spc.dlq".into(),
+            changelog: None,
+            alert_format: AlertFormat::Json,
+            alert_schema_id: None,
+            partitions: 6,
+            replication_factor: 3,
+        }
+    }
+}
+
+impl TopicsConfig {
+    /// The changelog topic for `group_id`.
+    pub fn changelog_topic(&self, group_id: &str) -> String {
+        self.changelog
+            .clone()
+            .unwrap_or_else(|| format!("spcvm.state.{group_id}"))
+    }
+}
+
+/// How alerts are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertFormat {
+    /// JSON, as `spcvm backtest` writes it.
+    Json,
+    /// Avro (`alert.avsc`).
+    Avro,
+}
+
+/// Delivery guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    /// Kafka transactions: alerts, DLQ records, state changes and consumer offsets commit
+    /// together; `read_committed` consumers see each alert once.
+    ExactlyOnce,
+    /// Offsets stored only after every output of a message is acknowledged; a crash may
+    /// repeat alerts.
+    AtLeastOnce,
+}
+
+/// Delivery and checkpoint settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// `exactly_once` (default) or `at_least_once`.
+    pub mode: DeliveryMode,
+    /// Checkpoint (commit the transaction with state changes and offsets) at least this
+    /// often, in milliseconds.
+    pub checkpoint_interval_ms: u64,
+    /// Checkpoint as soon as this many messages are processed but not checkpointed.
+    pub max_uncheckpointed: u64,
+    /// Messages buffered per partition between the consumer and the partition's task.
+    pub queue_capacity: usize,
+    /// `transaction.timeout.ms` of the producer.
+    pub transaction_timeout_ms: u32,
+    /// Event time a partition's watermark trails its newest record by, in milliseconds;
+    /// dedup windows close once the watermark passes their end.
+    pub watermark_lateness_ms: i64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            mode: DeliveryMode::ExactlyOnce,
+            checkpoint_interval_ms: 100,
+            max_uncheckpointed: 10_000,
+            queue_capacity: 1024,
+            transaction_timeout_ms: 60_000,
+            watermark_lateness_ms: 300_000,
+        }
+    }
+}
+
+/// Files of the `file` source: the embedded default that needs no broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// Telemetry as JSON lines.
+    pub input: PathBuf,
+    /// Alerts as JSON lines (appended; truncated back to the last checkpoint on restart).
+    pub alerts: PathBuf,
+    /// Dead letters as JSON lines: line number, reason and the line itself.
+    pub dlq: PathBuf,
+    /// Checkpoint file: input position, output lengths and chart state.
+    pub checkpoint: PathBuf,
+    /// Keep reading as the input grows (like `tail -f`) instead of stopping at its end.
+    pub follow: bool,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            input: PathBuf::from("examples/ion_implant_drift.jsonl"),
+            alerts: PathBuf::from("out/alerts.jsonl"),
+            dlq: PathBuf::from("out/dlq.jsonl"),
+            checkpoint: PathBuf::from("out/checkpoint.bin"),
+            follow: false,
+        }
+    }
+}
+
+/// The HTTP endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Serve `/metrics`, `/healthz` and `/readyz`.
+    pub enabled: bool,
+    /// Listen address.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: "0.0.0.0:9464".into(),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json` (one JSON object per line, for log shippers).
+    pub format: LogFormat,
+    /// `tracing` filter, e.g. `info` or `spcvm=debug,rdkafka=warn`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineConfigError {
+    /// The file cannot be read.
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a bad key or value.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// One-based line.
+        line: usize,
+        /// One-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// An `SPCVM__*` variable names no key or has a bad value.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The merged configuration is inconsistent.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Loads the configuration: defaults, then `path` (if given), then `SPCVM__*` variables of
+/// `env`. Relative paths in the file are resolved against its directory.
+///
+/// # Errors
+///
+/// [`PipelineConfigError`] naming the file, line and key, or the variable.
+pub fn load(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<PipelineConfig, PipelineConfigError> {
+    let (mut table, text) = match path {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| PipelineConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            let table: toml::Table =
+                toml::from_str(&text).map_err(|e| file_error(path, &text, &e))?;
+            (table, Some(text))
+        }
+        None => (toml::Table::new(), None),
+    };
+    // Check the file alone first, so its mistakes are reported with a line number.
+    if let (Some(path), Some(text)) = (path, &text) {
+        toml::from_str::<PipelineConfig>(text).map_err(|e| file_error(path, text, &e))?;
+    }
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    vars.sort();
+    for (var, value) in &vars {
+        apply_env(&mut table, var, value)?;
+        // Each variable is checked on its own so an error names it.
+        PipelineConfig::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+            PipelineConfigError::Env {
+                var: var.clone(),
+                message: e.message().to_string(),
+            }
+        })?;
+    }
+    let mut config = PipelineConfig::deserialize(toml::Value::Table(table))
+        .map_err(|e| PipelineConfigError::Invalid(e.message().to_string()))?;
+    if let Some(dir) = path.and_then(Path::parent) {
+        config.resolve_paths(dir);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn file_error(path: &Path, text: &str, e: &toml::de::Error) -> PipelineConfigError {
+    let (line, column) = e
+        .span()
+        .map(|span| line_column(text, span.start))
+        .unwrap_or((1, 1));
+    PipelineConfigError::File {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message: e.message().to_string(),
+    }
+}
+
+/// Sets the key named by `SPCVM__A__B` to `value` (a TOML value when it parses as one, such
+/// as `42`, `true` or `["a", "b"]`; otherwise the text itself).
+fn apply_env(table: &mut toml::Table, var: &str, value: &str) -> Result<(), PipelineConfigError> {
+    let path: Vec<String> = var[ENV_PREFIX.len()..]
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return Err(PipelineConfigError::Env {
+            var: var.into(),
+            message: "empty key segment (use `__` only between table names)".into(),
+        });
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let (last, tables) = path
+        .split_last()
+        .expect("split yields at least one segment");
+    let mut current = table;
+    for name in tables {
+        let entry = current
+            .entry(name.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(PipelineConfigError::Env {
+                    var: var.into(),
+                    message: format!("`{name}` is not a table"),
+                });
+            }
+        };
+    }
+    current.insert(last.clone(), parsed);
+    Ok(())
+}
+
+impl PipelineConfig {
+    /// Makes relative paths relative to `dir` (the directory of `pipeline.toml`).
+    fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = dir.join(&*p);
+            }
+        };
+        if let Some(charts) = &mut self.charts {
+            fix(charts);
+        }
+        fix(&mut self.file.input);
+        fix(&mut self.file.alerts);
+        fix(&mut self.file.dlq);
+        fix(&mut self.file.checkpoint);
+        if let Some(p) = &mut self.decode.schema_ids_file {
+            fix(p);
+        }
+        if let Some(p) = &mut self.decode.avro_schema_file {
+            fix(p);
+        }
+    }
+
+    /// Checks what serde cannot: non-empty names, positive intervals.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineConfigError::Invalid`] naming the key.
+    pub fn validate(&self) -> Result<(), PipelineConfigError> {
+        let bad = |key: &str, why: &str| Err(PipelineConfigError::Invalid(format!("{key}: {why}")));
+        if self.source == SourceKind::Kafka {
+            if self.topics.input.is_empty() || self.topics.input.iter().any(String::is_empty) {
+                return bad("topics.input", "name at least one topic, none empty");
+            }
+            if self.topics.alerts.is_empty() || self.topics.dlq.is_empty() {
+                return bad("topics.alerts / topics.dlq", "must not be empty");
+            }
+            if self.kafka.group_id.is_empty() {
+                return bad("kafka.group_id", "must not be empty");
+            }
+            if self.kafka.bootstrap_servers.is_empty() {
+                return bad("kafka.bootstrap_servers", "must not be empty");
+            }
+        }
+        if self.delivery.checkpoint_interval_ms == 0 {
+            return bad("delivery.checkpoint_interval_ms", "must be at least 1");
+        }
+        if self.delivery.max_uncheckpointed == 0 {
+            return bad("delivery.max_uncheckpointed", "must be at least 1");
+        }
+        if self.delivery.queue_capacity == 0 {
+            return bad("delivery.queue_capacity", "must be at least 1");
+        }
+        if self.delivery.watermark_lateness_ms < 0 {
+            return bad("delivery.watermark_lateness_ms", "must not be negative");
+        }
+        if self.topics.partitions < 1 {
+            return bad("topics.partitions", "must be at least 1");
+        }
+        if self.topics.replication_factor < 1 {
+            return bad("topics.replication_factor", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pipeline.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let config = load(None, env(&[])).unwrap();
+        assert_eq!(config, PipelineConfig::default());
+        assert_eq!(config.delivery.mode, DeliveryMode::ExactlyOnce);
+        assert_eq!(config.topics.changelog_topic("g1"), "spcvm.state.g1");
+    }
+
+    #[test]
+    fn env_overrides_file_and_file_overrides_defaults() {
+        let (_dir, path) = write(
+            "source = \"kafka\"\n[kafka]\nbootstrap_servers = \"file:1\"\ngroup_id = \"from-file\"\n",
+        );
+        let config = load(
+            Some(&path),
+            env(&[
+                ("SPCVM__KAFKA__BOOTSTRAP_SERVERS", "env:2,env:3"),
+                ("SPCVM__DELIVERY__MODE", "at_least_once"),
+                ("SPCVM__TOPICS__INPUT", "[\"a\", \"b\"]"),
+                ("SPCVM__DELIVERY__CHECKPOINT_INTERVAL_MS", "250"),
+                ("SPCVM__KAFKA__PROPERTIES__CLIENT.RACK", "az1"),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka.bootstrap_servers, "env:2,env:3");
+        assert_eq!(config.kafka.group_id, "from-file");
+        assert_eq!(config.delivery.mode, DeliveryMode::AtLeastOnce);
+        assert_eq!(config.topics.input, vec!["a", "b"]);
+        assert_eq!(config.delivery.checkpoint_interval_ms, 250);
+        assert_eq!(config.kafka.properties["client.rack"], "az1");
+        assert_eq!(config.kafka.common_properties()["client.rack"], "az1");
+    }
+
+    #[test]
+    fn unknown_key_in_file_names_file_line_and_key() {
+        let (_dir, path) =
+            write("[kafka]\nbootstrap_servers = \"x:1\"\nbootstrap_server = \"y\"\n");
+        let err = load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("pipeline.toml:3:"), "{err}");
+        assert!(err.contains("bootstrap_server"), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_key_names_the_variable() {
+        let err = load(None, env(&[("SPCVM__KAFKA__BOOTSTRAP", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SPCVM__KAFKA__BOOTSTRAP"), "{err}");
+        assert!(err.contains("bootstrap"), "{err}");
+        let err = load(None, env(&[("SPCVM__DELIVERY__MODE", "twice")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SPCVM__DELIVERY__MODE"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_the_key() {
+        let (_dir, path) = write("[delivery]\ncheckpoint_interval_ms = 0\n");
+        let err = load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("delivery.checkpoint_interval_ms"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let (dir, path) = write("charts = \"charts.toml\"\n[file]\ninput = \"in.jsonl\"\n");
+        let config = load(Some(&path), env(&[])).unwrap();
+        assert_eq!(config.charts.unwrap(), dir.path().join("charts.toml"));
+        assert_eq!(config.file.input, dir.path().join("in.jsonl"));
+    }
+
+    #[test]
+    fn transactional_id_uses_group_and_instance() {
+        let kafka = KafkaConfig {
+            group_id: "g".into(),
+            instance_id: Some("pod-0".into()),
+            ..KafkaConfig::default()
+        };
+        assert_eq!(kafka.transactional_id(), "spcvm-g-pod-0");
+    }
+}

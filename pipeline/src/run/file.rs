@@ -1,0 +1,322 @@
+//! The file runtime: `spcvm run` with `source = "file"`, the embedded default that needs no
+//! broker. Same decoder, same [`PartitionProcessor`], same checkpoint records as the Kafka
+//! runtime, with files in place of topics:
+//!
+//! ```text
+//! input.jsonl ──line──> Decoder ──Telemetry──> PartitionProcessor ──Alert──> alerts.jsonl
+//!                  └─ rejected ──> dlq.jsonl {line, offset, kind, error, payload}
+//! every max_uncheckpointed lines / checkpoint_interval_ms:
+//!   alerts + dlq fsynced ──> checkpoint (input offset, output lengths, state) written
+//!   atomically (temp file, fsync, rename)
+//! restart: checkpoint read ──> outputs cut back to its lengths ──> input resumes at its offset
+//! ```
+//!
+//! A crash at any point therefore leaves, after restart, exactly the output of an
+//! uninterrupted run. With `follow = false` the end of the input ends the run: every chart's
+//! open dedup window is closed (as `spcvm backtest` does) and the final checkpoint is marked
+//! ended, so running again adds nothing.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use spcvm_schemas::encode_alert_json;
+use spcvm_sinks::AppendFile;
+
+use super::changelog::{decode_value, encode_value};
+use super::processor::PartitionProcessor;
+use super::{Job, RunError, record_stats};
+
+/// The pseudo-topic name file records are charted under (it prefixes the state keys).
+pub const FILE_TOPIC: &str = "file";
+
+/// How long a following run waits before looking at a grown input again.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// What a file run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileSummary {
+    /// Input line the run started after (0 = from the beginning).
+    pub resumed_after_line: u64,
+    /// Records decoded and charted by this run.
+    pub records: u64,
+    /// Lines sent to the dead-letter file by this run.
+    pub dead_letters: u64,
+    /// Alert lines written by this run.
+    pub alerts: u64,
+    /// Whether the input was read to its end (and the run is complete).
+    pub ended: bool,
+}
+
+/// The checkpoint file's content.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct FileCheckpoint {
+    /// Input file the checkpoint belongs to.
+    input: PathBuf,
+    /// Byte offset of the first unprocessed input line.
+    input_offset: u64,
+    /// Lines processed.
+    input_line: u64,
+    /// Committed length of the alerts file.
+    alerts_len: u64,
+    /// Committed length of the dead-letter file.
+    dlq_len: u64,
+    /// The input was read to its end and the charts were ended.
+    ended: bool,
+    /// The latest changelog record per key.
+    state: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+fn read_checkpoint(path: &Path) -> Result<Option<FileCheckpoint>, RunError> {
+    match std::fs::read(path) {
+        Ok(bytes) => decode_value(&bytes)
+            .map(Some)
+            .map_err(|e| RunError::Checkpoint {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RunError::Checkpoint {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn write_checkpoint(path: &Path, checkpoint: &FileCheckpoint) -> Result<(), RunError> {
+    let err = |e: std::io::Error| RunError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).map_err(err)?;
+    file.write_all(&encode_value(checkpoint)).map_err(err)?;
+    file.sync_data().map_err(err)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Runs the file job until the input ends (or, when following, until `stop` is set).
+///
+/// # Errors
+///
+/// [`RunError`] when a file cannot be read or written, or the checkpoint does not match
+/// the files; bad input lines go to the dead-letter file instead.
+pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
+    let cfg = &job.config.file;
+    let delivery = &job.config.delivery;
+    if let Some(dir) = cfg
+        .checkpoint
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| RunError::Checkpoint {
+            path: cfg.checkpoint.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    let previous = read_checkpoint(&cfg.checkpoint)?;
+    if let Some(cp) = &previous
+        && cp.input != cfg.input
+    {
+        return Err(RunError::Checkpoint {
+            path: cfg.checkpoint.clone(),
+            reason: format!(
+                "it belongs to input `{}`, not `{}`; delete it to start over",
+                cp.input.display(),
+                cfg.input.display()
+            ),
+        });
+    }
+    let mut cp = previous.clone().unwrap_or_else(|| FileCheckpoint {
+        input: cfg.input.clone(),
+        ..FileCheckpoint::default()
+    });
+    let mut summary = FileSummary {
+        resumed_after_line: cp.input_line,
+        ..FileSummary::default()
+    };
+    let resume = previous.is_some();
+    let mut alerts_out = AppendFile::open(&cfg.alerts, resume.then_some(cp.alerts_len))?;
+    let mut dlq_out = AppendFile::open(&cfg.dlq, resume.then_some(cp.dlq_len))?;
+    let mut processor = PartitionProcessor::new(
+        job.monitor.clone(),
+        FILE_TOPIC,
+        delivery.watermark_lateness_ms,
+    );
+    for (key, value) in &cp.state {
+        processor
+            .restore(key, value)
+            .map_err(|e| RunError::Checkpoint {
+                path: cfg.checkpoint.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    job.metrics.keys.set(processor.keys() as i64);
+    job.metrics.partitions_assigned.set(1);
+    job.health.set_ready(true);
+    if cp.ended {
+        summary.ended = true;
+        return Ok(summary);
+    }
+    let input_err = |e: std::io::Error| RunError::Input {
+        path: cfg.input.clone(),
+        reason: e.to_string(),
+    };
+    let mut input =
+        BufReader::with_capacity(256 * 1024, File::open(&cfg.input).map_err(input_err)?);
+    input
+        .seek(SeekFrom::Start(cp.input_offset))
+        .map_err(input_err)?;
+    let mut offset = cp.input_offset;
+    let mut line_no = cp.input_line;
+    let mut line = Vec::with_capacity(4096);
+    let mut alerts = Vec::new();
+    let mut since_checkpoint = 0u64;
+    let mut last_checkpoint = Instant::now();
+    let interval = Duration::from_millis(delivery.checkpoint_interval_ms);
+    let consumed = job
+        .metrics
+        .messages_consumed
+        .with_label_values(&[FILE_TOPIC]);
+
+    let checkpoint = |processor: &mut PartitionProcessor,
+                      cp: &mut FileCheckpoint,
+                      alerts_out: &mut AppendFile,
+                      dlq_out: &mut AppendFile,
+                      offset: u64,
+                      line_no: u64,
+                      ended: bool|
+     -> Result<(), RunError> {
+        let started = Instant::now();
+        cp.alerts_len = alerts_out.commit()?;
+        cp.dlq_len = dlq_out.commit()?;
+        for record in processor.checkpoint() {
+            cp.state.insert(record.key, record.value);
+        }
+        cp.input_offset = offset;
+        cp.input_line = line_no;
+        cp.ended = ended;
+        write_checkpoint(&cfg.checkpoint, cp)?;
+        job.metrics
+            .checkpoint_duration
+            .observe(started.elapsed().as_secs_f64());
+        job.metrics.keys.set(processor.keys() as i64);
+        Ok(())
+    };
+
+    loop {
+        line.clear();
+        let n = input.read_until(b'\n', &mut line).map_err(input_err)?;
+        let complete = line.last() == Some(&b'\n');
+        if n == 0 || (!complete && cfg.follow) {
+            if n > 0 {
+                // A partial last line: rewind and wait for the writer to finish it.
+                input.seek(SeekFrom::Start(offset)).map_err(input_err)?;
+            }
+            if !cfg.follow {
+                break;
+            }
+            if since_checkpoint > 0 {
+                checkpoint(
+                    &mut processor,
+                    &mut cp,
+                    &mut alerts_out,
+                    &mut dlq_out,
+                    offset,
+                    line_no,
+                    false,
+                )?;
+                since_checkpoint = 0;
+                last_checkpoint = Instant::now();
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Ok(summary);
+            }
+            std::thread::sleep(FOLLOW_POLL);
+            continue;
+        }
+        let start_offset = offset;
+        offset += n as u64;
+        line_no += 1;
+        let text = trim_line_end(&line);
+        if text.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        consumed.inc();
+        since_checkpoint += 1;
+        match job.decoder.decode(text) {
+            Ok(record) => {
+                summary.records += 1;
+                let stats = processor.process(&record, &mut alerts);
+                record_stats(&job.metrics, &stats);
+                for alert in alerts.drain(..) {
+                    job.metrics.record_alert(&alert);
+                    alerts_out.write_line(&encode_alert_json(&alert))?;
+                    summary.alerts += 1;
+                }
+            }
+            Err(e) => {
+                summary.dead_letters += 1;
+                job.metrics.dead_letter(e.kind());
+                let letter = serde_json::json!({
+                    "input": cfg.input,
+                    "line": line_no,
+                    "offset": start_offset,
+                    "kind": e.kind(),
+                    "error": e.to_string(),
+                    "payload": String::from_utf8_lossy(text),
+                });
+                dlq_out.write_line(letter.to_string().as_bytes())?;
+            }
+        }
+        if since_checkpoint >= delivery.max_uncheckpointed || last_checkpoint.elapsed() >= interval
+        {
+            checkpoint(
+                &mut processor,
+                &mut cp,
+                &mut alerts_out,
+                &mut dlq_out,
+                offset,
+                line_no,
+                false,
+            )?;
+            since_checkpoint = 0;
+            last_checkpoint = Instant::now();
+            if stop.load(Ordering::Relaxed) {
+                return Ok(summary);
+            }
+        }
+    }
+    processor.end(&mut alerts);
+    for alert in alerts.drain(..) {
+        job.metrics.record_alert(&alert);
+        alerts_out.write_line(&encode_alert_json(&alert))?;
+        summary.alerts += 1;
+    }
+    checkpoint(
+        &mut processor,
+        &mut cp,
+        &mut alerts_out,
+        &mut dlq_out,
+        offset,
+        line_no,
+        true,
+    )?;
+    summary.ended = true;
+    Ok(summary)
+}
+
+/// `line` without its `\n` / `\r\n`.
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}

@@ -1,0 +1,856 @@
+//! The Kafka runtime: `spcvm run` with `source = "kafka"`.
+//!
+//! ```text
+//! poll thread (owns the BaseConsumer, coordinates)            partition tasks (tokio, one each)
+//!   poll ──message──> bounded queue of its partition ───────> decode ─> PartitionProcessor
+//!     │                                                          │ alerts, dead letters ─> KafkaSink
+//!     │ every checkpoint_interval_ms / max_uncheckpointed:       │
+//!     ├──Checkpoint barrier (in queue order) ────────────────> changelog records ─> KafkaSink
+//!     │<─────────────────────── next offset (after acks in at-least-once) ─┘
+//!     └─ exactly_once: send_offsets_to_transaction + commit, begin the next transaction
+//!        at_least_once: commit the acknowledged offsets
+//! rebalance (inside poll):
+//!   revoke ─> checkpoint (abort when the commit fails) ─> stop the partition tasks
+//!   assign ─> restore each partition from its changelog partition ─> start its task
+//! ```
+//!
+//! The queue to a partition task carries records and checkpoint barriers in order, so a
+//! barrier's offset covers exactly the records whose outputs and state changes are in the
+//! transaction. A commit that fails for any other reason than a retriable one aborts the
+//! transaction and stops the process with an error: the restart restores state and offsets
+//! from the last commit, which is the only state known to be consistent.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use spcvm_schemas::Telemetry;
+use spcvm_sinks::kafka::owned_headers;
+use spcvm_sinks::{AlertEncoding, DeadLetter, KafkaSink, KafkaSinkError, SinkTopics};
+use tokio::sync::mpsc;
+
+use super::config::{AlertFormat, DeliveryMode, PipelineConfig};
+use super::processor::PartitionProcessor;
+use super::{Job, RunError, record_stats};
+
+/// How long the poll thread waits for a message before looking at timers and flags.
+const POLL_TIMEOUT: Duration = Duration::from_millis(20);
+/// Timeout of transaction calls.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a restore may take before the job gives up.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Retries of a retriable commit before giving up.
+const COMMIT_RETRIES: u32 = 5;
+
+/// A topic partition.
+type Tp = (String, i32);
+
+/// What the poll thread sends a partition task, in order.
+enum Work {
+    /// A message and when it was received.
+    Record(OwnedMessage, Instant),
+    /// Checkpoint barrier: write changelog records for changed state and reply with the next
+    /// offset to consume (after every earlier output is acknowledged, in at-least-once).
+    Checkpoint(std_mpsc::SyncSender<Result<Option<i64>, RunError>>),
+}
+
+/// A running partition task.
+struct Worker {
+    tx: mpsc::Sender<Work>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Everything the partition tasks share.
+struct Shared {
+    job: Arc<Job>,
+    sink: KafkaSink,
+    mode: DeliveryMode,
+    /// The first fatal error of a task (a refused send, a failed delivery).
+    fatal: Mutex<Option<RunError>>,
+}
+
+impl Shared {
+    fn fail(&self, error: RunError) {
+        let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if fatal.is_none() {
+            tracing::error!(%error, "partition task failed");
+            *fatal = Some(error);
+        }
+    }
+
+    fn take_fatal(&self) -> Option<RunError> {
+        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// The partition tasks and the transaction, driven from the poll thread.
+struct Coordinator {
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+    workers: HashMap<Tp, Worker>,
+    restore: BaseConsumer,
+    changelog: String,
+    /// Records dispatched since the last checkpoint.
+    uncheckpointed: u64,
+    last_checkpoint: Instant,
+    /// An error raised inside a rebalance callback, reported after `poll` returns.
+    error: Option<RunError>,
+}
+
+/// The consumer context: routes rebalances to the coordinator and statistics to metrics.
+struct Ctx {
+    coordinator: Arc<Mutex<Coordinator>>,
+    job: Arc<Job>,
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.job
+                        .metrics
+                        .consumer_lag
+                        .with_label_values(&[topic.as_str(), &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut c = self.coordinator.lock().unwrap_or_else(|p| p.into_inner());
+            tracing::info!(partitions = tpl.count(), "partitions revoked");
+            if let Err(e) = c.revoke(consumer) {
+                c.error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut c = self.coordinator.lock().unwrap_or_else(|p| p.into_inner());
+            let tps: Vec<Tp> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            tracing::info!(partitions = tps.len(), "partitions assigned");
+            if let Err(e) = c.assign(&tps) {
+                c.error.get_or_insert(e);
+            }
+        }
+    }
+}
+
+fn client_config(properties: impl IntoIterator<Item = (String, String)>) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    config
+}
+
+/// The consumer's librdkafka properties.
+fn consumer_properties(config: &PipelineConfig) -> Vec<(String, String)> {
+    let k = &config.kafka;
+    let mut p: Vec<(String, String)> = vec![
+        ("group.id".into(), k.group_id.clone()),
+        ("enable.auto.commit".into(), "false".into()),
+        ("enable.auto.offset.store".into(), "false".into()),
+        ("auto.offset.reset".into(), "earliest".into()),
+        ("isolation.level".into(), "read_committed".into()),
+        (
+            "session.timeout.ms".into(),
+            k.session_timeout_ms.to_string(),
+        ),
+        ("receive.message.max.bytes".into(), "100000000".into()),
+        ("statistics.interval.ms".into(), "5000".into()),
+        ("partition.assignment.strategy".into(), "range".into()),
+    ];
+    if k.static_membership {
+        p.push((
+            "group.instance.id".into(),
+            format!("spcvm-{}", k.instance()),
+        ));
+    }
+    p.extend(k.common_properties());
+    p.extend(k.consumer_properties.clone());
+    p
+}
+
+/// Runs the Kafka job on the calling thread until `stop` is set or a fatal error occurs.
+/// Partition tasks run on `rt`.
+///
+/// # Errors
+///
+/// [`RunError`] for client creation, subscription, restore, commit or delivery failures.
+pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Result<(), RunError> {
+    let config = &job.config;
+    let mode = config.delivery.mode;
+    let changelog = config.topics.changelog_topic(&config.kafka.group_id);
+    let alerts = match (config.topics.alert_format, config.topics.alert_schema_id) {
+        (AlertFormat::Json, _) => AlertEncoding::Json,
+        (AlertFormat::Avro, Some(id)) => AlertEncoding::AvroConfluent(id),
+        (AlertFormat::Avro, None) => AlertEncoding::Avro,
+    };
+    let mut producer_props = config.kafka.common_properties();
+    producer_props.extend(config.kafka.producer_properties.clone());
+    let transactional_id = config.kafka.transactional_id();
+    let sink = KafkaSink::new(
+        &producer_props,
+        SinkTopics {
+            alerts: config.topics.alerts.clone(),
+            dlq: config.topics.dlq.clone(),
+            changelog: changelog.clone(),
+        },
+        alerts,
+        (mode == DeliveryMode::ExactlyOnce).then_some(transactional_id.as_str()),
+        Duration::from_millis(u64::from(config.delivery.transaction_timeout_ms)),
+    )?;
+    if mode == DeliveryMode::ExactlyOnce {
+        tracing::info!(transactional_id, "initialising transactions");
+        sink.init_transactions(TXN_TIMEOUT)?;
+        sink.begin_transaction()?;
+    }
+    let mut restore_props = config.kafka.common_properties();
+    restore_props.extend([
+        // librdkafka refuses `assign` without a group id; this consumer only assigns,
+        // never subscribes or commits, so it never joins that group.
+        (
+            "group.id".into(),
+            format!("{}.restore", config.kafka.group_id),
+        ),
+        ("isolation.level".into(), "read_committed".into()),
+        ("auto.offset.reset".into(), "earliest".into()),
+        ("enable.auto.commit".into(), "false".into()),
+        ("receive.message.max.bytes".into(), "100000000".into()),
+    ]);
+    let restore: BaseConsumer = client_config(restore_props)
+        .create()
+        .map_err(|e| RunError::Kafka(format!("cannot create the restore consumer: {e}")))?;
+    let shared = Arc::new(Shared {
+        job: job.clone(),
+        sink,
+        mode,
+        fatal: Mutex::new(None),
+    });
+    let coordinator = Arc::new(Mutex::new(Coordinator {
+        shared: shared.clone(),
+        rt,
+        workers: HashMap::new(),
+        restore,
+        changelog,
+        uncheckpointed: 0,
+        last_checkpoint: Instant::now(),
+        error: None,
+    }));
+    let consumer: BaseConsumer<Ctx> = client_config(consumer_properties(config))
+        .create_with_context(Ctx {
+            coordinator: coordinator.clone(),
+            job: job.clone(),
+        })
+        .map_err(|e| RunError::Kafka(format!("cannot create the consumer: {e}")))?;
+    let topics: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| RunError::Kafka(format!("cannot subscribe to {topics:?}: {e}")))?;
+    tracing::info!(?topics, group = %config.kafka.group_id, ?mode, "consuming");
+    let interval = Duration::from_millis(config.delivery.checkpoint_interval_ms);
+    let max_uncheckpointed = config.delivery.max_uncheckpointed;
+    let consumed = |topic: &str| job.metrics.messages_consumed.with_label_values(&[topic]);
+    let result = (|| -> Result<(), RunError> {
+        while !stop.load(Ordering::Relaxed) {
+            let polled = consumer.poll(POLL_TIMEOUT);
+            let mut c = coordinator.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = c.error.take().or_else(|| shared.take_fatal()) {
+                return Err(e);
+            }
+            match polled {
+                Some(Ok(message)) => {
+                    let message = message.detach();
+                    consumed(message.topic()).inc();
+                    c.dispatch(message)?;
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                None => {}
+            }
+            if c.uncheckpointed >= max_uncheckpointed
+                || (c.uncheckpointed > 0 && c.last_checkpoint.elapsed() >= interval)
+            {
+                c.checkpoint(&consumer)?;
+            }
+        }
+        Ok(())
+    })();
+    let mut c = coordinator.lock().unwrap_or_else(|p| p.into_inner());
+    match result {
+        Ok(()) => {
+            tracing::info!("stopping: final checkpoint");
+            c.checkpoint(&consumer)?;
+            c.stop_workers();
+            if mode == DeliveryMode::AtLeastOnce {
+                shared.sink.flush(TXN_TIMEOUT)?;
+            }
+            drop(c);
+            consumer.unsubscribe();
+            job.health.set_ready(false);
+            Ok(())
+        }
+        Err(e) => {
+            if mode == DeliveryMode::ExactlyOnce {
+                let _ = shared.sink.abort_transaction(TXN_TIMEOUT);
+            }
+            c.stop_workers();
+            Err(e)
+        }
+    }
+}
+
+impl Coordinator {
+    /// Hands `message` to its partition's task (waiting while that task's queue is full).
+    fn dispatch(&mut self, message: OwnedMessage) -> Result<(), RunError> {
+        let tp = (message.topic().to_string(), message.partition());
+        let Some(worker) = self.workers.get(&tp) else {
+            return Err(RunError::Kafka(format!(
+                "message from {}[{}] at offset {} arrived for a partition not assigned here",
+                tp.0,
+                tp.1,
+                message.offset()
+            )));
+        };
+        worker
+            .tx
+            .blocking_send(Work::Record(message, Instant::now()))
+            .map_err(|_| {
+                self.shared
+                    .take_fatal()
+                    .unwrap_or_else(|| RunError::Kafka(format!("task of {}[{}] ended", tp.0, tp.1)))
+            })?;
+        self.uncheckpointed += 1;
+        Ok(())
+    }
+
+    /// The barrier: every task writes its changed state and reports its next offset, then
+    /// the offsets commit (with the transaction, in exactly-once).
+    fn checkpoint<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), RunError> {
+        let started = Instant::now();
+        let mut replies = Vec::with_capacity(self.workers.len());
+        for (tp, worker) in &self.workers {
+            let (tx, rx) = std_mpsc::sync_channel(1);
+            if worker.tx.blocking_send(Work::Checkpoint(tx)).is_ok() {
+                replies.push((tp.clone(), rx));
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), rx) in replies {
+            let next = rx.recv().map_err(|_| {
+                self.shared.take_fatal().unwrap_or_else(|| {
+                    RunError::Kafka(format!(
+                        "task of {topic}[{partition}] ended during a checkpoint"
+                    ))
+                })
+            })??;
+            if let Some(next) = next {
+                offsets
+                    .add_partition_offset(&topic, partition, Offset::Offset(next))
+                    .map_err(|e| RunError::Kafka(e.to_string()))?;
+            }
+        }
+        if let Some(e) = self.shared.take_fatal() {
+            return Err(e);
+        }
+        let metrics = &self.shared.job.metrics;
+        match self.shared.mode {
+            DeliveryMode::ExactlyOnce => {
+                let group = consumer
+                    .group_metadata()
+                    .ok_or_else(|| RunError::Kafka("the consumer has no group metadata".into()))?;
+                let mut attempt = 0;
+                loop {
+                    match self
+                        .shared
+                        .sink
+                        .commit_transaction(&offsets, &group, TXN_TIMEOUT)
+                    {
+                        Ok(()) => break,
+                        Err(e) if e.is_retriable() && attempt < COMMIT_RETRIES => {
+                            attempt += 1;
+                            tracing::warn!(error = %e, attempt, "retrying commit");
+                        }
+                        Err(e) => {
+                            metrics.transactions.with_label_values(&["aborted"]).inc();
+                            if !e.is_fatal() {
+                                let _ = self.shared.sink.abort_transaction(TXN_TIMEOUT);
+                            }
+                            return Err(e.into());
+                        }
+                    }
+                }
+                metrics.transactions.with_label_values(&["committed"]).inc();
+                self.shared.sink.begin_transaction()?;
+            }
+            DeliveryMode::AtLeastOnce => {
+                if offsets.count() > 0 {
+                    consumer
+                        .commit(&offsets, CommitMode::Sync)
+                        .map_err(|e| RunError::Kafka(format!("offset commit failed: {e}")))?;
+                }
+            }
+        }
+        metrics
+            .checkpoint_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.uncheckpointed = 0;
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    /// Revocation (eager protocol: every partition goes): checkpoint what was processed,
+    /// or abort it if the commit fails (the next owner reprocesses from the last commit),
+    /// then stop every task.
+    fn revoke<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), RunError> {
+        if self.workers.is_empty() {
+            return Ok(());
+        }
+        self.shared.job.health.set_ready(false);
+        let outcome = self.checkpoint(consumer);
+        self.stop_workers();
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(RunError::Sink(e))
+                if !e.is_fatal() && self.shared.mode == DeliveryMode::ExactlyOnce =>
+            {
+                // A commit refused during the rebalance (some brokers fence the old
+                // generation first): the work since the last commit is aborted and will be
+                // redone by the partitions' next owner, from the restored state.
+                tracing::warn!(error = %e, "commit during revoke failed; transaction aborted");
+                self.shared.sink.begin_transaction()?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn stop_workers(&mut self) {
+        for (_, worker) in self.workers.drain() {
+            drop(worker.tx);
+            let _ = self.rt.block_on(worker.task);
+        }
+        self.shared.job.metrics.partitions_assigned.set(0);
+        self.shared.job.metrics.keys.set(0);
+    }
+
+    /// Assignment: restore every partition from the changelog, then start its task.
+    fn assign(&mut self, tps: &[Tp]) -> Result<(), RunError> {
+        let started = Instant::now();
+        let job = self.shared.job.clone();
+        let mut restored: Vec<(Tp, PartitionProcessor)> = tps
+            .iter()
+            .map(|tp| {
+                (
+                    tp.clone(),
+                    PartitionProcessor::new(
+                        job.monitor.clone(),
+                        &tp.0,
+                        job.config.delivery.watermark_lateness_ms,
+                    ),
+                )
+            })
+            .collect();
+        self.restore_partitions(&mut restored)?;
+        job.metrics
+            .restore_duration
+            .observe(started.elapsed().as_secs_f64());
+        let mut keys = 0;
+        for (tp, processor) in restored {
+            keys += processor.keys();
+            let (tx, rx) = mpsc::channel(job.config.delivery.queue_capacity);
+            let task = self.rt.spawn(partition_task(
+                self.shared.clone(),
+                tp.clone(),
+                processor,
+                rx,
+            ));
+            self.workers.insert(tp, Worker { tx, task });
+        }
+        job.metrics.keys.set(keys as i64);
+        job.metrics
+            .partitions_assigned
+            .set(self.workers.len() as i64);
+        job.health.set_ready(true);
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    /// Reads the changelog partitions of `partitions` from the beginning to their end
+    /// (read_committed: only committed state) into the processors.
+    fn restore_partitions(
+        &mut self,
+        partitions: &mut [(Tp, PartitionProcessor)],
+    ) -> Result<(), RunError> {
+        let mut by_partition: HashMap<i32, Vec<usize>> = HashMap::new();
+        for (i, ((_, p), _)) in partitions.iter().enumerate() {
+            by_partition.entry(*p).or_default().push(i);
+        }
+        // Read every changelog partition up to the high watermark seen now, not merely to
+        // the first end-of-partition: right after a transaction commits, its markers may
+        // still be on their way, and a read_committed reader stops short of them until they
+        // land. Waiting for the position to pass the high watermark waits for exactly
+        // that (and for any other open transaction to end).
+        let mut tpl = TopicPartitionList::new();
+        let mut targets: HashMap<i32, i64> = HashMap::new();
+        for &p in by_partition.keys() {
+            let (low, high) = self
+                .restore
+                .fetch_watermarks(&self.changelog, p, Duration::from_secs(30))
+                .map_err(|e| {
+                    RunError::Kafka(format!(
+                        "cannot read changelog `{}` partition {p}: {e} (create it with `spcvm topics create`)",
+                        self.changelog
+                    ))
+                })?;
+            if high > low {
+                tpl.add_partition_offset(&self.changelog, p, Offset::Beginning)
+                    .map_err(|e| RunError::Kafka(e.to_string()))?;
+                targets.insert(p, high);
+            }
+        }
+        if targets.is_empty() {
+            return Ok(());
+        }
+        self.restore
+            .assign(&tpl)
+            .map_err(|e| RunError::Kafka(format!("cannot assign the changelog: {e}")))?;
+        let mut records = 0u64;
+        let deadline = Instant::now() + RESTORE_TIMEOUT;
+        let mut since_check = 0u32;
+        loop {
+            match self.restore.poll(Duration::from_millis(50)) {
+                Some(Err(e)) => {
+                    return Err(RunError::Kafka(format!(
+                        "reading changelog `{}`: {e}",
+                        self.changelog
+                    )));
+                }
+                Some(Ok(m)) => {
+                    records += 1;
+                    since_check += 1;
+                    if let (Some(key), Some(value)) = (m.key(), m.payload()) {
+                        for &i in by_partition.get(&m.partition()).into_iter().flatten() {
+                            partitions[i].1.restore(key, value).map_err(|e| {
+                                RunError::Kafka(format!(
+                                    "changelog `{}` partition {} offset {}: {e}",
+                                    self.changelog,
+                                    m.partition(),
+                                    m.offset()
+                                ))
+                            })?;
+                        }
+                    }
+                    if since_check < 1024 {
+                        continue;
+                    }
+                }
+                None => {}
+            }
+            since_check = 0;
+            if self.restore_done(&targets)? {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(RunError::Kafka(format!(
+                    "restoring from changelog `{}` took longer than {} s (an open transaction \
+                     of another producer holds it back until transaction.timeout.ms)",
+                    self.changelog,
+                    RESTORE_TIMEOUT.as_secs()
+                )));
+            }
+        }
+        self.restore
+            .unassign()
+            .map_err(|e| RunError::Kafka(e.to_string()))?;
+        tracing::info!(records, changelog = %self.changelog, "state restored");
+        Ok(())
+    }
+}
+
+impl Coordinator {
+    /// Whether the restore consumer's position has reached `targets` on every partition.
+    fn restore_done(&self, targets: &HashMap<i32, i64>) -> Result<bool, RunError> {
+        let positions = self
+            .restore
+            .position()
+            .map_err(|e| RunError::Kafka(format!("changelog position: {e}")))?;
+        Ok(targets.iter().all(|(&p, &high)| {
+            matches!(
+                positions.find_partition(&self.changelog, p).map(|e| e.offset()),
+                Some(Offset::Offset(o)) if o >= high
+            )
+        }))
+    }
+}
+
+/// One partition's task: decodes its records in order, runs them through its processor,
+/// sends the outputs, and answers checkpoint barriers.
+async fn partition_task(
+    shared: Arc<Shared>,
+    tp: Tp,
+    mut processor: PartitionProcessor,
+    mut rx: mpsc::Receiver<Work>,
+) {
+    let mut task = PartitionTask {
+        shared: shared.clone(),
+        tp,
+        next_offset: None,
+        acks: FuturesOrdered::new(),
+        alerts: Vec::new(),
+    };
+    loop {
+        tokio::select! {
+            biased;
+            Some(ack) = task.acks.next(), if !task.acks.is_empty() => {
+                if let Err(e) = task.acknowledged(ack) {
+                    shared.fail(e);
+                    return;
+                }
+            }
+            work = rx.recv() => {
+                let result = match work {
+                    None => return,
+                    Some(Work::Record(message, received)) => {
+                        task.record(&mut processor, &message, received).await
+                    }
+                    Some(Work::Checkpoint(reply)) => {
+                        let result = task.checkpoint(&mut processor).await;
+                        let failed = result.as_ref().err().map(ToString::to_string);
+                        let _ = reply.send(result);
+                        match failed {
+                            Some(e) => Err(RunError::Kafka(e)),
+                            None => Ok(()),
+                        }
+                    }
+                };
+                if let Err(e) = result {
+                    shared.fail(e);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The outputs of one message: their delivery futures, awaited in message order.
+type Acks = FuturesOrdered<
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Acked, RunError>> + Send>>,
+>;
+
+/// A message whose outputs are all acknowledged.
+struct Acked {
+    received: Instant,
+    alerts: usize,
+}
+
+struct PartitionTask {
+    shared: Arc<Shared>,
+    tp: Tp,
+    /// Next offset to consume once everything before it is safe.
+    next_offset: Option<i64>,
+    acks: Acks,
+    alerts: Vec<spcvm_schemas::Alert>,
+}
+
+impl PartitionTask {
+    async fn record(
+        &mut self,
+        processor: &mut PartitionProcessor,
+        message: &OwnedMessage,
+        received: Instant,
+    ) -> Result<(), RunError> {
+        let job = &self.shared.job;
+        let sink = &self.shared.sink;
+        let mut deliveries = Vec::new();
+        let payload = message.payload().unwrap_or_default();
+        let decoded = decode_with_retry(job, payload).await;
+        let mut alert_count = 0;
+        match decoded {
+            Ok(record) => {
+                if let Some(key) = message.key()
+                    && key != record.tool_id.as_bytes()
+                {
+                    job.metrics.key_mismatches.inc();
+                }
+                if let Some(reason) = non_finite(&record) {
+                    job.metrics.dead_letter("non_finite");
+                    deliveries.push(
+                        Self::dead_letter(&self.shared, &self.tp, message, "non_finite", &reason)
+                            .await?,
+                    );
+                }
+                let stats = processor.process(&record, &mut self.alerts);
+                record_stats(&job.metrics, &stats);
+                for alert in self.alerts.drain(..) {
+                    job.metrics.record_alert(&alert);
+                    deliveries.push(sink.send_alert(&alert).await?);
+                    alert_count += 1;
+                }
+            }
+            Err(e) => {
+                job.metrics.decode_failure(e.kind());
+                job.metrics.dead_letter(e.kind());
+                deliveries.push(
+                    Self::dead_letter(&self.shared, &self.tp, message, e.kind(), &e.to_string())
+                        .await?,
+                );
+            }
+        }
+        let offset = message.offset();
+        self.next_offset = Some(offset + 1);
+        self.acks.push_back(Box::pin(async move {
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, m))) => {
+                        return Err(RunError::Kafka(format!(
+                            "delivery to `{}` failed: {e}",
+                            m.topic()
+                        )));
+                    }
+                    Err(_) => return Err(RunError::Kafka("producer closed".into())),
+                }
+            }
+            Ok(Acked {
+                received,
+                alerts: alert_count,
+            })
+        }));
+        Ok(())
+    }
+
+    /// Sends `message` to the dead-letter topic (a free-standing future: it must not borrow
+    /// the task, whose ack queue is not `Sync`).
+    async fn dead_letter(
+        shared: &Shared,
+        tp: &Tp,
+        message: &OwnedMessage,
+        kind: &str,
+        error: &str,
+    ) -> Result<rdkafka::producer::DeliveryFuture, RunError> {
+        let headers = owned_headers(message.headers());
+        tracing::debug!(topic = %tp.0, partition = tp.1, offset = message.offset(), kind, error, "dead letter");
+        Ok(shared
+            .sink
+            .send_dead_letter(&DeadLetter {
+                key: message.key(),
+                payload: message.payload(),
+                headers: &headers,
+                topic: &tp.0,
+                partition: tp.1,
+                offset: message.offset(),
+                kind,
+                error,
+            })
+            .await?)
+    }
+
+    fn acknowledged(&mut self, ack: Result<Acked, RunError>) -> Result<(), RunError> {
+        let ack = ack?;
+        if ack.alerts > 0 {
+            self.shared
+                .job
+                .metrics
+                .processing_latency
+                .observe(ack.received.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(
+        &mut self,
+        processor: &mut PartitionProcessor,
+    ) -> Result<Option<i64>, RunError> {
+        let sink = &self.shared.sink;
+        let mut deliveries = Vec::new();
+        for record in processor.checkpoint() {
+            deliveries.push(
+                sink.send_state(self.tp.1, &record.key, &record.value)
+                    .await?,
+            );
+        }
+        self.shared
+            .job
+            .metrics
+            .changelog_records
+            .inc_by(deliveries.len() as u64);
+        if self.shared.mode == DeliveryMode::AtLeastOnce {
+            // Offsets may only move past messages whose outputs are all acknowledged.
+            while let Some(ack) = self.acks.next().await {
+                self.acknowledged(ack)?;
+            }
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => {
+                        return Err(RunError::Kafka(format!("changelog delivery failed: {e}")));
+                    }
+                    Err(_) => return Err(RunError::Kafka("producer closed".into())),
+                }
+            }
+        }
+        Ok(self.next_offset)
+    }
+}
+
+/// Decodes `payload`, waiting and retrying while the failure is transient (the schema
+/// registry is unreachable): such a message is not bad and must not be dead-lettered.
+async fn decode_with_retry(
+    job: &Job,
+    payload: &[u8],
+) -> Result<Telemetry, crate::decode::DecodeError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match job.decoder.decode(payload) {
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "transient decode failure");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The reason text when `record` has NaN or infinite measurements.
+fn non_finite(record: &Telemetry) -> Option<String> {
+    let bad: Vec<String> = record
+        .measurements
+        .iter()
+        .filter(|(_, v)| !v.is_finite())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    (!bad.is_empty()).then(|| {
+        format!(
+            "non-finite measurement(s) {}: not charted (the finite measurements of this record were charted)",
+            bad.join(", ")
+        )
+    })
+}
+
+impl From<KafkaSinkError> for RunError {
+    fn from(e: KafkaSinkError) -> Self {
+        RunError::Sink(e)
+    }
+}

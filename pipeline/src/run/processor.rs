@@ -1,0 +1,233 @@
+//! [`PartitionProcessor`]: the state of one input partition and the pure logic that feeds it.
+//!
+//! Both runtimes (Kafka and file) hand each decoded record to the processor of the partition
+//! it came from; the processor runs the SPC operators, remembers which (tool, recipe) groups
+//! changed, advances the partition's event-time watermark (closing dedup windows of quiet
+//! charts), and at a checkpoint hands back changelog records for exactly what changed. No
+//! I/O, no clock: the same records give the same alerts and the same state, which is what
+//! makes replay after a crash exact.
+
+use std::sync::Arc;
+
+use indexmap::IndexSet;
+use spcvm_operators::{KeyedState, RecordStats, SpcMonitor, SpcState};
+use spcvm_schemas::{Alert, Telemetry};
+
+use super::changelog::{
+    ChangelogError, ChangelogKey, GroupSnapshot, PartitionMeta, decode_value, encode_value,
+};
+
+/// Event time between two sweeps of a partition's charts for expired dedup windows.
+pub const SWEEP_EVERY_MS: i64 = 60_000;
+
+/// One changelog record: key and value bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateRecord {
+    /// [`ChangelogKey`] bytes.
+    pub key: Vec<u8>,
+    /// Encoded [`GroupSnapshot`] or [`PartitionMeta`].
+    pub value: Vec<u8>,
+}
+
+/// The operator state of one input partition.
+#[derive(Debug)]
+pub struct PartitionProcessor {
+    monitor: Arc<SpcMonitor>,
+    topic: String,
+    store: KeyedState<SpcState>,
+    /// (tool, recipe) groups changed since the last checkpoint.
+    dirty: IndexSet<(String, String)>,
+    meta: PartitionMeta,
+    meta_dirty: bool,
+    lateness_ms: i64,
+    since_checkpoint: u64,
+}
+
+impl PartitionProcessor {
+    /// An empty partition of `topic`; dedup windows close once the newest event time is
+    /// `lateness_ms` past their end.
+    pub fn new(monitor: Arc<SpcMonitor>, topic: &str, lateness_ms: i64) -> Self {
+        PartitionProcessor {
+            monitor,
+            topic: topic.to_string(),
+            store: KeyedState::default(),
+            dirty: IndexSet::new(),
+            meta: PartitionMeta::default(),
+            meta_dirty: false,
+            lateness_ms,
+            since_checkpoint: 0,
+        }
+    }
+
+    /// Runs one record through the charts, pushing alerts to `out`.
+    pub fn process(&mut self, record: &Telemetry, out: &mut Vec<Alert>) -> RecordStats {
+        self.since_checkpoint += 1;
+        let stats = self.monitor.process_record(&mut self.store, record, out);
+        if !self
+            .dirty
+            .contains(&(record.tool_id.as_str(), record.recipe_id.as_str()) as &dyn GroupKey)
+        {
+            self.dirty
+                .insert((record.tool_id.clone(), record.recipe_id.clone()));
+        }
+        self.advance(record.event_time, out);
+        stats
+    }
+
+    /// Moves the watermark to `event_time - lateness` if that is newer, and every
+    /// [`SWEEP_EVERY_MS`] of event time closes the dedup windows that ended before it.
+    fn advance(&mut self, event_time: i64, out: &mut Vec<Alert>) {
+        if self.meta.newest_event_ms.is_some_and(|t| t >= event_time) {
+            return;
+        }
+        self.meta.newest_event_ms = Some(event_time);
+        self.meta_dirty = true;
+        let watermark = event_time.saturating_sub(self.lateness_ms);
+        let swept = *self.meta.swept_to_ms.get_or_insert(watermark);
+        if watermark >= swept.saturating_add(SWEEP_EVERY_MS) {
+            let start = out.len();
+            self.monitor.advance_all(&mut self.store, watermark, out);
+            self.mark_alerted(start, out);
+            self.meta.swept_to_ms = Some(watermark);
+        }
+    }
+
+    /// The input has ended: closes every chart's open dedup window (in key order, as
+    /// `spcvm backtest` does at the end of its input).
+    pub fn end(&mut self, out: &mut Vec<Alert>) {
+        let start = out.len();
+        self.monitor.end_all(&mut self.store, out);
+        self.mark_alerted(start, out);
+    }
+
+    fn mark_alerted(&mut self, start: usize, out: &[Alert]) {
+        for alert in &out[start..] {
+            if !self
+                .dirty
+                .contains(&(alert.tool_id.as_str(), alert.recipe_id.as_str()) as &dyn GroupKey)
+            {
+                self.dirty
+                    .insert((alert.tool_id.clone(), alert.recipe_id.clone()));
+            }
+        }
+    }
+
+    /// Records processed since the last [`PartitionProcessor::checkpoint`].
+    pub fn since_checkpoint(&self) -> u64 {
+        self.since_checkpoint
+    }
+
+    /// Chart states held.
+    pub fn keys(&self) -> usize {
+        self.store.len()
+    }
+
+    /// The charts, for reports and tests.
+    pub fn store(&self) -> &KeyedState<SpcState> {
+        &self.store
+    }
+
+    /// Changelog records for everything changed since the last checkpoint (changed groups
+    /// in first-change order, then the partition record), and forgets the changes.
+    pub fn checkpoint(&mut self) -> Vec<StateRecord> {
+        let mut records = Vec::with_capacity(self.dirty.len() + 1);
+        for (tool_id, recipe_id) in self.dirty.drain(..) {
+            let Some(entries) = self.store.group_entries(&tool_id, &recipe_id) else {
+                continue;
+            };
+            let snapshot = GroupSnapshot {
+                charts: entries.map(|(p, s)| (p.to_string(), s.clone())).collect(),
+            };
+            let key = ChangelogKey::Group {
+                topic: self.topic.clone(),
+                tool_id,
+                recipe_id,
+            };
+            records.push(StateRecord {
+                key: key.encode(),
+                value: encode_value(&snapshot),
+            });
+        }
+        if self.meta_dirty {
+            records.push(StateRecord {
+                key: ChangelogKey::Partition {
+                    topic: self.topic.clone(),
+                }
+                .encode(),
+                value: encode_value(&self.meta),
+            });
+            self.meta_dirty = false;
+        }
+        self.since_checkpoint = 0;
+        records
+    }
+
+    /// Applies one changelog record (restore). Records of other input topics (which share
+    /// the changelog partition) are ignored and reported as `Ok(false)`.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangelogError`] if the key or value cannot be read.
+    pub fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<bool, ChangelogError> {
+        let key = ChangelogKey::decode(key)?;
+        if key.topic() != self.topic {
+            return Ok(false);
+        }
+        match key {
+            ChangelogKey::Group {
+                tool_id, recipe_id, ..
+            } => {
+                let snapshot: GroupSnapshot = decode_value(value)?;
+                for (parameter, state) in snapshot.charts {
+                    let key = spcvm_operators::ChartKeyRef {
+                        tool_id: &tool_id,
+                        recipe_id: &recipe_id,
+                        parameter: &parameter,
+                    };
+                    self.store.insert(key, state);
+                }
+            }
+            ChangelogKey::Partition { .. } => {
+                self.meta = decode_value(value)?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Borrowed lookup of an owned `(String, String)` group key.
+trait GroupKey {
+    fn parts(&self) -> (&str, &str);
+}
+
+impl GroupKey for (String, String) {
+    fn parts(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl GroupKey for (&str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn GroupKey + 'a> for (String, String) {
+    fn borrow(&self) -> &(dyn GroupKey + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn GroupKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn GroupKey + '_ {}
+
+impl std::hash::Hash for dyn GroupKey + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}

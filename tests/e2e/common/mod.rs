@@ -1,0 +1,609 @@
+//! Harness of the end-to-end tests: a real Kafka-protocol broker (started by
+//! `scripts/test.sh` through `scripts/broker.sh`), the real `spcvm` binary, and rdkafka
+//! clients to produce telemetry and read what the job wrote.
+//!
+//! Brokers: `KAFKA_BOOTSTRAP` (tansu, the general suite) and `KAFKA_BOOTSTRAP_TXN` (noida-db,
+//! which hides aborted transactions from read_committed readers: the exactly-once and crash
+//! tests). A test whose broker variable is unset fails and says how to start one.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use spcvm_schemas::{Alert, Telemetry, ToolType, decode_alert_json, encode_telemetry_json};
+
+/// The general suite's broker (tansu).
+pub fn bootstrap() -> String {
+    broker_var("KAFKA_BOOTSTRAP", "tansu")
+}
+
+/// The broker of the exactly-once and crash tests (noida-db).
+pub fn bootstrap_txn() -> String {
+    broker_var("KAFKA_BOOTSTRAP_TXN", "noida")
+}
+
+fn broker_var(var: &str, broker: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: run the tests with scripts/test.sh, or start the broker with \
+             `scripts/broker.sh start {broker}` and export {var}=127.0.0.1:PORT"
+        )
+    })
+}
+
+/// A unique name suffix per test run.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{:x}",
+        std::process::id(),
+        nanos & 0xff_ffff_ffff
+    )
+}
+
+/// One test's topic set, group and working directory.
+pub struct Setup {
+    /// Bootstrap servers.
+    pub bootstrap: String,
+    /// Input topic.
+    pub input: String,
+    /// Alert topic.
+    pub alerts: String,
+    /// Dead-letter topic.
+    pub dlq: String,
+    /// Consumer group (the changelog is `spcvm.state.<group>`).
+    pub group: String,
+    /// Partitions of the input.
+    pub partitions: i32,
+    /// Working directory (configs, logs).
+    pub dir: tempfile::TempDir,
+    /// Jobs use static group membership (`kafka.static_membership`). noida-db never expires
+    /// the session of a member that died without leaving, so a job restarted after
+    /// `kill -9` would wait forever for the dead member; with static membership the
+    /// restart takes its place. A static member also never leaves, though, so tests where
+    /// an instance leaves for good use dynamic membership.
+    pub static_membership: bool,
+}
+
+impl Setup {
+    /// Unique topics with `partitions` partitions, created by `spcvm topics create`.
+    pub fn new(bootstrap: String, name: &str, partitions: i32) -> Setup {
+        let id = unique(name);
+        let setup = Setup {
+            bootstrap,
+            input: format!("{id}.telemetry"),
+            alerts: format!("{id}.alerts"),
+            dlq: format!("{id}.dlq"),
+            group: id.clone(),
+            partitions,
+            dir: tempfile::tempdir().unwrap(),
+            static_membership: false,
+        };
+        let config = setup.write_config("topics", "exactly_once", "x", "");
+        let out = Command::new(spcvm())
+            .args(["topics", "create", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "topics create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        setup
+    }
+
+    /// The changelog topic.
+    pub fn changelog(&self) -> String {
+        format!("spcvm.state.{}", self.group)
+    }
+
+    /// Writes `NAME.toml` for this setup: kafka source, `mode`, `instance` id, plus `extra`
+    /// TOML appended at the end.
+    pub fn write_config(&self, name: &str, mode: &str, instance: &str, extra: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.toml"));
+        let text = format!(
+            r#"source = "kafka"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+group_id = "{group}"
+instance_id = "{instance}"
+session_timeout_ms = 6000
+static_membership = {static_membership}
+[kafka.consumer_properties]
+"heartbeat.interval.ms" = "500"
+"max.poll.interval.ms" = "10000"
+[topics]
+input = ["{input}"]
+alerts = "{alerts}"
+dlq = "{dlq}"
+partitions = {partitions}
+replication_factor = 1
+[delivery]
+mode = "{mode}"
+checkpoint_interval_ms = 100
+[http]
+listen = "127.0.0.1:0"
+{extra}
+"#,
+            bootstrap = self.bootstrap,
+            group = self.group,
+            input = self.input,
+            alerts = self.alerts,
+            dlq = self.dlq,
+            partitions = self.partitions,
+            static_membership = self.static_membership,
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Starts `spcvm run` with `config`; its stderr goes to `NAME.log` in the directory.
+    pub fn start(&self, config: &Path, name: &str) -> Job {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let child = Command::new(spcvm())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Job { child, log }
+    }
+
+    /// Produces `records` to the input, keyed by tool, and waits for every ack.
+    pub fn produce_telemetry(&self, records: &[Telemetry]) {
+        let messages: Vec<(Vec<u8>, Vec<u8>)> = records
+            .iter()
+            .map(|r| (r.tool_id.clone().into_bytes(), encode_telemetry_json(r)))
+            .collect();
+        produce(&self.bootstrap, &self.input, &messages, &[]);
+    }
+
+    /// Produces `records` in `chunks` batches `pause` apart, on a thread (so a job consuming
+    /// them is still mid-stream for a while).
+    pub fn produce_paced(
+        &self,
+        records: Vec<Telemetry>,
+        chunks: usize,
+        pause: Duration,
+    ) -> std::thread::JoinHandle<()> {
+        let bootstrap = self.bootstrap.clone();
+        let topic = self.input.clone();
+        std::thread::spawn(move || {
+            let size = records.len().div_ceil(chunks);
+            for chunk in records.chunks(size) {
+                let messages: Vec<(Vec<u8>, Vec<u8>)> = chunk
+                    .iter()
+                    .map(|r| (r.tool_id.clone().into_bytes(), encode_telemetry_json(r)))
+                    .collect();
+                produce(&bootstrap, &topic, &messages, &[]);
+                std::thread::sleep(pause);
+            }
+        })
+    }
+
+    /// Whether the group's committed offsets have reached the end of every input partition.
+    pub fn caught_up(&self) -> bool {
+        let consumer = plain_consumer(&self.bootstrap, Some(&self.group));
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            tpl.add_partition(&self.input, p);
+        }
+        let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(5)) else {
+            return false;
+        };
+        committed.elements().iter().all(|e| {
+            let (_, high) = consumer
+                .fetch_watermarks(&self.input, e.partition(), Duration::from_secs(5))
+                .unwrap_or((0, i64::MAX));
+            match e.offset() {
+                Offset::Offset(o) => o >= high,
+                _ => high == 0,
+            }
+        })
+    }
+
+    /// Waits until [`Setup::caught_up`], failing after `timeout` with the job logs.
+    pub fn wait_caught_up(&self, timeout: Duration, jobs: &[&Job]) {
+        let deadline = Instant::now() + timeout;
+        while !self.caught_up() {
+            if Instant::now() > deadline {
+                let logs: Vec<String> = jobs.iter().map(|j| j.log_text()).collect();
+                panic!(
+                    "job did not catch up within {timeout:?}; logs:\n{}",
+                    logs.join("\n---\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every alert on the alert topic, read_committed.
+    pub fn alerts(&self) -> Vec<Alert> {
+        read_all(&self.bootstrap, &self.alerts)
+            .into_iter()
+            .map(|m| decode_alert_json(&m.payload).expect("alert JSON"))
+            .collect()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the configs and job logs of a failed test for a look.
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!("test files kept in {}", dir.keep().display());
+        }
+    }
+}
+
+/// A running `spcvm run`.
+pub struct Job {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Job {
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits (up to `timeout`) for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The job's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `text` (e.g. `partitions assigned`).
+    pub fn wait_log(&self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log_text().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "`{text}` not logged within {timeout:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The HTTP address the job logged (`serving ... addr=...`), once it has.
+    pub fn http_addr(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log_text();
+            if let Some(pos) = log.find("addr=") {
+                let rest = &log[pos + 5..];
+                let end = rest
+                    .find(|c: char| c.is_whitespace() || c == '\u{1b}')
+                    .unwrap_or(rest.len());
+                return rest[..end].to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no HTTP address in the log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if self.running() {
+            self.kill9();
+        }
+    }
+}
+
+/// Path of the `spcvm` binary under test.
+pub fn spcvm() -> &'static str {
+    env!("CARGO_BIN_EXE_spcvm")
+}
+
+/// A message read back.
+#[derive(Debug, Clone)]
+pub struct Read {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Payload (empty when absent).
+    pub payload: Vec<u8>,
+    /// Headers.
+    pub headers: BTreeMap<String, String>,
+}
+
+fn plain_consumer(bootstrap: &str, group: Option<&str>) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("receive.message.max.bytes", "100000000");
+    // librdkafka refuses `assign` without a group id; a reader that never commits or
+    // subscribes does not join the group.
+    config.set(
+        "group.id",
+        group.map_or_else(|| unique("reader"), str::to_string),
+    );
+    config.create().unwrap()
+}
+
+/// Every committed message of `topic` (all partitions, from the beginning to the end).
+pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Read> {
+    let consumer = plain_consumer(bootstrap, None);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut pending = 0;
+    for &p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        if high > low {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+            pending += 1;
+        }
+    }
+    let mut out = Vec::new();
+    if pending == 0 {
+        return out;
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pending > 0 {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => pending -= 1,
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            Some(Ok(m)) => out.push(Read {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+        }
+    }
+    out
+}
+
+/// Produces `(key, payload)` messages to `topic` (murmur2 partitioning, like the Java
+/// client) with `headers` on each, and waits for every ack.
+pub fn produce(
+    bootstrap: &str,
+    topic: &str,
+    messages: &[(Vec<u8>, Vec<u8>)],
+    headers: &[(&str, &str)],
+) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "33554432")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for (key, payload) in messages {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        let mut record = BaseRecord::to(topic).key(key).payload(payload).headers(h);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) => {
+                    assert!(
+                        matches!(
+                            e,
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull
+                            )
+                        ),
+                        "produce to {topic}: {e}"
+                    );
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Round from which the drifting tools drift (after every chart's Phase I baseline).
+pub const DRIFT_FROM: usize = 230;
+
+/// Deterministic telemetry: `tools` ion-implant tools and as many RTP tools, `rounds`
+/// wafers each (one minute apart), with a slow beam-current drift on every third implanter
+/// and a ramp-tracking and lamp-power step on every third RTP tool from [`DRIFT_FROM`] on; so there are alerts
+/// of several charts and rules, and open dedup windows.
+pub fn telemetry(tools: usize, rounds: usize, seed: u64) -> Vec<Telemetry> {
+    let mut state = seed;
+    let mut noise = move || {
+        // splitmix64 -> two uniforms -> one standard normal (Box-Muller)
+        let mut next = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (u1, u2) = (next().max(1e-12), next());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    };
+    let start = 1_772_440_200_000i64;
+    let mut out = Vec::with_capacity(tools * 2 * rounds);
+    for round in 0..rounds {
+        for t in 0..tools {
+            // Phase I takes the first 200 points (EWMA, CUSUM) or 25 subgroups of 5.
+            let late = round >= DRIFT_FROM;
+            let drift = if t % 3 == 0 && late {
+                0.002 * (round - DRIFT_FROM) as f64
+            } else {
+                0.0
+            };
+            let mut m = BTreeMap::new();
+            m.insert("beam_current_mA".to_string(), 1.0 + drift + 0.01 * noise());
+            m.insert("dose_uniformity_pct".to_string(), 95.5 + 0.3 * noise());
+            m.insert("source_pressure_mtorr".to_string(), 2.3e-5 + 1e-7 * noise());
+            m.insert("analyzer_field_gauss".to_string(), 1520.0 + 2.0 * noise());
+            out.push(Telemetry {
+                tool_id: format!("ION-{t:02}"),
+                tool_type: ToolType::IonImplant,
+                recipe_id: "B11_30KEV".into(),
+                lot_id: Some(format!("LOT-{:05}", round / 25)),
+                wafer_id: Some(format!("W{round:05}")),
+                event_time: start + round as i64 * 60_000 + t as i64 * 1000,
+                measurements: m,
+            });
+            let step = if t % 3 == 1 && late { 2.5 } else { 0.0 };
+            let mut m = BTreeMap::new();
+            m.insert("ramp_tracking_error_C".to_string(), step + noise());
+            m.insert("overshoot_pct".to_string(), 2.0 + 0.3 * noise());
+            m.insert("lamp_power_pct".to_string(), 60.0 + step + 1.0 * noise());
+            m.insert("emissivity".to_string(), 0.7 + 0.01 * noise());
+            m.insert("gas_flow_deviation_sccm".to_string(), noise());
+            out.push(Telemetry {
+                tool_id: format!("RTP-{t:02}"),
+                tool_type: ToolType::Rtp,
+                recipe_id: "SPIKE_1050".into(),
+                lot_id: Some(format!("LOT-{:05}", round / 25)),
+                wafer_id: Some(format!("W{round:05}")),
+                event_time: start + round as i64 * 60_000 + t as i64 * 1000 + 500,
+                measurements: m,
+            });
+        }
+    }
+    out
+}
+
+/// The alerts `spcvm backtest` raises on `records` (written to a JSON-lines file in `dir`).
+pub fn backtest_alerts(dir: &Path, records: &[Telemetry]) -> Vec<Alert> {
+    let input = dir.join("backtest-input.jsonl");
+    let mut text = Vec::new();
+    for r in records {
+        text.extend_from_slice(&encode_telemetry_json(r));
+        text.push(b'\n');
+    }
+    std::fs::write(&input, text).unwrap();
+    let alerts = dir.join("backtest-alerts.jsonl");
+    let out = Command::new(spcvm())
+        .args(["backtest", "--quiet", "--input"])
+        .arg(&input)
+        .arg("--alerts")
+        .arg(&alerts)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&alerts)
+        .unwrap()
+        .lines()
+        .map(|l| decode_alert_json(l.as_bytes()).unwrap())
+        .collect()
+}
+
+/// Checks the streamed alerts against the backtest's: every alert raised (`repeats` = 0)
+/// appears exactly once and equal in every field; every dedup closing update the stream
+/// carries is one the backtest has (the backtest also closes the windows still open at the
+/// end of its input, which a stream never reaches); nothing else, and nothing twice.
+pub fn assert_same_alerts(streamed: &[Alert], backtest: &[Alert]) {
+    let key = |a: &Alert| (a.alert_id.clone(), a.repeats);
+    let mut seen = BTreeMap::new();
+    for a in streamed {
+        assert!(
+            seen.insert(key(a), a.clone()).is_none(),
+            "alert delivered twice: {a:?}"
+        );
+    }
+    let expected: BTreeMap<_, _> = backtest.iter().map(|a| (key(a), a.clone())).collect();
+    for (k, a) in &seen {
+        let want = expected
+            .get(k)
+            .unwrap_or_else(|| panic!("streamed alert not raised by the backtest: {a:?}"));
+        assert_eq!(
+            spcvm_schemas::encode_alert_json(a),
+            spcvm_schemas::encode_alert_json(want)
+        );
+    }
+    for (k, a) in &expected {
+        if a.repeats == 0 {
+            assert!(seen.contains_key(k), "alert lost: {a:?}");
+        }
+    }
+    let raised = expected.values().filter(|a| a.repeats == 0).count();
+    assert!(
+        raised >= 10,
+        "test data should raise alerts, got {raised}: {:?}",
+        expected.keys().collect::<Vec<_>>()
+    );
+}
