@@ -58,7 +58,23 @@ enum Work {
     Record(OwnedMessage, Instant),
     /// Checkpoint barrier: write changelog records for changed state and reply with the next
     /// offset to consume (after every earlier output is acknowledged, in at-least-once).
-    Checkpoint(std_mpsc::SyncSender<Result<Option<i64>, RunError>>),
+    Checkpoint(std_mpsc::SyncSender<Result<CheckpointReply, RunError>>),
+}
+
+/// A partition task's answer to a checkpoint barrier.
+struct CheckpointReply {
+    /// Next offset to consume, if the task processed anything since its start.
+    next_offset: Option<i64>,
+    /// Chart states it holds.
+    keys: usize,
+}
+
+/// Which output topic a delivery went to (for `spcvm_messages_produced_total`).
+#[derive(Clone, Copy)]
+enum Output {
+    Alert,
+    DeadLetter,
+    State,
 }
 
 /// A running partition task.
@@ -356,15 +372,17 @@ impl Coordinator {
             }
         }
         let mut offsets = TopicPartitionList::new();
+        let mut keys = 0;
         for ((topic, partition), rx) in replies {
-            let next = rx.recv().map_err(|_| {
+            let reply = rx.recv().map_err(|_| {
                 self.shared.take_fatal().unwrap_or_else(|| {
                     RunError::Kafka(format!(
                         "task of {topic}[{partition}] ended during a checkpoint"
                     ))
                 })
             })??;
-            if let Some(next) = next {
+            keys += reply.keys;
+            if let Some(next) = reply.next_offset {
                 offsets
                     .add_partition_offset(&topic, partition, Offset::Offset(next))
                     .map_err(|e| RunError::Kafka(e.to_string()))?;
@@ -414,6 +432,7 @@ impl Coordinator {
         metrics
             .checkpoint_duration
             .observe(started.elapsed().as_secs_f64());
+        metrics.keys.set(keys as i64);
         self.uncheckpointed = 0;
         self.last_checkpoint = Instant::now();
         Ok(())
@@ -695,48 +714,33 @@ impl PartitionTask {
                 }
                 if let Some(reason) = non_finite(&record) {
                     job.metrics.dead_letter("non_finite");
-                    deliveries.push(
+                    deliveries.push((
+                        Output::DeadLetter,
                         Self::dead_letter(&self.shared, &self.tp, message, "non_finite", &reason)
                             .await?,
-                    );
+                    ));
                 }
                 let stats = processor.process(&record, &mut self.alerts);
                 record_stats(&job.metrics, &stats);
                 for alert in self.alerts.drain(..) {
                     job.metrics.record_alert(&alert);
-                    deliveries.push(sink.send_alert(&alert).await?);
+                    deliveries.push((Output::Alert, sink.send_alert(&alert).await?));
                     alert_count += 1;
                 }
             }
             Err(e) => {
                 job.metrics.decode_failure(e.kind());
                 job.metrics.dead_letter(e.kind());
-                deliveries.push(
+                deliveries.push((
+                    Output::DeadLetter,
                     Self::dead_letter(&self.shared, &self.tp, message, e.kind(), &e.to_string())
                         .await?,
-                );
+                ));
             }
         }
-        let offset = message.offset();
-        self.next_offset = Some(offset + 1);
-        self.acks.push_back(Box::pin(async move {
-            for delivery in deliveries {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, m))) => {
-                        return Err(RunError::Kafka(format!(
-                            "delivery to `{}` failed: {e}",
-                            m.topic()
-                        )));
-                    }
-                    Err(_) => return Err(RunError::Kafka("producer closed".into())),
-                }
-            }
-            Ok(Acked {
-                received,
-                alerts: alert_count,
-            })
-        }));
+        self.next_offset = Some(message.offset() + 1);
+        self.acks
+            .push_back(acks_of(self.shared.clone(), deliveries, received, alert_count));
         Ok(())
     }
 
@@ -781,36 +785,36 @@ impl PartitionTask {
     async fn checkpoint(
         &mut self,
         processor: &mut PartitionProcessor,
-    ) -> Result<Option<i64>, RunError> {
+    ) -> Result<CheckpointReply, RunError> {
         let sink = &self.shared.sink;
         let mut deliveries = Vec::new();
         for record in processor.checkpoint() {
-            deliveries.push(
-                sink.send_state(self.tp.1, &record.key, &record.value)
-                    .await?,
-            );
+            let delivery = sink
+                .send_state(self.tp.1, &record.key, &record.value)
+                .await?;
+            deliveries.push((Output::State, delivery));
         }
         self.shared
             .job
             .metrics
             .changelog_records
             .inc_by(deliveries.len() as u64);
+        self.acks.push_back(acks_of(
+            self.shared.clone(),
+            deliveries,
+            Instant::now(),
+            0,
+        ));
         if self.shared.mode == DeliveryMode::AtLeastOnce {
             // Offsets may only move past messages whose outputs are all acknowledged.
             while let Some(ack) = self.acks.next().await {
                 self.acknowledged(ack)?;
             }
-            for delivery in deliveries {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => {
-                        return Err(RunError::Kafka(format!("changelog delivery failed: {e}")));
-                    }
-                    Err(_) => return Err(RunError::Kafka("producer closed".into())),
-                }
-            }
         }
-        Ok(self.next_offset)
+        Ok(CheckpointReply {
+            next_offset: self.next_offset,
+            keys: processor.keys(),
+        })
     }
 }
 
@@ -831,6 +835,39 @@ async fn decode_with_retry(
             other => return other,
         }
     }
+}
+
+/// A future resolving once every delivery of one message (or one checkpoint) is
+/// acknowledged, counting them per output topic.
+fn acks_of(
+    shared: Arc<Shared>,
+    deliveries: Vec<(Output, rdkafka::producer::DeliveryFuture)>,
+    received: Instant,
+    alerts: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Acked, RunError>> + Send>> {
+    Box::pin(async move {
+        for (output, delivery) in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {
+                    let topics = shared.sink.topics();
+                    let topic = match output {
+                        Output::Alert => &topics.alerts,
+                        Output::DeadLetter => &topics.dlq,
+                        Output::State => &topics.changelog,
+                    };
+                    shared.job.metrics.produced(topic, 1);
+                }
+                Ok(Err((e, m))) => {
+                    return Err(RunError::Kafka(format!(
+                        "delivery to `{}` failed: {e}",
+                        m.topic()
+                    )));
+                }
+                Err(_) => return Err(RunError::Kafka("producer closed".into())),
+            }
+        }
+        Ok(Acked { received, alerts })
+    })
 }
 
 /// The reason text when `record` has NaN or infinite measurements.
