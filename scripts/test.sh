@@ -14,7 +14,31 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== test services: Python tools venv, Kafka-protocol brokers on 127.0.0.1"
+# The Confluent serializer (confluent-kafka) makes the Avro wire-format payloads the decoder
+# is checked against.
+SPCVM_PYTHON="$(bash scripts/pyenv.sh)"
+export SPCVM_PYTHON
+# tansu runs the streaming suite; noida-db the exactly-once and crash tests (it hides
+# aborted transactions from read_committed readers). Brokers this script starts are stopped
+# when it ends; one that already ran is reused and left running.
+started=()
+stop_brokers() {
+  for b in "${started[@]}"; do bash scripts/broker.sh stop "$b" >&2 || true; done
+}
+trap stop_brokers EXIT
+for name in tansu noida; do
+  if ! bash scripts/broker.sh status 2>/dev/null | grep -q "^$name running"; then
+    started+=("$name")
+  fi
+done
+bootstrap_of() { bash scripts/broker.sh start "$1" | sed -n 's/^KAFKA_BOOTSTRAP=//p'; }
+KAFKA_BOOTSTRAP="$(bootstrap_of tansu)"
+KAFKA_BOOTSTRAP_TXN="$(bootstrap_of noida)"
+export KAFKA_BOOTSTRAP KAFKA_BOOTSTRAP_TXN
+echo "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP KAFKA_BOOTSTRAP_TXN=$KAFKA_BOOTSTRAP_TXN SPCVM_PYTHON=$SPCVM_PYTHON"
+
 echo "== cargo test"
-# Library, binary, integration and doc tests. Benches are compiled by clippy above and run
-# with `cargo bench` (docs/BENCHMARKS.md), not here.
+# Library, binary, integration, end-to-end and doc tests. Benches are compiled by clippy
+# above and run with `cargo bench` (docs/BENCHMARKS.md), not here.
 cargo test --workspace

@@ -19,3 +19,92 @@ fn deploy_chart_config_equals_the_seed_defaults() {
     let b: Vec<_> = builtin.charts().iter().map(|c| &c.spec).collect();
     assert_eq!(a, b);
 }
+
+/// `deploy/config/pipeline.example.toml` documents every key of `spcvm run` with its default:
+/// it loads to exactly the defaults (but for `source = "kafka"`), and every key of every
+/// table appears in it, set or commented out.
+#[test]
+fn pipeline_example_documents_every_key_with_its_default() {
+    use spcvm::run::config::{self as run_config, PipelineConfig, SourceKind};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config");
+    let path = dir.join("pipeline.example.toml");
+    let loaded = run_config::load(Some(&path), Vec::new()).expect("the example loads");
+    let mut expected = PipelineConfig {
+        source: SourceKind::Kafka,
+        ..PipelineConfig::default()
+    };
+    for p in [
+        &mut expected.file.input,
+        &mut expected.file.alerts,
+        &mut expected.file.dlq,
+        &mut expected.file.checkpoint,
+    ] {
+        *p = dir.join(&*p);
+    }
+    assert_eq!(loaded, expected);
+
+    // Every key, with every optional key set so that it serializes.
+    let mut full = PipelineConfig::default();
+    full.charts = Some("c.toml".into());
+    full.kafka.instance_id = Some("i".into());
+    for o in [
+        &mut full.kafka.security_protocol,
+        &mut full.kafka.sasl_mechanism,
+        &mut full.kafka.sasl_username,
+        &mut full.kafka.sasl_password,
+        &mut full.kafka.ssl_ca_location,
+        &mut full.kafka.ssl_certificate_location,
+        &mut full.kafka.ssl_key_location,
+        &mut full.kafka.ssl_key_password,
+        &mut full.decode.schema_registry_url,
+        &mut full.decode.schema_registry_username,
+        &mut full.decode.schema_registry_password,
+    ] {
+        *o = Some("x".into());
+    }
+    full.topics.changelog = Some("c".into());
+    full.topics.alert_schema_id = Some(1);
+    full.decode.schema_ids_file = Some("s.json".into());
+    full.decode.avro_schema_file = Some("s.avsc".into());
+    let table: toml::Table = toml::from_str(&toml::to_string(&full).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let section = |name: &str| -> String {
+        let header = format!("[{name}]\n");
+        let start = if name.is_empty() {
+            0
+        } else {
+            text.find(&header)
+                .unwrap_or_else(|| panic!("no [{name}] table"))
+                + header.len()
+        };
+        let end = text[start..]
+            .find("\n[")
+            .map_or(text.len(), |i| start + i);
+        text[start..end].to_string()
+    };
+    let documented = |section: &str, key: &str| {
+        section.lines().any(|l| {
+            let l = l.trim_start_matches("# ");
+            l.starts_with(&format!("{key} ="))
+        })
+    };
+    let mut missing = Vec::new();
+    for (key, value) in &table {
+        match value {
+            toml::Value::Table(inner) => {
+                let body = section(key);
+                for (k, v) in inner {
+                    if v.is_table() {
+                        // Free-form librdkafka property maps: their table must exist.
+                        section(&format!("{key}.{k}"));
+                    } else if !documented(&body, k) {
+                        missing.push(format!("{key}.{k}"));
+                    }
+                }
+            }
+            _ if !documented(&section(""), key) => missing.push(key.clone()),
+            _ => {}
+        }
+    }
+    assert!(missing.is_empty(), "keys not in pipeline.example.toml: {missing:?}");
+}
