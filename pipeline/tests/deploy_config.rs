@@ -44,8 +44,10 @@ fn pipeline_example_documents_every_key_with_its_default() {
     assert_eq!(loaded, expected);
 
     // Every key, with every optional key set so that it serializes.
-    let mut full = PipelineConfig::default();
-    full.charts = Some("c.toml".into());
+    let mut full = PipelineConfig {
+        charts: Some("c.toml".into()),
+        ..PipelineConfig::default()
+    };
     full.kafka.instance_id = Some("i".into());
     for o in [
         &mut full.kafka.security_protocol,
@@ -77,9 +79,7 @@ fn pipeline_example_documents_every_key_with_its_default() {
                 .unwrap_or_else(|| panic!("no [{name}] table"))
                 + header.len()
         };
-        let end = text[start..]
-            .find("\n[")
-            .map_or(text.len(), |i| start + i);
+        let end = text[start..].find("\n[").map_or(text.len(), |i| start + i);
         text[start..end].to_string()
     };
     let documented = |section: &str, key: &str| {
@@ -106,5 +106,8 @@ fn pipeline_example_documents_every_key_with_its_default() {
             _ => {}
         }
     }
-    assert!(missing.is_empty(), "keys not in pipeline.example.toml: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "keys not in pipeline.example.toml: {missing:?}"
+    );
 }

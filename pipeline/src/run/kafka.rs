@@ -739,8 +739,12 @@ impl PartitionTask {
             }
         }
         self.next_offset = Some(message.offset() + 1);
-        self.acks
-            .push_back(acks_of(self.shared.clone(), deliveries, received, alert_count));
+        self.acks.push_back(acks_of(
+            self.shared.clone(),
+            deliveries,
+            received,
+            alert_count,
+        ));
         Ok(())
     }
 
@@ -799,12 +803,8 @@ impl PartitionTask {
             .metrics
             .changelog_records
             .inc_by(deliveries.len() as u64);
-        self.acks.push_back(acks_of(
-            self.shared.clone(),
-            deliveries,
-            Instant::now(),
-            0,
-        ));
+        self.acks
+            .push_back(acks_of(self.shared.clone(), deliveries, Instant::now(), 0));
         if self.shared.mode == DeliveryMode::AtLeastOnce {
             // Offsets may only move past messages whose outputs are all acknowledged.
             while let Some(ack) = self.acks.next().await {
