@@ -15,7 +15,7 @@ use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use spcvm_schemas::{Alert, encode_alert_avro, encode_alert_json};
+use spcvm_schemas::{Alert, SchemaError, encode_alert_avro, encode_alert_json};
 
 /// Largest payload the producer sends (dead letters carry the original message unchanged).
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
@@ -33,19 +33,23 @@ pub enum AlertEncoding {
 
 impl AlertEncoding {
     /// Encodes `alert`.
-    pub fn encode(self, alert: &Alert) -> Vec<u8> {
-        match self {
+    ///
+    /// # Errors
+    ///
+    /// The Avro encoder's error (none is known to occur: every alert has an encoding).
+    pub fn encode(self, alert: &Alert) -> Result<Vec<u8>, SchemaError> {
+        Ok(match self {
             AlertEncoding::Json => encode_alert_json(alert),
-            AlertEncoding::Avro => encode_alert_avro(alert).unwrap_or_default(),
+            AlertEncoding::Avro => encode_alert_avro(alert)?,
             AlertEncoding::AvroConfluent(id) => {
-                let datum = encode_alert_avro(alert).unwrap_or_default();
+                let datum = encode_alert_avro(alert)?;
                 let mut out = Vec::with_capacity(5 + datum.len());
                 out.push(0);
                 out.extend_from_slice(&id.to_be_bytes());
                 out.extend_from_slice(&datum);
                 out
             }
-        }
+        })
     }
 }
 
@@ -112,6 +116,15 @@ pub enum KafkaSinkError {
         /// Why.
         #[source]
         source: KafkaError,
+    },
+    /// An alert could not be encoded.
+    #[error("cannot encode alert {alert_id}: {source}")]
+    Encode {
+        /// The alert.
+        alert_id: String,
+        /// Why.
+        #[source]
+        source: SchemaError,
     },
     /// A transaction call failed.
     #[error("transaction {operation} failed: {source}")]
@@ -230,7 +243,13 @@ impl KafkaSink {
     ///
     /// [`KafkaSinkError::Send`] when librdkafka refuses the message.
     pub async fn send_alert(&self, alert: &Alert) -> Result<DeliveryFuture, KafkaSinkError> {
-        let payload = self.alerts.encode(alert);
+        let payload = self
+            .alerts
+            .encode(alert)
+            .map_err(|source| KafkaSinkError::Encode {
+                alert_id: alert.alert_id.clone(),
+                source,
+            })?;
         let record = FutureRecord::to(&self.topics.alerts)
             .key(alert.tool_id.as_bytes())
             .payload(payload.as_slice())
@@ -411,11 +430,13 @@ mod tests {
             message: "m".into(),
             repeats: 0,
         };
-        let framed = AlertEncoding::AvroConfluent(0x01020304).encode(&alert);
+        let framed = AlertEncoding::AvroConfluent(0x01020304)
+            .encode(&alert)
+            .unwrap();
         assert_eq!(&framed[..5], &[0, 1, 2, 3, 4]);
         let decoded = spcvm_schemas::decode_alert_avro(&framed[5..]).unwrap();
         assert_eq!(decoded, alert);
-        let json = AlertEncoding::Json.encode(&alert);
+        let json = AlertEncoding::Json.encode(&alert).unwrap();
         assert_eq!(spcvm_schemas::decode_alert_json(&json).unwrap(), alert);
     }
 }

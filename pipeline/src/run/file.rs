@@ -34,6 +34,30 @@ use super::{Job, RunError, record_stats};
 /// The pseudo-topic name file records are charted under (it prefixes the state keys).
 pub const FILE_TOPIC: &str = "file";
 
+/// Bytes of the input hashed to recognise it on restart.
+const HEAD_BYTES: u64 = 64 * 1024;
+
+/// FNV-1a of the first `min(HEAD_BYTES, limit)` bytes of `path`.
+fn head_hash(path: &Path, limit: u64) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    File::open(path)?
+        .take(HEAD_BYTES.min(limit))
+        .read_to_end(&mut buf)?;
+    Ok(buf.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }))
+}
+
+/// Whether `a` and `b` name the same file (the same path, or both resolve to one file).
+fn same_path(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
 /// How long a following run waits before looking at a grown input again.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
@@ -59,6 +83,9 @@ struct FileCheckpoint {
     input: PathBuf,
     /// Byte offset of the first unprocessed input line.
     input_offset: u64,
+    /// Hash of the input's first [`HEAD_BYTES`] bytes (or all of them, if fewer) when the
+    /// checkpoint was written: a replaced or rotated input is detected on restart.
+    input_head: u64,
     /// Lines processed.
     input_line: u64,
     /// Committed length of the alerts file.
@@ -92,7 +119,9 @@ fn write_checkpoint(path: &Path, checkpoint: &FileCheckpoint) -> Result<(), RunE
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let tmp = path.with_extension("tmp");
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".writing");
+    let tmp = path.with_file_name(tmp_name);
     let mut file = File::create(&tmp).map_err(err)?;
     file.write_all(&encode_value(checkpoint)).map_err(err)?;
     file.sync_data().map_err(err)?;
@@ -125,7 +154,7 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
     }
     let previous = read_checkpoint(&cfg.checkpoint)?;
     if let Some(cp) = &previous
-        && cp.input != cfg.input
+        && !same_path(&cp.input, &cfg.input)
     {
         return Err(RunError::Checkpoint {
             path: cfg.checkpoint.clone(),
@@ -135,6 +164,30 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
                 cfg.input.display()
             ),
         });
+    }
+    if let Some(cp) = &previous {
+        let len = std::fs::metadata(&cfg.input)
+            .map_err(|e| RunError::Input {
+                path: cfg.input.clone(),
+                reason: e.to_string(),
+            })?
+            .len();
+        let head = head_hash(&cfg.input, cp.input_offset).map_err(|e| RunError::Input {
+            path: cfg.input.clone(),
+            reason: e.to_string(),
+        })?;
+        if len < cp.input_offset || head != cp.input_head {
+            return Err(RunError::Checkpoint {
+                path: cfg.checkpoint.clone(),
+                reason: format!(
+                    "input `{}` is not the file the checkpoint was taken on (it was replaced, \
+                     rotated or truncated: {len} bytes now, {} read then); delete the \
+                     checkpoint to start over",
+                    cfg.input.display(),
+                    cp.input_offset
+                ),
+            });
+        }
     }
     let mut cp = previous.clone().unwrap_or_else(|| FileCheckpoint {
         input: cfg.input.clone(),
@@ -150,7 +203,9 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
     let mut processor = PartitionProcessor::new(
         job.monitor.clone(),
         FILE_TOPIC,
-        delivery.watermark_lateness_ms,
+        // A followed file never ends, so quiet charts' windows close by watermark; a
+        // bounded file closes them at its end, as the backtest does.
+        cfg.follow.then_some(delivery.watermark_lateness_ms),
     );
     for (key, value) in &cp.state {
         processor
@@ -201,6 +256,12 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
         cp.dlq_len = dlq_out.commit()?;
         for record in processor.checkpoint() {
             cp.state.insert(record.key, record.value);
+        }
+        if cp.input_offset < HEAD_BYTES || cp.input_head == 0 {
+            cp.input_head = head_hash(&cfg.input, offset).map_err(|e| RunError::Input {
+                path: cfg.input.clone(),
+                reason: e.to_string(),
+            })?;
         }
         cp.input_offset = offset;
         cp.input_line = line_no;
@@ -256,6 +317,19 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
         match job.decoder.decode(text) {
             Ok(record) => {
                 summary.records += 1;
+                if let Some(reason) = super::non_finite(&record) {
+                    summary.dead_letters += 1;
+                    job.metrics.dead_letter("non_finite");
+                    let letter = serde_json::json!({
+                        "input": cfg.input,
+                        "line": line_no,
+                        "offset": start_offset,
+                        "kind": "non_finite",
+                        "error": reason,
+                        "payload": String::from_utf8_lossy(text),
+                    });
+                    dlq_out.write_line(letter.to_string().as_bytes())?;
+                }
                 let stats = processor.process(&record, &mut alerts);
                 record_stats(&job.metrics, &stats);
                 for alert in alerts.drain(..) {

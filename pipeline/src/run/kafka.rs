@@ -278,6 +278,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         })
         .map_err(|e| RunError::Kafka(format!("cannot create the consumer: {e}")))?;
     let topics: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
+    check_changelog_partitions(&consumer, &topics, &coordinator_changelog(&coordinator))?;
     consumer
         .subscribe(&topics)
         .map_err(|e| RunError::Kafka(format!("cannot subscribe to {topics:?}: {e}")))?;
@@ -465,9 +466,10 @@ impl Coordinator {
     }
 
     fn stop_workers(&mut self) {
-        for (_, worker) in self.workers.drain() {
+        for ((topic, partition), worker) in self.workers.drain() {
             drop(worker.tx);
             let _ = self.rt.block_on(worker.task);
+            self.shared.job.metrics.forget_partition(&topic, partition);
         }
         self.shared.job.metrics.partitions_assigned.set(0);
         self.shared.job.metrics.keys.set(0);
@@ -485,7 +487,7 @@ impl Coordinator {
                     PartitionProcessor::new(
                         job.monitor.clone(),
                         &tp.0,
-                        job.config.delivery.watermark_lateness_ms,
+                        Some(job.config.delivery.watermark_lateness_ms),
                     ),
                 )
             })
@@ -607,6 +609,51 @@ impl Coordinator {
     }
 }
 
+fn coordinator_changelog(coordinator: &Mutex<Coordinator>) -> String {
+    coordinator
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .changelog
+        .clone()
+}
+
+/// State of input partition p lives in changelog partition p: the changelog needs at least
+/// as many partitions as every input topic (`spcvm topics create` makes them equal).
+fn check_changelog_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    inputs: &[&str],
+    changelog: &str,
+) -> Result<(), RunError> {
+    let count = |topic: &str| -> Result<usize, RunError> {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .map_err(|e| RunError::Kafka(format!("metadata of `{topic}`: {e}")))?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none())
+            .map_or(0, |t| t.partitions().len());
+        if partitions == 0 {
+            return Err(RunError::Kafka(format!(
+                "topic `{topic}` does not exist (create the topics with `spcvm topics create`)"
+            )));
+        }
+        Ok(partitions)
+    };
+    let have = count(changelog)?;
+    for input in inputs {
+        let need = count(input)?;
+        if have < need {
+            return Err(RunError::Kafka(format!(
+                "changelog `{changelog}` has {have} partitions but input `{input}` has {need}: \
+                 the state of input partition p is kept in changelog partition p, so add \
+                 partitions to the changelog"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Coordinator {
     /// Whether the restore consumer's position has reached `targets` on every partition.
     fn restore_done(&self, targets: &HashMap<i32, i64>) -> Result<bool, RunError> {
@@ -712,7 +759,7 @@ impl PartitionTask {
                 {
                     job.metrics.key_mismatches.inc();
                 }
-                if let Some(reason) = non_finite(&record) {
+                if let Some(reason) = super::non_finite(&record) {
                     job.metrics.dead_letter("non_finite");
                     deliveries.push((
                         Output::DeadLetter,
@@ -867,22 +914,6 @@ fn acks_of(
             }
         }
         Ok(Acked { received, alerts })
-    })
-}
-
-/// The reason text when `record` has NaN or infinite measurements.
-fn non_finite(record: &Telemetry) -> Option<String> {
-    let bad: Vec<String> = record
-        .measurements
-        .iter()
-        .filter(|(_, v)| !v.is_finite())
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    (!bad.is_empty()).then(|| {
-        format!(
-            "non-finite measurement(s) {}: not charted (the finite measurements of this record were charted)",
-            bad.join(", ")
-        )
     })
 }
 

@@ -129,3 +129,19 @@ fn record_stats(metrics: &crate::metrics::Metrics, stats: &spcvm_operators::Reco
         metrics.missing_parameters.inc_by(u64::from(stats.missing));
     }
 }
+
+/// The reason text when `record` has NaN or infinite measurements.
+pub(crate) fn non_finite(record: &spcvm_schemas::Telemetry) -> Option<String> {
+    let bad: Vec<String> = record
+        .measurements
+        .iter()
+        .filter(|(_, v)| !v.is_finite())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    (!bad.is_empty()).then(|| {
+        format!(
+            "non-finite measurement(s) {}: not charted (the finite measurements of this record were charted)",
+            bad.join(", ")
+        )
+    })
+}

@@ -39,14 +39,18 @@ pub struct PartitionProcessor {
     dirty: IndexSet<(String, String)>,
     meta: PartitionMeta,
     meta_dirty: bool,
-    lateness_ms: i64,
+    /// Watermark lag behind the newest event time; `None`: no sweeps (bounded input, ended
+    /// by [`PartitionProcessor::end`]).
+    lateness_ms: Option<i64>,
     since_checkpoint: u64,
 }
 
 impl PartitionProcessor {
-    /// An empty partition of `topic`; dedup windows close once the newest event time is
-    /// `lateness_ms` past their end.
-    pub fn new(monitor: Arc<SpcMonitor>, topic: &str, lateness_ms: i64) -> Self {
+    /// An empty partition of `topic`. With `lateness_ms`, the dedup windows of quiet charts
+    /// close once the newest event time is that far past their end (an unbounded stream);
+    /// with `None` they close only when their chart sees its next sample or at
+    /// [`PartitionProcessor::end`], exactly as `spcvm backtest` closes them.
+    pub fn new(monitor: Arc<SpcMonitor>, topic: &str, lateness_ms: Option<i64>) -> Self {
         PartitionProcessor {
             monitor,
             topic: topic.to_string(),
@@ -82,7 +86,10 @@ impl PartitionProcessor {
         }
         self.meta.newest_event_ms = Some(event_time);
         self.meta_dirty = true;
-        let watermark = event_time.saturating_sub(self.lateness_ms);
+        let Some(lateness_ms) = self.lateness_ms else {
+            return;
+        };
+        let watermark = event_time.saturating_sub(lateness_ms);
         let swept = *self.meta.swept_to_ms.get_or_insert(watermark);
         if watermark >= swept.saturating_add(SWEEP_EVERY_MS) {
             let start = out.len();

@@ -607,3 +607,99 @@ pub fn assert_same_alerts(streamed: &[Alert], backtest: &[Alert]) {
         expected.keys().collect::<Vec<_>>()
     );
 }
+
+// ---------------------------------------------------------------- helpers without a broker
+
+/// `records` as JSON lines (each ending in `\n`), as `spcvm backtest` and the file runtime
+/// read them.
+pub fn jsonl_lines(records: &[Telemetry]) -> Vec<Vec<u8>> {
+    records
+        .iter()
+        .map(|r| {
+            let mut line = encode_telemetry_json(r);
+            line.push(b'\n');
+            line
+        })
+        .collect()
+}
+
+/// Starts `spcvm run --config CONFIG` on its own (no [`Setup`]: a file job, or a Kafka job
+/// with a hand-written config); stderr goes to `log`.
+pub fn start_run(config: &Path, log: &Path) -> Job {
+    let child = Command::new(spcvm())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info,librdkafka=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    Job {
+        child,
+        log: log.to_path_buf(),
+    }
+}
+
+impl Job {
+    /// Waits (up to `timeout`) for the process to exit by itself and returns its status;
+    /// fails with the log when it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                panic!(
+                    "job still running after {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `GET http://ADDR/PATH` on the job's HTTP endpoint (address from its log).
+    pub fn http_get(&self, path: &str) -> String {
+        let addr = self.http_addr(Duration::from_secs(30));
+        let mut response = ureq::get(&format!("http://{addr}{path}"))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}\n{}", self.log_text()));
+        response.body_mut().read_to_string().unwrap()
+    }
+
+    /// The value of the sample `series` (a metric name with its labels, exactly as
+    /// rendered, e.g. `spcvm_messages_consumed_total{topic="file"}`) on `/metrics`, if
+    /// present.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.http_get("/metrics"), series)
+    }
+
+    /// Waits until the metric `series` equals `value`, failing after `timeout` with the
+    /// job's log and the last value seen.
+    pub fn wait_metric(&self, series: &str, value: f64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.metric(series);
+            if seen == Some(value) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} is {seen:?}, not {value}, after {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The value of the sample `series` (name and labels as rendered) in a Prometheus text
+/// exposition.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
