@@ -10,7 +10,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use spcvm_operators::{KeyedState, MonitorConfig, SpcMonitor, SpcState};
+use spcvm_operators::{KeyedState, SpcMonitor, SpcState};
 use spcvm_schemas::Alert;
 use spcvm_sinks::{AlertWriter, SinkError};
 
@@ -24,7 +24,7 @@ pub const PROGRESS_EVERY: u64 = 1024;
 /// What `spcvm backtest` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// Chart configuration; `None` = [`MonitorConfig::default`] (the seed monitors).
+    /// Chart configuration; `None` = the built-in seed monitors.
     pub config: Option<PathBuf>,
     /// Telemetry input.
     pub input: PathBuf,
@@ -217,16 +217,7 @@ pub fn run<W: Write>(
 ///
 /// [`BacktestError`] naming the file (and line, for configuration errors) that failed.
 pub fn execute(options: &Options, observer: &mut impl Observer) -> Result<Finished, BacktestError> {
-    let monitor = match &options.config {
-        Some(path) => config::load(path)?.1,
-        None => SpcMonitor::new(&MonitorConfig::default()).map_err(|error| {
-            ConfigFileError::Invalid {
-                path: PathBuf::from("<built-in defaults>"),
-                line: None,
-                error,
-            }
-        })?,
-    };
+    let monitor = config::load_monitor(options.config.as_deref())?;
     let mut source = RecordSource::open(&options.input, options.format)?;
     let outputs = [
         ("--alerts", Some(&options.alerts)),

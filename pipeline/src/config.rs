@@ -63,6 +63,24 @@ pub fn load(path: &Path) -> Result<(MonitorConfig, SpcMonitor), ConfigFileError>
     parse(&text, path)
 }
 
+/// The monitor of `path`, or the built-in seed monitors when there is no path.
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_monitor(path: Option<&Path>) -> Result<SpcMonitor, ConfigFileError> {
+    match path {
+        Some(path) => Ok(load(path)?.1),
+        None => {
+            SpcMonitor::new(&MonitorConfig::default()).map_err(|error| ConfigFileError::Invalid {
+                path: std::path::PathBuf::from("<built-in defaults>"),
+                line: None,
+                error,
+            })
+        }
+    }
+}
+
 /// Parses and validates configuration `text`; `path` is only used in error messages.
 ///
 /// # Errors

@@ -314,21 +314,24 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
         }
         consumed.inc();
         since_checkpoint += 1;
+        let mut dead_letter = |kind: &str, error: &str| -> Result<(), RunError> {
+            summary.dead_letters += 1;
+            job.metrics.dead_letter(kind);
+            let letter = serde_json::json!({
+                "input": cfg.input,
+                "line": line_no,
+                "offset": start_offset,
+                "kind": kind,
+                "error": error,
+                "payload": String::from_utf8_lossy(text),
+            });
+            Ok(dlq_out.write_line(letter.to_string().as_bytes())?)
+        };
         match job.decoder.decode(text) {
             Ok(record) => {
                 summary.records += 1;
                 if let Some(reason) = super::non_finite(&record) {
-                    summary.dead_letters += 1;
-                    job.metrics.dead_letter("non_finite");
-                    let letter = serde_json::json!({
-                        "input": cfg.input,
-                        "line": line_no,
-                        "offset": start_offset,
-                        "kind": "non_finite",
-                        "error": reason,
-                        "payload": String::from_utf8_lossy(text),
-                    });
-                    dlq_out.write_line(letter.to_string().as_bytes())?;
+                    dead_letter("non_finite", &reason)?;
                 }
                 let stats = processor.process(&record, &mut alerts);
                 record_stats(&job.metrics, &stats);
@@ -338,19 +341,7 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
                     summary.alerts += 1;
                 }
             }
-            Err(e) => {
-                summary.dead_letters += 1;
-                job.metrics.dead_letter(e.kind());
-                let letter = serde_json::json!({
-                    "input": cfg.input,
-                    "line": line_no,
-                    "offset": start_offset,
-                    "kind": e.kind(),
-                    "error": e.to_string(),
-                    "payload": String::from_utf8_lossy(text),
-                });
-                dlq_out.write_line(letter.to_string().as_bytes())?;
-            }
+            Err(e) => dead_letter(e.kind(), &e.to_string())?,
         }
         if since_checkpoint >= delivery.max_uncheckpointed || last_checkpoint.elapsed() >= interval
         {

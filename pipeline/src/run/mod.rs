@@ -31,7 +31,7 @@ pub mod topics;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use spcvm_operators::{MonitorConfig, SpcMonitor};
+use spcvm_operators::SpcMonitor;
 
 use crate::config::ConfigFileError;
 use crate::decode::{DecodeSetupError, Decoder};
@@ -61,16 +61,7 @@ impl Job {
     ///
     /// [`RunError::Charts`] or [`RunError::Decode`] naming the file or key at fault.
     pub fn new(config: PipelineConfig) -> Result<Job, RunError> {
-        let monitor = match &config.charts {
-            Some(path) => crate::config::load(path)?.1,
-            None => SpcMonitor::new(&MonitorConfig::default()).map_err(|error| {
-                ConfigFileError::Invalid {
-                    path: PathBuf::from("<built-in defaults>"),
-                    line: None,
-                    error,
-                }
-            })?,
-        };
+        let monitor = crate::config::load_monitor(config.charts.as_deref())?;
         let decoder = Decoder::new(&config.decode)?;
         Ok(Job {
             config,
