@@ -9,46 +9,22 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use spcvm::decode::{DecodeConfig, DecodeError, Decoder, PayloadFormat};
 use spcvm_schemas::apache_avro::types::Value;
 use spcvm_schemas::apache_avro::{Schema, to_avro_datum};
+#[path = "../../tests/e2e/common/mod.rs"]
+mod common;
+
+use common::{python, workspace_root};
 use spcvm_schemas::{
     TELEMETRY_SCHEMA_JSON, Telemetry, ToolType, decode_telemetry_json, encode_telemetry_avro,
     parse_schema,
 };
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("pipeline/ has a parent")
-        .to_path_buf()
-}
-
-/// The Python to run the payload script with; fails the test when there is none.
-fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("SPCVM_PYTHON").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        assert!(
-            path.exists(),
-            "SPCVM_PYTHON={} does not exist; unset it or run scripts/pyenv.sh",
-            path.display()
-        );
-        return path;
-    }
-    let venv = workspace_root().join(".venv/tools/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with confluent-kafka: {} is missing and SPCVM_PYTHON is not set. \
-         Run `bash scripts/pyenv.sh` (it creates .venv/tools and prints the python path), \
-         or set SPCVM_PYTHON to a python that can import confluent_kafka.schema_registry.avro",
-        venv.display()
-    );
-    venv
-}
 
 /// Compares two records, NaN equal to NaN and -0.0 different from 0.0.
 fn assert_same(name: &str, got: &Telemetry, want: &Telemetry) {

@@ -23,34 +23,6 @@ use spcvm_schemas::{Telemetry, decode_alert_avro, encode_telemetry_json};
 /// mistake shows).
 const ALERT_SCHEMA_ID: u32 = 0x0001_0203;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("pipeline/ has a parent")
-        .to_path_buf()
-}
-
-/// The Python with confluent-kafka: `SPCVM_PYTHON`, else `.venv/tools/bin/python`.
-fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("SPCVM_PYTHON").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        assert!(
-            path.exists(),
-            "SPCVM_PYTHON={} does not exist; unset it or run `bash scripts/pyenv.sh`",
-            path.display()
-        );
-        return path;
-    }
-    let venv = workspace_root().join(".venv/tools/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with confluent-kafka: {} is missing and SPCVM_PYTHON is not set. \
-         Run `bash scripts/pyenv.sh` (it creates .venv/tools and prints the python path), \
-         or set SPCVM_PYTHON to a python that can import confluent_kafka.schema_registry.avro",
-        venv.display()
-    );
-    venv
-}
 
 /// `records` serialized by the real Confluent serializer: the payloads (in record order)
 /// and the schema ids file to decode them with.

@@ -703,3 +703,33 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
         (name == series).then(|| value.parse().ok())?
     })
 }
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("pipeline/ has a parent")
+        .to_path_buf()
+}
+
+/// The Python with confluent-kafka: `SPCVM_PYTHON`, else `.venv/tools/bin/python`.
+pub fn python() -> PathBuf {
+    if let Some(path) = std::env::var_os("SPCVM_PYTHON").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.exists(),
+            "SPCVM_PYTHON={} does not exist; unset it or run `bash scripts/pyenv.sh`",
+            path.display()
+        );
+        return path;
+    }
+    let venv = workspace_root().join(".venv/tools/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python with confluent-kafka: {} is missing and SPCVM_PYTHON is not set. \
+         Run `bash scripts/pyenv.sh` (it creates .venv/tools and prints the python path), \
+         or set SPCVM_PYTHON to a python that can import confluent_kafka.schema_registry.avro",
+        venv.display()
+    );
+    venv
+}
