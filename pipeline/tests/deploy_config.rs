@@ -111,3 +111,51 @@ fn pipeline_example_documents_every_key_with_its_default() {
         "keys not in pipeline.example.toml: {missing:?}"
     );
 }
+
+/// The pipeline.toml inside the Kubernetes ConfigMap loads.
+#[test]
+fn kubernetes_configmap_pipeline_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/spcvm.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let start = yaml
+        .find("pipeline.toml: |\n")
+        .expect("the ConfigMap has pipeline.toml")
+        + "pipeline.toml: |\n".len();
+    let toml: String = yaml[start..]
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.toml");
+    std::fs::write(&file, &toml).unwrap();
+    let config =
+        spcvm::run::config::load(Some(&file), Vec::new()).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    assert_eq!(config.source, spcvm::run::config::SourceKind::Kafka);
+    assert!(config.kafka.static_membership);
+}
+
+/// Every metric the Prometheus rules use is one spcvm serves.
+#[test]
+fn prometheus_rules_use_served_metrics() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/spcvm-rules.yaml");
+    let rules = std::fs::read_to_string(&path).unwrap();
+    let metrics = spcvm::metrics::Metrics::new();
+    metrics.alert("major", "ewma", "rule_1");
+    metrics.set_consumer_lag("t", 0, 1);
+    metrics.dead_letter("json");
+    let served = metrics.render();
+    let mut used = 0;
+    for (i, _) in rules.match_indices("spcvm_") {
+        let name: String = rules[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        used += 1;
+        assert!(
+            served.contains(&format!("# TYPE {name} ")) || served.contains(&format!("\n{name}{{")),
+            "{name} in spcvm-rules.yaml is not served"
+        );
+    }
+    assert!(used > 5);
+}
