@@ -42,6 +42,9 @@ use super::{Job, RunError, record_stats};
 
 /// How long the poll thread waits for a message before looking at timers and flags.
 const POLL_TIMEOUT: Duration = Duration::from_millis(20);
+/// Most messages taken from the consumer before they are handed to the partition tasks
+/// (one queue send and one task wake-up per partition and batch, not per message).
+const MAX_BATCH: usize = 512;
 /// Timeout of transaction calls.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a restore may take before the job gives up.
@@ -54,8 +57,8 @@ type Tp = (String, i32);
 
 /// What the poll thread sends a partition task, in order.
 enum Work {
-    /// A message and when it was received.
-    Record(OwnedMessage, Instant),
+    /// Messages of the partition, in offset order, and when they were received.
+    Records(Vec<OwnedMessage>, Instant),
     /// Checkpoint barrier: write changelog records for changed state and reply with the next
     /// offset to consume (after every earlier output is acknowledged, in at-least-once).
     Checkpoint(std_mpsc::SyncSender<Result<CheckpointReply, RunError>>),
@@ -124,6 +127,9 @@ struct Coordinator {
 struct Ctx {
     coordinator: Arc<Mutex<Coordinator>>,
     job: Arc<Job>,
+    /// Bumped by every rebalance callback: a batch polled across a rebalance is dropped
+    /// (its messages come again from the committed offsets of the new assignment).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl ClientContext for Ctx {
@@ -144,6 +150,7 @@ impl ClientContext for Ctx {
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut c = self.coordinator.lock().unwrap_or_else(|p| p.into_inner());
             tracing::info!(partitions = tpl.count(), "partitions revoked");
@@ -154,6 +161,7 @@ impl ConsumerContext for Ctx {
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Rebalance::Assign(tpl) = rebalance {
             let mut c = self.coordinator.lock().unwrap_or_else(|p| p.into_inner());
             let tps: Vec<Tp> = tpl
@@ -275,6 +283,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         .create_with_context(Ctx {
             coordinator: coordinator.clone(),
             job: job.clone(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
         .map_err(|e| RunError::Kafka(format!("cannot create the consumer: {e}")))?;
     let topics: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
@@ -285,23 +294,40 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
     tracing::info!(?topics, group = %config.kafka.group_id, ?mode, "consuming");
     let interval = Duration::from_millis(config.delivery.checkpoint_interval_ms);
     let max_uncheckpointed = config.delivery.max_uncheckpointed;
-    let consumed = |topic: &str| job.metrics.messages_consumed.with_label_values(&[topic]);
+    let mut consumed: HashMap<String, prometheus::IntCounter> = HashMap::new();
+    let mut batch: Vec<OwnedMessage> = Vec::with_capacity(MAX_BATCH);
     let result = (|| -> Result<(), RunError> {
         while !stop.load(Ordering::Relaxed) {
-            let polled = consumer.poll(POLL_TIMEOUT);
+            // Poll without holding the coordinator: a rebalance callback inside `poll` takes it.
+            let generation = consumer.context().generation.load(Ordering::SeqCst);
+            let mut timeout = POLL_TIMEOUT;
+            while batch.len() < MAX_BATCH {
+                match consumer.poll(timeout) {
+                    Some(Ok(message)) => batch.push(message.detach()),
+                    Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                    None => break,
+                }
+                timeout = Duration::ZERO;
+            }
             let mut c = coordinator.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(e) = c.error.take().or_else(|| shared.take_fatal()) {
                 return Err(e);
             }
-            match polled {
-                Some(Ok(message)) => {
-                    let message = message.detach();
-                    consumed(message.topic()).inc();
-                    c.dispatch(message)?;
-                }
-                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-                None => {}
+            if consumer.context().generation.load(Ordering::SeqCst) != generation {
+                // Polled across a rebalance: these messages may belong to the old assignment.
+                batch.clear();
             }
+            for message in &batch {
+                consumed
+                    .entry(message.topic().to_string())
+                    .or_insert_with(|| {
+                        job.metrics
+                            .messages_consumed
+                            .with_label_values(&[message.topic()])
+                    })
+                    .inc();
+            }
+            c.dispatch(&mut batch)?;
             if c.uncheckpointed >= max_uncheckpointed
                 || (c.uncheckpointed > 0 && c.last_checkpoint.elapsed() >= interval)
             {
@@ -335,26 +361,44 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
 }
 
 impl Coordinator {
-    /// Hands `message` to its partition's task (waiting while that task's queue is full).
-    fn dispatch(&mut self, message: OwnedMessage) -> Result<(), RunError> {
-        let tp = (message.topic().to_string(), message.partition());
-        let Some(worker) = self.workers.get(&tp) else {
-            return Err(RunError::Kafka(format!(
-                "message from {}[{}] at offset {} arrived for a partition not assigned here",
-                tp.0,
-                tp.1,
-                message.offset()
-            )));
-        };
-        worker
-            .tx
-            .blocking_send(Work::Record(message, Instant::now()))
-            .map_err(|_| {
-                self.shared
-                    .take_fatal()
-                    .unwrap_or_else(|| RunError::Kafka(format!("task of {}[{}] ended", tp.0, tp.1)))
-            })?;
-        self.uncheckpointed += 1;
+    /// Hands the messages of `batch` to their partitions' tasks, one queue send per
+    /// partition (waiting while a task's queue is full), and empties `batch`.
+    fn dispatch(&mut self, batch: &mut Vec<OwnedMessage>) -> Result<(), RunError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let received = Instant::now();
+        let mut by_partition: Vec<(Tp, Vec<OwnedMessage>)> = Vec::new();
+        for message in batch.drain(..) {
+            let (topic, partition) = (message.topic(), message.partition());
+            match by_partition
+                .iter_mut()
+                .find(|(tp, _)| tp.1 == partition && tp.0 == topic)
+            {
+                Some((_, messages)) => messages.push(message),
+                None => by_partition.push(((topic.to_string(), partition), vec![message])),
+            }
+        }
+        for (tp, messages) in by_partition {
+            let Some(worker) = self.workers.get(&tp) else {
+                return Err(RunError::Kafka(format!(
+                    "message from {}[{}] at offset {} arrived for a partition not assigned here",
+                    tp.0,
+                    tp.1,
+                    messages[0].offset()
+                )));
+            };
+            let n = messages.len() as u64;
+            worker
+                .tx
+                .blocking_send(Work::Records(messages, received))
+                .map_err(|_| {
+                    self.shared.take_fatal().unwrap_or_else(|| {
+                        RunError::Kafka(format!("task of {}[{}] ended", tp.0, tp.1))
+                    })
+                })?;
+            self.uncheckpointed += n;
+        }
         Ok(())
     }
 
@@ -559,6 +603,9 @@ impl Coordinator {
         let mut records = 0u64;
         let deadline = Instant::now() + RESTORE_TIMEOUT;
         let mut since_check = 0u32;
+        // Done only after a poll came back empty, too: some brokers (tansu) under-report the
+        // high watermark, and what follows it must still be read.
+        let mut idle;
         loop {
             match self.restore.poll(Duration::from_millis(50)) {
                 Some(Err(e)) => {
@@ -570,6 +617,7 @@ impl Coordinator {
                 Some(Ok(m)) => {
                     records += 1;
                     since_check += 1;
+                    idle = false;
                     if let (Some(key), Some(value)) = (m.key(), m.payload()) {
                         for &i in by_partition.get(&m.partition()).into_iter().flatten() {
                             partitions[i].1.restore(key, value).map_err(|e| {
@@ -586,10 +634,10 @@ impl Coordinator {
                         continue;
                     }
                 }
-                None => {}
+                None => idle = true,
             }
             since_check = 0;
-            if self.restore_done(&targets)? {
+            if idle && self.restore_done(&targets)? {
                 break;
             }
             if Instant::now() > deadline {
@@ -697,8 +745,8 @@ async fn partition_task(
             work = rx.recv() => {
                 let result = match work {
                     None => return,
-                    Some(Work::Record(message, received)) => {
-                        task.record(&mut processor, &message, received).await
+                    Some(Work::Records(messages, received)) => {
+                        task.records(&mut processor, &messages, received).await
                     }
                     Some(Work::Checkpoint(reply)) => {
                         let result = task.checkpoint(&mut processor).await;
@@ -724,10 +772,11 @@ type Acks = FuturesOrdered<
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Acked, RunError>> + Send>>,
 >;
 
-/// A message whose outputs are all acknowledged.
+/// A batch of messages whose outputs are all acknowledged.
 struct Acked {
     received: Instant,
-    alerts: usize,
+    /// Messages of the batch that raised alerts.
+    alerting: usize,
 }
 
 struct PartitionTask {
@@ -740,15 +789,35 @@ struct PartitionTask {
 }
 
 impl PartitionTask {
+    /// Processes a batch of messages, then queues one future for all their deliveries.
+    async fn records(
+        &mut self,
+        processor: &mut PartitionProcessor,
+        messages: &[OwnedMessage],
+        received: Instant,
+    ) -> Result<(), RunError> {
+        let mut deliveries = Vec::new();
+        let mut alerting = 0;
+        for message in messages {
+            if self.record(processor, message, &mut deliveries).await? > 0 {
+                alerting += 1;
+            }
+            self.next_offset = Some(message.offset() + 1);
+        }
+        self.acks
+            .push_back(acks_of(self.shared.clone(), deliveries, received, alerting));
+        Ok(())
+    }
+
+    /// Processes one message, adding its outputs' deliveries; returns its alert count.
     async fn record(
         &mut self,
         processor: &mut PartitionProcessor,
         message: &OwnedMessage,
-        received: Instant,
-    ) -> Result<(), RunError> {
+        deliveries: &mut Vec<(Output, rdkafka::producer::DeliveryFuture)>,
+    ) -> Result<usize, RunError> {
         let job = &self.shared.job;
         let sink = &self.shared.sink;
-        let mut deliveries = Vec::new();
         let payload = message.payload().unwrap_or_default();
         let decoded = decode_with_retry(job, payload).await;
         let mut alert_count = 0;
@@ -785,14 +854,7 @@ impl PartitionTask {
                 ));
             }
         }
-        self.next_offset = Some(message.offset() + 1);
-        self.acks.push_back(acks_of(
-            self.shared.clone(),
-            deliveries,
-            received,
-            alert_count,
-        ));
-        Ok(())
+        Ok(alert_count)
     }
 
     /// Sends `message` to the dead-letter topic (a free-standing future: it must not borrow
@@ -823,12 +885,9 @@ impl PartitionTask {
 
     fn acknowledged(&mut self, ack: Result<Acked, RunError>) -> Result<(), RunError> {
         let ack = ack?;
-        if ack.alerts > 0 {
-            self.shared
-                .job
-                .metrics
-                .processing_latency
-                .observe(ack.received.elapsed().as_secs_f64());
+        let latency = ack.received.elapsed().as_secs_f64();
+        for _ in 0..ack.alerting {
+            self.shared.job.metrics.processing_latency.observe(latency);
         }
         Ok(())
     }
@@ -890,7 +949,7 @@ fn acks_of(
     shared: Arc<Shared>,
     deliveries: Vec<(Output, rdkafka::producer::DeliveryFuture)>,
     received: Instant,
-    alerts: usize,
+    alerting: usize,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Acked, RunError>> + Send>> {
     Box::pin(async move {
         for (output, delivery) in deliveries {
@@ -913,7 +972,7 @@ fn acks_of(
                 Err(_) => return Err(RunError::Kafka("producer closed".into())),
             }
         }
-        Ok(Acked { received, alerts })
+        Ok(Acked { received, alerting })
     })
 }
 
