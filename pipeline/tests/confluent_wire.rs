@@ -25,7 +25,6 @@ use spcvm_schemas::{
     parse_schema,
 };
 
-
 /// Compares two records, NaN equal to NaN and -0.0 different from 0.0.
 fn assert_same(name: &str, got: &Telemetry, want: &Telemetry) {
     let ids = |t: &Telemetry| {

@@ -23,7 +23,6 @@ use spcvm_schemas::{Telemetry, decode_alert_avro, encode_telemetry_json};
 /// mistake shows).
 const ALERT_SCHEMA_ID: u32 = 0x0001_0203;
 
-
 /// `records` serialized by the real Confluent serializer: the payloads (in record order)
 /// and the schema ids file to decode them with.
 fn confluent_payloads(dir: &Path, records: &[Telemetry]) -> (Vec<Vec<u8>>, PathBuf) {
