@@ -61,7 +61,9 @@ enum Work {
     Records(Vec<OwnedMessage>, Instant),
     /// Checkpoint barrier: write changelog records for changed state and reply with the next
     /// offset to consume (after every earlier output is acknowledged, in at-least-once).
-    Checkpoint(std_mpsc::SyncSender<Result<CheckpointReply, RunError>>),
+    /// The epoch is the transaction that outputs after the barrier belong to: the task
+    /// sends nothing more until that transaction has begun (the gate reaches it).
+    Checkpoint(std_mpsc::SyncSender<Result<CheckpointReply, RunError>>, u64),
 }
 
 /// A partition task's answer to a checkpoint barrier.
@@ -93,6 +95,10 @@ struct Shared {
     mode: DeliveryMode,
     /// The first fatal error of a task (a refused send, a failed delivery).
     fatal: Mutex<Option<RunError>>,
+    /// The epoch of the open transaction (exactly-once): a task that has passed the barrier
+    /// of epoch E waits for the gate to reach E before it sends again, so a commit runs
+    /// while the tasks go on processing, and no output lands in the wrong transaction.
+    gate: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -118,6 +124,13 @@ struct Coordinator {
     changelog: String,
     /// Records dispatched since the last checkpoint.
     uncheckpointed: u64,
+    /// Barriers sent so far (the epoch of the transaction now filling).
+    epoch: u64,
+    /// The checkpoint being completed on its own thread, and when it started.
+    in_flight: Option<(
+        std::thread::JoinHandle<Result<Completed, RunError>>,
+        Instant,
+    )>,
     last_checkpoint: Instant,
     /// An error raised inside a rebalance callback, reported after `poll` returns.
     error: Option<RunError>,
@@ -268,6 +281,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         sink,
         mode,
         fatal: Mutex::new(None),
+        gate: tokio::sync::watch::Sender::new(0),
     });
     let coordinator = Arc::new(Mutex::new(Coordinator {
         shared: shared.clone(),
@@ -276,6 +290,8 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         restore,
         changelog,
         uncheckpointed: 0,
+        epoch: 0,
+        in_flight: None,
         last_checkpoint: Instant::now(),
         error: None,
     }));
@@ -328,10 +344,14 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
                     .inc();
             }
             c.dispatch(&mut batch)?;
-            if c.uncheckpointed >= max_uncheckpointed
-                || (c.uncheckpointed > 0 && c.last_checkpoint.elapsed() >= interval)
+            if c.in_flight.as_ref().is_some_and(|(h, _)| h.is_finished()) {
+                c.finish_in_flight(&consumer)?;
+            }
+            if c.in_flight.is_none()
+                && (c.uncheckpointed >= max_uncheckpointed
+                    || (c.uncheckpointed > 0 && c.last_checkpoint.elapsed() >= interval))
             {
-                c.checkpoint(&consumer)?;
+                c.start_checkpoint(&consumer)?;
             }
         }
         Ok(())
@@ -340,6 +360,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
     match result {
         Ok(()) => {
             tracing::info!("stopping: final checkpoint");
+            c.finish_in_flight(&consumer)?;
             c.checkpoint(&consumer)?;
             c.stop_workers();
             if mode == DeliveryMode::AtLeastOnce {
@@ -351,6 +372,9 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
             Ok(())
         }
         Err(e) => {
+            if let Some((handle, _)) = c.in_flight.take() {
+                let _ = handle.join();
+            }
             if mode == DeliveryMode::ExactlyOnce {
                 let _ = shared.sink.abort_transaction(TXN_TIMEOUT);
             }
@@ -402,84 +426,100 @@ impl Coordinator {
         Ok(())
     }
 
-    /// The barrier: every task writes its changed state and reports its next offset, then
-    /// the offsets commit (with the transaction, in exactly-once).
+    /// Sends the checkpoint barrier to every task (in queue order, after every record
+    /// dispatched so far) and returns where their answers will arrive.
+    fn barrier(&mut self) -> Vec<(Tp, std_mpsc::Receiver<Result<CheckpointReply, RunError>>)> {
+        self.epoch += 1;
+        let mut replies = Vec::with_capacity(self.workers.len());
+        for (tp, worker) in &self.workers {
+            let (tx, rx) = std_mpsc::sync_channel(1);
+            if worker
+                .tx
+                .blocking_send(Work::Checkpoint(tx, self.epoch))
+                .is_ok()
+            {
+                replies.push((tp.clone(), rx));
+            }
+        }
+        self.uncheckpointed = 0;
+        self.last_checkpoint = Instant::now();
+        replies
+    }
+
+    /// Starts a checkpoint whose commit runs on its own thread while the tasks go on.
+    fn start_checkpoint<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), RunError> {
+        let group = self.group_metadata(consumer)?;
+        let replies = self.barrier();
+        let (shared, epoch) = (self.shared.clone(), self.epoch);
+        let handle = std::thread::Builder::new()
+            .name("spcvm-commit".into())
+            .spawn(move || complete(&shared, replies, epoch, group.as_ref()))
+            .map_err(|e| RunError::Kafka(format!("cannot start the commit thread: {e}")))?;
+        self.in_flight = Some((handle, Instant::now()));
+        Ok(())
+    }
+
+    /// Waits for the checkpoint in flight, if any, and finishes it (at-least-once: commits
+    /// the offsets it collected).
+    fn finish_in_flight<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), RunError> {
+        let Some((handle, started)) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let completed = handle
+            .join()
+            .map_err(|_| RunError::Kafka("the commit thread panicked".into()))??;
+        self.finished(consumer, completed, started, CommitMode::Async)
+    }
+
+    /// A whole checkpoint on this thread: barrier, then commit (revocation, shutdown).
     fn checkpoint<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
     ) -> Result<(), RunError> {
+        self.finish_in_flight(consumer)?;
         let started = Instant::now();
-        let mut replies = Vec::with_capacity(self.workers.len());
-        for (tp, worker) in &self.workers {
-            let (tx, rx) = std_mpsc::sync_channel(1);
-            if worker.tx.blocking_send(Work::Checkpoint(tx)).is_ok() {
-                replies.push((tp.clone(), rx));
-            }
+        let group = self.group_metadata(consumer)?;
+        let replies = self.barrier();
+        let completed = complete(&self.shared, replies, self.epoch, group.as_ref())?;
+        self.finished(consumer, completed, started, CommitMode::Sync)
+    }
+
+    fn group_metadata<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<Option<rdkafka::consumer::ConsumerGroupMetadata>, RunError> {
+        match self.shared.mode {
+            DeliveryMode::ExactlyOnce => consumer
+                .group_metadata()
+                .map(Some)
+                .ok_or_else(|| RunError::Kafka("the consumer has no group metadata".into())),
+            DeliveryMode::AtLeastOnce => Ok(None),
         }
-        let mut offsets = TopicPartitionList::new();
-        let mut keys = 0;
-        for ((topic, partition), rx) in replies {
-            let reply = rx.recv().map_err(|_| {
-                self.shared.take_fatal().unwrap_or_else(|| {
-                    RunError::Kafka(format!(
-                        "task of {topic}[{partition}] ended during a checkpoint"
-                    ))
-                })
-            })??;
-            keys += reply.keys;
-            if let Some(next) = reply.next_offset {
-                offsets
-                    .add_partition_offset(&topic, partition, Offset::Offset(next))
-                    .map_err(|e| RunError::Kafka(e.to_string()))?;
-            }
-        }
-        if let Some(e) = self.shared.take_fatal() {
-            return Err(e);
+    }
+
+    fn finished<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        completed: Completed,
+        started: Instant,
+        mode: CommitMode,
+    ) -> Result<(), RunError> {
+        if self.shared.mode == DeliveryMode::AtLeastOnce && completed.offsets.count() > 0 {
+            consumer
+                .commit(&completed.offsets, mode)
+                .map_err(|e| RunError::Kafka(format!("offset commit failed: {e}")))?;
         }
         let metrics = &self.shared.job.metrics;
-        match self.shared.mode {
-            DeliveryMode::ExactlyOnce => {
-                let group = consumer
-                    .group_metadata()
-                    .ok_or_else(|| RunError::Kafka("the consumer has no group metadata".into()))?;
-                let mut attempt = 0;
-                loop {
-                    match self
-                        .shared
-                        .sink
-                        .commit_transaction(&offsets, &group, TXN_TIMEOUT)
-                    {
-                        Ok(()) => break,
-                        Err(e) if e.is_retriable() && attempt < COMMIT_RETRIES => {
-                            attempt += 1;
-                            tracing::warn!(error = %e, attempt, "retrying commit");
-                        }
-                        Err(e) => {
-                            metrics.transactions.with_label_values(&["aborted"]).inc();
-                            if !e.is_fatal() {
-                                let _ = self.shared.sink.abort_transaction(TXN_TIMEOUT);
-                            }
-                            return Err(e.into());
-                        }
-                    }
-                }
-                metrics.transactions.with_label_values(&["committed"]).inc();
-                self.shared.sink.begin_transaction()?;
-            }
-            DeliveryMode::AtLeastOnce => {
-                if offsets.count() > 0 {
-                    consumer
-                        .commit(&offsets, CommitMode::Sync)
-                        .map_err(|e| RunError::Kafka(format!("offset commit failed: {e}")))?;
-                }
-            }
-        }
         metrics
             .checkpoint_duration
             .observe(started.elapsed().as_secs_f64());
-        metrics.keys.set(keys as i64);
-        self.uncheckpointed = 0;
-        self.last_checkpoint = Instant::now();
+        metrics.keys.set(completed.keys as i64);
         Ok(())
     }
 
@@ -503,6 +543,7 @@ impl Coordinator {
                 // redone by the partitions' next owner, from the restored state.
                 tracing::warn!(error = %e, "commit during revoke failed; transaction aborted");
                 self.shared.sink.begin_transaction()?;
+                self.shared.gate.send_replace(self.epoch);
                 Ok(())
             }
             Err(e) => Err(e),
@@ -718,6 +759,70 @@ impl Coordinator {
     }
 }
 
+/// What a completed checkpoint collected.
+struct Completed {
+    /// Next offsets of the partitions that processed anything.
+    offsets: TopicPartitionList,
+    /// Chart states held by all tasks.
+    keys: usize,
+}
+
+/// Collects the tasks' answers to the barrier of `epoch`; in exactly-once, commits the
+/// transaction with their offsets, begins the next one and opens the gate to it. A commit
+/// that cannot be retried aborts the transaction (unless the producer is fenced) and
+/// returns the error.
+fn complete(
+    shared: &Shared,
+    replies: Vec<(Tp, std_mpsc::Receiver<Result<CheckpointReply, RunError>>)>,
+    epoch: u64,
+    group: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
+) -> Result<Completed, RunError> {
+    let mut offsets = TopicPartitionList::new();
+    let mut keys = 0;
+    for ((topic, partition), rx) in replies {
+        let reply = rx.recv().map_err(|_| {
+            shared.take_fatal().unwrap_or_else(|| {
+                RunError::Kafka(format!(
+                    "task of {topic}[{partition}] ended during a checkpoint"
+                ))
+            })
+        })??;
+        keys += reply.keys;
+        if let Some(next) = reply.next_offset {
+            offsets
+                .add_partition_offset(&topic, partition, Offset::Offset(next))
+                .map_err(|e| RunError::Kafka(e.to_string()))?;
+        }
+    }
+    if let Some(e) = shared.take_fatal() {
+        return Err(e);
+    }
+    if let Some(group) = group {
+        let metrics = &shared.job.metrics;
+        let mut attempt = 0;
+        loop {
+            match shared.sink.commit_transaction(&offsets, group, TXN_TIMEOUT) {
+                Ok(()) => break,
+                Err(e) if e.is_retriable() && attempt < COMMIT_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "retrying commit");
+                }
+                Err(e) => {
+                    metrics.transactions.with_label_values(&["aborted"]).inc();
+                    if !e.is_fatal() {
+                        let _ = shared.sink.abort_transaction(TXN_TIMEOUT);
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        metrics.transactions.with_label_values(&["committed"]).inc();
+        shared.sink.begin_transaction()?;
+        shared.gate.send_replace(epoch);
+    }
+    Ok(Completed { offsets, keys })
+}
+
 /// One partition's task: decodes its records in order, runs them through its processor,
 /// sends the outputs, and answers checkpoint barriers.
 async fn partition_task(
@@ -727,6 +832,8 @@ async fn partition_task(
     mut rx: mpsc::Receiver<Work>,
 ) {
     let mut task = PartitionTask {
+        gate: shared.gate.subscribe(),
+        required_epoch: *shared.gate.borrow(),
         shared: shared.clone(),
         tp,
         next_offset: None,
@@ -748,8 +855,9 @@ async fn partition_task(
                     Some(Work::Records(messages, received)) => {
                         task.records(&mut processor, &messages, received).await
                     }
-                    Some(Work::Checkpoint(reply)) => {
+                    Some(Work::Checkpoint(reply, epoch)) => {
                         let result = task.checkpoint(&mut processor).await;
+                        task.required_epoch = epoch;
                         let failed = result.as_ref().err().map(ToString::to_string);
                         let _ = reply.send(result);
                         match failed {
@@ -780,6 +888,10 @@ struct Acked {
 }
 
 struct PartitionTask {
+    /// Sends wait for this to reach `required_epoch` (exactly-once).
+    gate: tokio::sync::watch::Receiver<u64>,
+    /// The transaction this task's next outputs belong to.
+    required_epoch: u64,
     shared: Arc<Shared>,
     tp: Tp,
     /// Next offset to consume once everything before it is safe.
@@ -789,6 +901,20 @@ struct PartitionTask {
 }
 
 impl PartitionTask {
+    /// Waits until the transaction this task's outputs belong to has begun.
+    async fn gate_open(&mut self) -> Result<(), RunError> {
+        if self.shared.mode == DeliveryMode::ExactlyOnce
+            && *self.gate.borrow() < self.required_epoch
+        {
+            let required = self.required_epoch;
+            self.gate
+                .wait_for(|open| *open >= required)
+                .await
+                .map_err(|_| RunError::Kafka("the transaction gate closed".into()))?;
+        }
+        Ok(())
+    }
+
     /// Processes a batch of messages, then queues one future for all their deliveries.
     async fn records(
         &mut self,
@@ -816,8 +942,8 @@ impl PartitionTask {
         message: &OwnedMessage,
         deliveries: &mut Vec<(Output, rdkafka::producer::DeliveryFuture)>,
     ) -> Result<usize, RunError> {
-        let job = &self.shared.job;
-        let sink = &self.shared.sink;
+        let shared = self.shared.clone();
+        let (job, sink) = (&shared.job, &shared.sink);
         let payload = message.payload().unwrap_or_default();
         let decoded = decode_with_retry(job, payload).await;
         let mut alert_count = 0;
@@ -830,6 +956,7 @@ impl PartitionTask {
                 }
                 if let Some(reason) = super::non_finite(&record) {
                     job.metrics.dead_letter("non_finite");
+                    self.gate_open().await?;
                     deliveries.push((
                         Output::DeadLetter,
                         Self::dead_letter(&self.shared, &self.tp, message, "non_finite", &reason)
@@ -838,6 +965,9 @@ impl PartitionTask {
                 }
                 let stats = processor.process(&record, &mut self.alerts);
                 record_stats(&job.metrics, &stats);
+                if !self.alerts.is_empty() {
+                    self.gate_open().await?;
+                }
                 for alert in self.alerts.drain(..) {
                     job.metrics.record_alert(&alert);
                     deliveries.push((Output::Alert, sink.send_alert(&alert).await?));
@@ -847,6 +977,7 @@ impl PartitionTask {
             Err(e) => {
                 job.metrics.decode_failure(e.kind());
                 job.metrics.dead_letter(e.kind());
+                self.gate_open().await?;
                 deliveries.push((
                     Output::DeadLetter,
                     Self::dead_letter(&self.shared, &self.tp, message, e.kind(), &e.to_string())
@@ -896,6 +1027,8 @@ impl PartitionTask {
         &mut self,
         processor: &mut PartitionProcessor,
     ) -> Result<CheckpointReply, RunError> {
+        // The changelog records belong to the transaction this task is filling.
+        self.gate_open().await?;
         let sink = &self.shared.sink;
         let mut deliveries = Vec::new();
         for record in processor.checkpoint() {
