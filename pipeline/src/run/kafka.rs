@@ -2,23 +2,28 @@
 //!
 //! ```text
 //! poll thread (owns the BaseConsumer, coordinates)            partition tasks (tokio, one each)
-//!   poll ──message──> bounded queue of its partition ───────> decode ─> PartitionProcessor
+//!   poll ──batch──> bounded queue of each partition ────────> decode ─> PartitionProcessor
 //!     │                                                          │ alerts, dead letters ─> KafkaSink
-//!     │ every checkpoint_interval_ms / max_uncheckpointed:       │
-//!     ├──Checkpoint barrier (in queue order) ────────────────> changelog records ─> KafkaSink
-//!     │<─────────────────────── next offset (after acks in at-least-once) ─┘
-//!     └─ exactly_once: send_offsets_to_transaction + commit, begin the next transaction
-//!        at_least_once: commit the acknowledged offsets
+//!     │ every checkpoint_interval_ms / max_uncheckpointed:       │   (once the gate is open)
+//!     ├──Checkpoint barrier of epoch E (in queue order) ─────> changelog records ─> KafkaSink
+//!     │                                                          │ then: outputs wait for gate >= E
+//!     └─ commit thread <──────── next offset (after acks in at-least-once) ─┘
+//!          exactly_once: send_offsets_to_transaction + commit, begin transaction E, gate = E
+//!          at_least_once: the poll thread commits the acknowledged offsets
 //! rebalance (inside poll):
-//!   revoke ─> checkpoint (abort when the commit fails) ─> stop the partition tasks
+//!   revoke ─> finish the commit in flight, checkpoint (abort when the commit fails),
+//!             stop the partition tasks
 //!   assign ─> restore each partition from its changelog partition ─> start its task
 //! ```
 //!
 //! The queue to a partition task carries records and checkpoint barriers in order, so a
 //! barrier's offset covers exactly the records whose outputs and state changes are in the
-//! transaction. A commit that fails for any other reason than a retriable one aborts the
-//! transaction and stops the process with an error: the restart restores state and offsets
-//! from the last commit, which is the only state known to be consistent.
+//! transaction. The commit runs on its own thread while the tasks go on decoding and
+//! charting; a task that has passed barrier E sends nothing until transaction E has begun
+//! (the gate), so no output of a later record lands in the transaction being committed. A
+//! commit that fails for any other reason than a retriable one aborts the transaction and
+//! stops the process with an error: the restart restores state and offsets from the last
+//! commit, which is the only state known to be consistent.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
