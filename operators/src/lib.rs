@@ -7,7 +7,8 @@
 //!
 //! - [`operator`]: the [`KeyedOperator`] trait (`process`, plus defaulted `on_watermark` and
 //!   `on_end` hooks) that runtimes drive.
-//! - [`state`]: [`KeyedState`], the map from (tool, recipe, parameter) to operator state.
+//! - [`state`]: [`KeyedState`], the map from (tool, recipe, parameter) to operator state,
+//!   laid out so that a record's lookup touches few cache lines.
 //! - [`spc`]: chart configuration ([`ChartSpec`]), the published constants, and
 //!   [`ChartState`] with the X-bar/R, X-bar/S, I-MR, EWMA and CUSUM update steps.
 //! - [`rules`]: the eight run rules, evaluated incrementally from counters and bit registers.
@@ -21,12 +22,16 @@
 //!
 //! ```text
 //! Telemetry ──SpcMonitor::process_record──> per measurement: route (tool type, parameter)
-//!     └─> KeyedState[(tool, recipe, parameter)] ──KeyedOperator::process──> ChartState::update
+//!     └─> KeyedState[(tool, recipe, parameter)] ──(KeyedOperator::process)──> ChartState::update
 //!           ├─ spec / critical checks on the raw value
 //!           ├─ Phase I accumulation, then frozen limits
 //!           ├─ chart statistic ──RuleState::push──> Signal*
-//!           └─ Dedup::admit ──> Alert (new) | folded (closing Alert later, same id)
+//!           └─ Dedup::admit_all (a sample's signals) ──> Alert (new)
+//!                                     | folded (closing Alert later, same id)
 //! ```
+//!
+//! [`SpcMonitor::process_records`] does the same for a slice of records, loading the chart
+//! states of the records a few places ahead while it works on the current one.
 
 pub mod dedup;
 pub mod defaults;
@@ -44,4 +49,4 @@ pub use operator::KeyedOperator;
 pub use rules::{RuleSet, RuleState};
 pub use signal::{Plot, Rule, Signal};
 pub use spc::{ChartSpec, ChartState, ChartType, Limits};
-pub use state::{ChartKey, ChartKeyRef, KeyedState};
+pub use state::{ChartKey, ChartKeyRef, KeyedState, Prefetch};

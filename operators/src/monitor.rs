@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use spcvm_schemas::{Alert, Telemetry, ToolType};
 
-use crate::dedup::{Admission, Dedup, Window};
+use crate::dedup::{Dedup, Window};
 use crate::defaults;
 use crate::operator::KeyedOperator;
 use crate::signal::{Rule, Signal};
 use crate::spc::{Chart, ChartSpec, ChartState, ChartType, SpecError};
 use crate::state::{ChartKeyRef, KeyedState, short_eq};
+use crate::state::{GroupMut, Prefetch};
 
 /// Monitor configuration (the `CHARTS.toml` file, or the `[spc]` part of a pipeline config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,9 +105,26 @@ pub struct Sample<'a> {
     pub wafer_id: Option<&'a str>,
 }
 
-/// The operator state of one chart key.
+/// The operator state of one chart key (256 bytes, plus the encoded dedup windows).
+///
+/// Laid out for the per-sample path, after the store's 8-byte entry tag: the time the next
+/// dedup window expires, then the chart's sample count and running statistics (the first
+/// cache line: all an X-bar sample that does not close a subgroup reads), its frozen limits
+/// (the second) and run-rule registers (the third). The per-rule counters, the encoded
+/// windows and the settings fingerprint follow, read only when a rule fires, a window closes,
+/// a value is missing, or the state is adopted by another monitor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SpcStateFields")]
+#[repr(C)]
 pub struct SpcState {
+    /// The earliest opening time among the open dedup windows (`i64::MAX` when none): the
+    /// one dedup field each sample reads. Derived from `dedup`, so not serialized.
+    #[serde(skip)]
+    due: i64,
+    /// The chart.
+    pub chart: ChartState,
+    /// Open dedup windows.
+    dedup: Dedup,
     /// Fingerprint of the chart settings the state was built under: a restore under changed
     /// settings (type, λ, limits, baseline, ...) starts the chart over.
     pub fingerprint: u64,
@@ -114,10 +132,29 @@ pub struct SpcState {
     pub chart_type: ChartType,
     /// Tool type of the key (for alerts emitted without a sample).
     pub tool_type: ToolType,
-    /// The chart.
-    pub chart: ChartState,
-    /// Open dedup windows.
-    pub dedup: Dedup,
+}
+
+/// [`SpcState`] as serialized.
+#[derive(Deserialize)]
+struct SpcStateFields {
+    chart: ChartState,
+    dedup: Dedup,
+    fingerprint: u64,
+    chart_type: ChartType,
+    tool_type: ToolType,
+}
+
+impl From<SpcStateFields> for SpcState {
+    fn from(f: SpcStateFields) -> Self {
+        SpcState {
+            due: f.dedup.oldest(),
+            chart: f.chart,
+            dedup: f.dedup,
+            fingerprint: f.fingerprint,
+            chart_type: f.chart_type,
+            tool_type: f.tool_type,
+        }
+    }
 }
 
 impl SpcState {
@@ -126,14 +163,26 @@ impl SpcState {
         std::mem::size_of::<Self>() + self.dedup.heap_bytes()
     }
 
+    /// The open dedup windows.
+    pub fn dedup(&self) -> &Dedup {
+        &self.dedup
+    }
+
     fn new(chart: &Chart, tool_type: ToolType) -> Self {
         SpcState {
+            due: i64::MAX,
             fingerprint: chart.fingerprint,
             chart_type: chart.chart_type(),
             tool_type,
             chart: ChartState::default(),
             dedup: Dedup::default(),
         }
+    }
+
+    /// Whether event time `now` has passed a dedup window.
+    #[inline]
+    fn expires(&self, now: i64, window_ms: i64) -> bool {
+        now.saturating_sub(self.due) >= window_ms
     }
 }
 
@@ -158,6 +207,10 @@ struct Routes {
     names: Vec<Box<str>>,
     charts: Vec<[Option<ChartId>; 3]>,
     index: Option<HashMap<Box<str>, usize, foldhash::fast::FixedState>>,
+    /// For each route, the route with the next name in byte order (the order a record's
+    /// measurements are iterated in), then the first route's: where the next lookup of a
+    /// record starts.
+    succ: Vec<usize>,
 }
 
 /// Above this many parameters, routes are found through a hash index.
@@ -178,12 +231,39 @@ impl Routes {
         self.position(parameter).map(|i| &self.charts[i])
     }
 
+    /// [`Routes::get`], trying the route at `*next` first; leaves in `*next` the route that
+    /// usually follows in a record (the next name in byte order). Start with
+    /// [`Routes::first`].
+    #[inline]
+    fn get_near(&self, parameter: &str, next: &mut usize) -> Option<&[Option<ChartId>; 3]> {
+        let i = match self.names.get(*next) {
+            Some(n) if short_eq(n.as_bytes(), parameter.as_bytes()) => *next,
+            _ => self.position(parameter)?,
+        };
+        *next = self.succ[i];
+        Some(&self.charts[i])
+    }
+
+    /// The route with the smallest name: where a record's lookups start.
+    fn first(&self) -> usize {
+        self.succ.last().copied().unwrap_or(0)
+    }
+
     fn entry(&mut self, parameter: &str) -> &mut [Option<ChartId>; 3] {
         let i = match self.position(parameter) {
             Some(i) => i,
             None => {
                 self.names.push(parameter.into());
                 self.charts.push([None; 3]);
+                let mut order: Vec<usize> = (0..self.names.len()).collect();
+                order.sort_by(|&a, &b| self.names[a].cmp(&self.names[b]));
+                self.succ = vec![0; self.names.len() + 1];
+                for w in order.windows(2) {
+                    self.succ[w[0]] = w[1];
+                }
+                // The last name wraps to the first; the extra slot holds the first.
+                self.succ[order[order.len() - 1]] = order[0];
+                self.succ[self.names.len()] = order[0];
                 if self.names.len() > LINEAR_ROUTES {
                     let index = self.index.get_or_insert_with(HashMap::default);
                     for (i, n) in self.names.iter().enumerate().skip(index.len()) {
@@ -201,10 +281,18 @@ impl Routes {
 const ALERT_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6f1c_2b0e_52a4_4d3c_9a57_1e0c_5b2d_7a91);
 
+/// Numbers monitors, for the tags they give their charts' entries in a [`KeyedState`].
+static MONITORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// The SPC operator: every chart of every (tool, recipe, parameter).
 #[derive(Debug, Clone)]
 pub struct SpcMonitor {
     charts: Vec<Chart>,
+    /// This monitor's number (shared by its clones, which have the same charts) in the high
+    /// bits: `tags | chart id` tags the entries whose state has been checked against that
+    /// chart, so that a lookup under the tag needs neither a name comparison nor the
+    /// fingerprint check.
+    tags: u64,
     /// parameter -> chart for [ion_implant, rtp, any tool type].
     routes: Routes,
     /// Per tool type, the charts tied to it (missing-parameter accounting).
@@ -228,6 +316,7 @@ impl SpcMonitor {
         }
         let mut monitor = SpcMonitor {
             charts: Vec::new(),
+            tags: MONITORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 16,
             routes: Routes::default(),
             expected: [Vec::new(), Vec::new()],
             window_ms: (config.dedup.window_s * 1000.0).round() as i64,
@@ -300,43 +389,108 @@ impl SpcMonitor {
         out: &mut Vec<Alert>,
     ) -> RecordStats {
         let mut stats = RecordStats::default();
-        let sample = |chart, value| Sample {
-            chart,
-            value,
-            event_time: record.event_time,
+        let ctx = Ctx {
+            tool_id: &record.tool_id,
+            recipe_id: &record.recipe_id,
             tool_type: record.tool_type,
+            event_time: record.event_time,
             lot_id: record.lot_id.as_deref(),
             wafer_id: record.wafer_id.as_deref(),
         };
         let mut group = store.group(&record.tool_id, &record.recipe_id);
-        let mut feed = |parameter: &str, chart: ChartId, value: Option<f64>| {
-            let key = ChartKeyRef {
-                tool_id: &record.tool_id,
-                recipe_id: &record.recipe_id,
-                parameter,
-            };
-            let state = group.get_or_insert_with(parameter, chart.into(), || {
-                SpcState::new(&self.charts[chart as usize], record.tool_type)
-            });
-            self.process(key, state, sample(chart, value), out);
-        };
+        let t = slot(Some(record.tool_type));
+        let mut next = self.routes.first();
         for (parameter, &value) in &record.measurements {
-            match self.route(record.tool_type, parameter) {
-                Some(chart) => {
+            let route = self.routes.get_near(parameter, &mut next);
+            match route.and_then(|e| e[t].or(e[2])) {
+                Some(id) => {
                     stats.routed += 1;
                     stats.non_finite += u32::from(!value.is_finite());
-                    feed(parameter, chart, Some(value));
+                    let state = self.state_in(&mut group, parameter, id, ctx.tool_type);
+                    self.step(
+                        &self.charts[id as usize],
+                        parameter,
+                        &ctx,
+                        state,
+                        Some(value),
+                        out,
+                    );
                 }
                 None => stats.unmonitored += 1,
             }
         }
-        for (parameter, chart) in &self.expected[slot(Some(record.tool_type))] {
+        for (parameter, id) in &self.expected[t] {
             if !record.measurements.contains_key(parameter) {
                 stats.missing += 1;
-                feed(parameter, *chart, None);
+                let state = self.state_in(&mut group, parameter, *id, ctx.tool_type);
+                self.step(
+                    &self.charts[*id as usize],
+                    parameter,
+                    &ctx,
+                    state,
+                    None,
+                    out,
+                );
             }
         }
         stats
+    }
+
+    /// [`SpcMonitor::process_record`] on each record in turn, with the same outputs, while
+    /// loading the chart states of the records a few places ahead (see
+    /// [`KeyedState::prefetch`]): with more keys than fit in cache, the lookups of several
+    /// records then wait for memory together instead of one after another. Returns the
+    /// records' stats added up.
+    pub fn process_records(
+        &self,
+        store: &mut KeyedState<SpcState>,
+        records: &[Telemetry],
+        out: &mut Vec<Alert>,
+    ) -> RecordStats {
+        /// Records between the prefetch steps.
+        const AHEAD: usize = 4;
+        let mut total = RecordStats::default();
+        let ahead = |i: usize, depth: Prefetch, store: &KeyedState<SpcState>| {
+            if let Some(r) = records.get(i) {
+                store.prefetch(&r.tool_id, &r.recipe_id, depth);
+            }
+        };
+        for (i, record) in records.iter().enumerate() {
+            ahead(i + 3 * AHEAD, Prefetch::Slot, store);
+            ahead(i + 2 * AHEAD, Prefetch::Group, store);
+            ahead(i + AHEAD, Prefetch::Entries, store);
+            let stats = self.process_record(store, record, out);
+            total.routed += stats.routed;
+            total.non_finite += stats.non_finite;
+            total.missing += stats.missing;
+            total.unmonitored += stats.unmonitored;
+        }
+        total
+    }
+
+    /// The state of chart `id` (on `parameter`) in a (tool, recipe) group, created if absent.
+    /// The store tags each entry with the monitor and chart it was last checked against, so
+    /// the fingerprint is compared (and a state built under other settings started over) only
+    /// when the entry was restored or last used by another monitor.
+    #[inline]
+    fn state_in<'g>(
+        &self,
+        group: &'g mut GroupMut<'_, SpcState>,
+        parameter: &str,
+        id: ChartId,
+        tool_type: ToolType,
+    ) -> &'g mut SpcState {
+        let chart = &self.charts[id as usize];
+        group.get_or_insert_with(
+            parameter,
+            self.tags | u64::from(id),
+            || SpcState::new(chart, tool_type),
+            |state| {
+                if state.fingerprint != chart.fingerprint {
+                    *state = SpcState::new(chart, tool_type);
+                }
+            },
+        )
     }
 
     /// Event time reached `watermark_ms` on every key of `store`: close expired dedup windows.
@@ -458,19 +612,180 @@ impl SpcMonitor {
 
     /// The alert that closes a dedup window: the opening alert's id, the last repeat's
     /// statistic, time, lot and wafer, the worst severity seen, and the repeat count.
-    fn closing_alert(key: ChartKeyRef<'_>, tool_type: ToolType, w: &Window) -> Alert {
+    fn closing_alert(key: ChartKeyRef<'_>, tool_type: ToolType, w: &Window<'_>) -> Alert {
         let mut alert = Self::alert(
             key,
             tool_type,
-            w.lot_id.as_deref(),
-            w.wafer_id.as_deref(),
-            &w.last,
+            w.lot_id,
+            w.wafer_id,
+            &w.last_signal(),
             w.seq,
             w.last_at,
             w.repeats,
         );
         alert.severity = w.severity;
         alert
+    }
+}
+
+/// What the charts of one record share.
+struct Ctx<'r> {
+    tool_id: &'r str,
+    recipe_id: &'r str,
+    tool_type: ToolType,
+    event_time: i64,
+    lot_id: Option<&'r str>,
+    wafer_id: Option<&'r str>,
+}
+
+impl Ctx<'_> {
+    fn key<'k>(&'k self, parameter: &'k str) -> ChartKeyRef<'k> {
+        ChartKeyRef {
+            tool_id: self.tool_id,
+            recipe_id: self.recipe_id,
+            parameter,
+        }
+    }
+}
+
+/// The most signals one sample raises: a spec limit, the critical threshold, eight run rules
+/// and the spread chart.
+const MAX_SIGNALS: usize = 11;
+
+/// The signals of one sample, admitted to dedup together.
+struct Signals {
+    len: usize,
+    items: [Signal; MAX_SIGNALS],
+    /// Beyond `MAX_SIGNALS` (should a chart ever raise more).
+    more: Vec<Signal>,
+}
+
+impl Signals {
+    fn new(first: Signal) -> Self {
+        Signals {
+            len: 0,
+            items: [first; MAX_SIGNALS],
+            more: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, signal: Signal) {
+        match self.items.get_mut(self.len) {
+            Some(slot) => {
+                *slot = signal;
+                self.len += 1;
+            }
+            None => self.more.push(signal),
+        }
+    }
+}
+
+impl SpcMonitor {
+    /// [`KeyedOperator::process`] on a state known to match `chart`'s fingerprint. The
+    /// per-sample path; what happens only when a window expires or a rule fires is out of
+    /// line.
+    #[inline]
+    fn step(
+        &self,
+        chart: &Chart,
+        parameter: &str,
+        ctx: &Ctx<'_>,
+        state: &mut SpcState,
+        value: Option<f64>,
+        out: &mut Vec<Alert>,
+    ) {
+        if state.expires(ctx.event_time, self.window_ms) {
+            self.close_windows(parameter, ctx, state, out);
+        }
+        let Some(x) = value else {
+            state.chart.record_missing();
+            return;
+        };
+        let seq = state.chart.samples + 1;
+        // Built on the first signal only: most samples raise none.
+        let mut signals: Option<Signals> = None;
+        state
+            .chart
+            .update(chart, x, &mut |signal: Signal| match &mut signals {
+                Some(buf) => buf.push(signal),
+                None => {
+                    let mut buf = Signals::new(signal);
+                    buf.push(signal);
+                    signals = Some(buf);
+                }
+            });
+        if let Some(signals) = signals {
+            self.admit(parameter, ctx, state, seq, &signals, out);
+        }
+    }
+
+    /// Closes the dedup windows that event time has passed.
+    #[cold]
+    #[inline(never)]
+    fn close_windows(
+        &self,
+        parameter: &str,
+        ctx: &Ctx<'_>,
+        state: &mut SpcState,
+        out: &mut Vec<Alert>,
+    ) {
+        Self::close(
+            ctx.key(parameter),
+            state,
+            ctx.event_time,
+            self.window_ms,
+            out,
+        );
+    }
+
+    /// Closes the dedup windows of `key` that event time `now` has passed.
+    fn close(
+        key: ChartKeyRef<'_>,
+        state: &mut SpcState,
+        now: i64,
+        window_ms: i64,
+        out: &mut Vec<Alert>,
+    ) {
+        let tool_type = state.tool_type;
+        state.due = state.dedup.expire(now, window_ms, |w| {
+            out.push(Self::closing_alert(key, tool_type, w))
+        });
+    }
+
+    /// Admits one sample's signals to dedup and emits the alerts of those that open a window.
+    #[cold]
+    #[inline(never)]
+    fn admit(
+        &self,
+        parameter: &str,
+        ctx: &Ctx<'_>,
+        state: &mut SpcState,
+        seq: u64,
+        signals: &Signals,
+        out: &mut Vec<Alert>,
+    ) {
+        let key = ctx.key(parameter);
+        let ids = (ctx.lot_id, ctx.wafer_id);
+        let mut emit = |signal: &Signal| {
+            out.push(Self::alert(
+                key,
+                ctx.tool_type,
+                ctx.lot_id,
+                ctx.wafer_id,
+                signal,
+                seq,
+                ctx.event_time,
+                0,
+            ))
+        };
+        for batch in [&signals.items[..signals.len], &signals.more[..]] {
+            if !batch.is_empty() {
+                let (now, window) = (ctx.event_time, self.window_ms);
+                state.due = state
+                    .dedup
+                    .admit_all(batch, now, seq, window, ids, &mut emit);
+            }
+        }
     }
 }
 
@@ -493,32 +808,15 @@ impl KeyedOperator for SpcMonitor {
         if state.fingerprint != chart.fingerprint {
             *state = SpcState::new(chart, input.tool_type);
         }
-        let window = self.window_ms;
-        let tool_type = state.tool_type;
-        state.dedup.expire(input.event_time, window, |w| {
-            out.push(Self::closing_alert(key, tool_type, w))
-        });
-        let Some(x) = input.value else {
-            state.chart.record_missing();
-            return;
+        let ctx = Ctx {
+            tool_id: key.tool_id,
+            recipe_id: key.recipe_id,
+            tool_type: input.tool_type,
+            event_time: input.event_time,
+            lot_id: input.lot_id,
+            wafer_id: input.wafer_id,
         };
-        let seq = state.chart.samples + 1;
-        let dedup = &mut state.dedup;
-        state.chart.update(chart, x, &mut |signal: Signal| {
-            let ids = (input.lot_id, input.wafer_id);
-            if dedup.admit(&signal, input.event_time, seq, window, ids) == Admission::Emit {
-                out.push(Self::alert(
-                    key,
-                    input.tool_type,
-                    input.lot_id,
-                    input.wafer_id,
-                    &signal,
-                    seq,
-                    input.event_time,
-                    0,
-                ));
-            }
-        });
+        self.step(chart, key.parameter, &ctx, state, input.value, out);
     }
 
     fn on_watermark(
@@ -528,17 +826,15 @@ impl KeyedOperator for SpcMonitor {
         watermark_ms: i64,
         out: &mut Vec<Alert>,
     ) {
-        let tool_type = state.tool_type;
-        state.dedup.expire(watermark_ms, self.window_ms, |w| {
-            out.push(Self::closing_alert(key, tool_type, w))
-        });
+        if state.expires(watermark_ms, self.window_ms) {
+            Self::close(key, state, watermark_ms, self.window_ms, out);
+        }
     }
 
     fn on_end(&self, key: ChartKeyRef<'_>, state: &mut SpcState, out: &mut Vec<Alert>) {
-        let tool_type = state.tool_type;
-        state
-            .dedup
-            .flush(|w| out.push(Self::closing_alert(key, tool_type, w)));
+        if state.dedup.open_windows() > 0 {
+            Self::close(key, state, i64::MAX, 0, out);
+        }
     }
 }
 
@@ -706,8 +1002,39 @@ mod tests {
             m.process_record(&mut store, &record(i, 1.05), &mut out);
         }
         let (_, st) = store.sorted()[0];
-        assert_eq!(st.dedup.open_windows(), 1);
+        assert_eq!(st.dedup().open_windows(), 1);
+        assert_eq!(std::mem::size_of::<SpcState>(), 256);
         assert!(st.memory_bytes() <= 512, "{} bytes", st.memory_bytes());
+    }
+
+    #[test]
+    fn records_processed_in_a_batch_match_one_at_a_time() {
+        let m = SpcMonitor::new(&MonitorConfig::default()).unwrap();
+        let records: Vec<Telemetry> = (0..900)
+            .map(|i| {
+                let mut r = record(i / 3, 1.0 + 0.01 * ((i * 7919 % 13) as f64 - 6.0) / 3.0);
+                r.tool_id = format!("ION-{:02}", i % 3);
+                if i > 700 && i % 3 == 0 {
+                    r.measurements.insert("beam_current_mA".into(), 1.2);
+                }
+                let dose = if i % 50 == 7 { 85.0 } else { 95.0 };
+                r.measurements.insert("dose_uniformity_pct".into(), dose);
+                r
+            })
+            .collect();
+        let (mut one, mut batch) = (KeyedState::default(), KeyedState::default());
+        let (mut a, mut b) = (vec![], vec![]);
+        let mut stats = RecordStats::default();
+        for r in &records {
+            let s = m.process_record(&mut one, r, &mut a);
+            stats.routed += s.routed;
+            stats.missing += s.missing;
+            stats.unmonitored += s.unmonitored;
+        }
+        assert_eq!(m.process_records(&mut batch, &records, &mut b), stats);
+        assert!(!a.is_empty());
+        assert_eq!(a, b);
+        assert_eq!(one.sorted(), batch.sorted());
     }
 
     #[test]

@@ -51,7 +51,17 @@ impl RuleSet {
 
     /// The enabled rule numbers in ascending order.
     pub fn numbers(self) -> impl Iterator<Item = u8> {
-        (1..=8u8).filter(move |&n| self.contains(n))
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            let n = bits.trailing_zeros() as u8;
+            bits &= bits.wrapping_sub(1);
+            (n < 8).then_some(n + 1)
+        })
+    }
+
+    /// Whether no rule is in the set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
     }
 
     /// Whether any rule other than rule 1 is enabled.
@@ -63,8 +73,8 @@ impl RuleSet {
 /// Incremental state of the run rules for one plotted statistic (24 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct RuleState {
-    /// The previous plotted value (for trends and alternation); NaN before the first point.
-    last: Option<f64>,
+    /// The previous plotted value (for trends and alternation); meaningful once `points > 0`.
+    last: f64,
     /// Shift registers, newest point in bit 0: beyond +1, -1, +2, -2 sigma.
     above1: u16,
     below1: u16,
@@ -91,6 +101,7 @@ impl RuleState {
     /// enabled rules that fire on it.
     pub fn push(&mut self, value: f64, s: f64, enabled: RuleSet) -> RuleSet {
         let shift = |r: u16, bit: bool| (r << 1) | bit as u16;
+        let had_last = self.points > 0;
         self.above1 = shift(self.above1, s > 1.0);
         self.below1 = shift(self.below1, s < -1.0);
         self.above2 = shift(self.above2, s > 2.0);
@@ -113,9 +124,10 @@ impl RuleState {
             0
         };
 
-        let dir = match self.last {
-            Some(prev) if value > prev => 1i8,
-            Some(prev) if value < prev => -1,
+        let prev = self.last;
+        let dir = match had_last {
+            true if value > prev => 1i8,
+            true if value < prev => -1,
             _ => 0,
         };
         self.trend_run = match dir {
@@ -131,34 +143,32 @@ impl RuleState {
             0
         };
         self.last_dir = dir;
-        self.last = Some(value);
+        self.last = value;
 
-        let mut fired = 0u8;
-        let mut set = |rule: u8, cond: bool| {
-            if cond && enabled.contains(rule) {
-                fired |= 1 << (rule - 1);
-            }
-        };
-        set(1, s.abs() > 3.0);
-        set(2, self.side_run.unsigned_abs() >= 9);
-        // Six points steadily moving = five consecutive differences of one sign.
-        set(3, self.trend_run.unsigned_abs() >= 5);
-        // Fourteen points alternating = thirteen differences alternating in sign.
-        set(4, self.alternations >= 13);
-        let two_of_three = |r: u16| r & 1 == 1 && (r & mask(3)).count_ones() >= 2;
-        set(5, two_of_three(self.above2) || two_of_three(self.below2));
-        let four_of_five = |r: u16| r & 1 == 1 && (r & mask(5)).count_ones() >= 4;
-        set(6, four_of_five(self.above1) || four_of_five(self.below1));
+        // This point and at least one of the two before it.
+        let two_of_three = |r: u16| r & 1 == 1 && r & 0b110 != 0;
+        // This point and at least three of the four before it: bit k of 0xe880 is set for
+        // the four-bit values k with three or four bits set (7, 11, 13, 14, 15).
+        let four_of_five = |r: u16| r & 1 == 1 && (0xe880u16 >> ((r >> 1) & 0xf)) & 1 == 1;
         let beyond1 = self.above1 | self.below1;
-        set(7, self.points >= 15 && beyond1 & mask(15) == 0);
-        set(
-            8,
-            self.points >= 8
-                && beyond1 & mask(8) == mask(8)
-                && self.above1 & mask(8) != 0
-                && self.below1 & mask(8) != 0,
-        );
-        RuleSet(fired)
+        let bit = |hit: bool, rule: u8| u8::from(hit) << (rule - 1);
+        let fired = bit(s.abs() > 3.0, 1)
+            | bit(self.side_run.unsigned_abs() >= 9, 2)
+            // Six points steadily moving = five consecutive differences of one sign.
+            | bit(self.trend_run.unsigned_abs() >= 5, 3)
+            // Fourteen points alternating = thirteen differences alternating in sign.
+            | bit(self.alternations >= 13, 4)
+            | bit(two_of_three(self.above2) || two_of_three(self.below2), 5)
+            | bit(four_of_five(self.above1) || four_of_five(self.below1), 6)
+            | bit(self.points >= 15 && beyond1 & mask(15) == 0, 7)
+            | bit(
+                self.points >= 8
+                    && beyond1 & mask(8) == mask(8)
+                    && self.above1 & mask(8) != 0
+                    && self.below1 & mask(8) != 0,
+                8,
+            );
+        RuleSet(fired & enabled.0)
     }
 }
 
@@ -285,6 +295,16 @@ mod tests {
         let mut near = mixture;
         near[3] = -0.9;
         assert!(fired_at(8, &near).is_empty());
+    }
+
+    #[test]
+    fn window_counts_match_popcount() {
+        for r in 0u16..32 {
+            let two = r & 1 == 1 && r & 0b110 != 0;
+            assert_eq!(two, r & 1 == 1 && (r & mask(3)).count_ones() >= 2, "{r:b}");
+            let four = r & 1 == 1 && (0xe880u16 >> ((r >> 1) & 0xf)) & 1 == 1;
+            assert_eq!(four, r & 1 == 1 && (r & mask(5)).count_ones() >= 4, "{r:b}");
+        }
     }
 
     #[test]

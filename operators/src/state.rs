@@ -1,10 +1,22 @@
 //! `KeyedState`: the map from (tool, recipe, parameter) to operator state that a runtime holds.
 //!
-//! States are grouped by (tool, recipe): the group key is one length-prefixed byte string,
-//! and within a group the few parameters are found by a linear scan. A lookup allocates only
-//! when a key is seen for the first time.
+//! States are grouped by (tool, recipe), the few parameters of a group side by side. The
+//! layout is built for a lookup per record that touches as few cache lines as possible when
+//! the states do not fit in cache:
+//!
+//! - an open-addressing index of 8-byte slots (32 bits of the key's hash and the group's
+//!   position), small enough to stay in cache for tens of thousands of groups;
+//! - a vector of 64-byte groups, each holding its tool and recipe ids inline (up to 30 bytes
+//!   together) and its entries;
+//! - the entries of a group in one allocation, each aligned to a cache line: the caller's
+//!   8-byte tag, the state, then the parameter name (inline up to 23 bytes). A tagged lookup
+//!   compares tags only, so the name stays out of the cache lines a lookup reads.
+//!
+//! Found the group, the lookup prefetches the first three cache lines of each of its entries,
+//! so that the states of one record load in parallel. Ids longer than the inline room live in
+//! a side table. A lookup allocates only when a key is seen for the first time.
 
-use indexmap::IndexMap;
+use std::hash::BuildHasher;
 
 /// A borrowed chart key: one parameter of one recipe on one tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,29 +64,9 @@ impl ChartKey {
     }
 }
 
-/// Writes the (tool, recipe) group key: both parts length-prefixed, so no two pairs collide.
-fn encode_group(buf: &mut Vec<u8>, tool_id: &str, recipe_id: &str) {
-    buf.clear();
-    for part in [tool_id, recipe_id] {
-        buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
-        buf.extend_from_slice(part.as_bytes());
-    }
-}
-
-/// Splits a group key written by `encode_group` into (tool, recipe).
-fn decode_group(bytes: &[u8]) -> Option<(&str, &str)> {
-    let mut rest = bytes;
-    let mut next = || -> Option<&str> {
-        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let s = std::str::from_utf8(rest.get(4..4 + len)?).ok()?;
-        rest = &rest[4 + len..];
-        Some(s)
-    };
-    Some((next()?, next()?))
-}
-
-/// Equality of two byte strings, tuned for ids of a few bytes: up to 16 bytes it compares two
-/// overlapping words instead of calling `memcmp`, which costs more than the comparison.
+/// Equality of two byte strings, tuned for ids of a few bytes: up to 24 bytes it compares
+/// two or three overlapping words instead of calling `memcmp`, which costs more than the
+/// comparison.
 #[inline]
 pub(crate) fn short_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
@@ -88,77 +80,242 @@ pub(crate) fn short_eq(a: &[u8], b: &[u8]) -> bool {
         1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
         4..=7 => u32_at(a, 0) == u32_at(b, 0) && u32_at(a, n - 4) == u32_at(b, n - 4),
         8..=16 => u64_at(a, 0) == u64_at(b, 0) && u64_at(a, n - 8) == u64_at(b, n - 8),
+        17..=24 => {
+            u64_at(a, 0) == u64_at(b, 0)
+                && u64_at(a, 8) == u64_at(b, 8)
+                && u64_at(a, n - 8) == u64_at(b, n - 8)
+        }
         _ => a == b,
     }
 }
 
-/// Whether a stored group key is (tool, recipe), without building a key.
-#[inline]
-fn group_is(stored: &[u8], tool_id: &str, recipe_id: &str) -> bool {
-    let t = tool_id.len();
-    stored.len() == 8 + t + recipe_id.len()
-        && stored[..4] == (t as u32).to_le_bytes()
-        && short_eq(&stored[4..4 + t], tool_id.as_bytes())
-        && stored[4 + t..8 + t] == (recipe_id.len() as u32).to_le_bytes()
-        && short_eq(&stored[8 + t..], recipe_id.as_bytes())
+/// Marks an id kept in a side table: the inline bytes then hold its index.
+const LONG: u8 = 0xff;
+
+/// A parameter name: inline up to 23 bytes (the last byte holds the length), otherwise
+/// [`LONG`] there and the index of the name in [`KeyedState`]'s long names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Name([u8; 24]);
+
+const NAME_INLINE: usize = 23;
+
+impl Name {
+    fn new(name: &str, long: &mut Vec<Box<str>>) -> Self {
+        let mut bytes = [0u8; 24];
+        if name.len() <= NAME_INLINE {
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            bytes[NAME_INLINE] = name.len() as u8;
+        } else {
+            let i = long.iter().position(|n| **n == *name).unwrap_or_else(|| {
+                long.push(name.into());
+                long.len() - 1
+            });
+            bytes[..4].copy_from_slice(&(i as u32).to_le_bytes());
+            bytes[NAME_INLINE] = LONG;
+        }
+        Name(bytes)
+    }
+
+    #[inline]
+    fn is(&self, name: &str, long: &[Box<str>]) -> bool {
+        match self.0[NAME_INLINE] {
+            LONG => name.len() > NAME_INLINE && self.get(long) == name,
+            len => {
+                usize::from(len) == name.len() && short_eq(&self.0[..name.len()], name.as_bytes())
+            }
+        }
+    }
+
+    fn get<'a>(&'a self, long: &'a [Box<str>]) -> &'a str {
+        match self.0[NAME_INLINE] {
+            LONG => {
+                let i = u32::from_le_bytes([self.0[0], self.0[1], self.0[2], self.0[3]]);
+                long.get(i as usize).map_or("", |s| s)
+            }
+            len => std::str::from_utf8(&self.0[..usize::from(len)]).unwrap_or_default(),
+        }
+    }
 }
 
-/// One key's entry in its group: a caller-chosen tag (a function of the parameter, such as a
-/// chart id, compared before the name), the parameter and the state.
-#[derive(Debug, Clone)]
+/// A (tool, recipe) group key: both ids inline when they fit in 30 bytes together (the last
+/// two bytes hold their lengths), otherwise [`LONG`] in the last byte and the index of the
+/// pair in [`KeyedState`]'s long keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct GroupKey([u8; 32]);
+
+const KEY_INLINE: usize = 30;
+
+impl GroupKey {
+    fn new(tool_id: &str, recipe_id: &str, long: &mut Vec<(Box<str>, Box<str>)>) -> Self {
+        let mut bytes = [0u8; 32];
+        let (t, r) = (tool_id.len(), recipe_id.len());
+        if t + r <= KEY_INLINE {
+            bytes[..t].copy_from_slice(tool_id.as_bytes());
+            bytes[t..t + r].copy_from_slice(recipe_id.as_bytes());
+            bytes[KEY_INLINE] = t as u8;
+            bytes[KEY_INLINE + 1] = r as u8;
+        } else {
+            long.push((tool_id.into(), recipe_id.into()));
+            bytes[..4].copy_from_slice(&((long.len() - 1) as u32).to_le_bytes());
+            bytes[KEY_INLINE + 1] = LONG;
+        }
+        GroupKey(bytes)
+    }
+
+    #[inline]
+    fn is(&self, tool_id: &str, recipe_id: &str, long: &[(Box<str>, Box<str>)]) -> bool {
+        let b = &self.0;
+        match b[KEY_INLINE + 1] {
+            LONG => {
+                tool_id.len() + recipe_id.len() > KEY_INLINE
+                    && self.get(long) == (tool_id, recipe_id)
+            }
+            r => {
+                let t = usize::from(b[KEY_INLINE]);
+                t == tool_id.len()
+                    && usize::from(r) == recipe_id.len()
+                    && short_eq(&b[..t], tool_id.as_bytes())
+                    && short_eq(&b[t..t + recipe_id.len()], recipe_id.as_bytes())
+            }
+        }
+    }
+
+    fn get<'a>(&'a self, long: &'a [(Box<str>, Box<str>)]) -> (&'a str, &'a str) {
+        let b = &self.0;
+        match b[KEY_INLINE + 1] {
+            LONG => {
+                let i = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                long.get(i as usize).map_or(("", ""), |(t, r)| (t, r))
+            }
+            r => {
+                let t = usize::from(b[KEY_INLINE]);
+                let s = |range: std::ops::Range<usize>| {
+                    std::str::from_utf8(&b[range]).unwrap_or_default()
+                };
+                (s(0..t), s(t..t + usize::from(r)))
+            }
+        }
+    }
+}
+
+fn hash(tool_id: &str, recipe_id: &str) -> u64 {
+    foldhash::fast::FixedState::default().hash_one((tool_id, recipe_id))
+}
+
+/// The tag of an entry that no tagged lookup has adopted yet (inserted by name).
+pub const UNTAGGED: u64 = 0;
+
+/// One key's entry in its group, starting on a cache line: a caller-chosen tag (what the
+/// state was last checked against), the state, and the parameter.
+#[derive(Clone)]
+#[repr(C, align(64))]
 struct Entry<S> {
-    tag: u32,
-    parameter: Box<str>,
+    tag: u64,
     state: S,
+    name: Name,
 }
 
-/// The tag of entries inserted by name, before a tagged lookup adopts them.
-const UNTAGGED: u32 = u32::MAX;
+/// The charts of one (tool, recipe): 64 bytes.
+#[derive(Clone)]
+struct Group<S> {
+    key: GroupKey,
+    hash: u64,
+    entries: Vec<Entry<S>>,
+}
 
-/// The charts of one (tool, recipe): a handful of parameters, searched linearly.
-type Group<S> = Vec<Entry<S>>;
+/// Prefetches the cache line at `p` (a hint; a no-op off x86-64).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch never faults and reads nothing into the program, whatever the
+        // address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Cache lines of each entry prefetched when its group is found: the tag and the first 184
+/// bytes of the state.
+const PREFETCH_LINES: usize = 3;
+
+/// How much of a lookup [`KeyedState::prefetch`] starts loading: each step reads what the
+/// previous one loaded, so a caller that knows the keys of coming records issues them a few
+/// records apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefetch {
+    /// The index slot of the key.
+    Slot,
+    /// The group the slot points to (reads the slot).
+    Group,
+    /// The group's entries (reads the slot and the group).
+    Entries,
+}
 
 /// The states of one (tool, recipe), borrowed from a [`KeyedState`].
 pub struct GroupMut<'a, S> {
-    group: &'a mut Group<S>,
+    entries: &'a mut Vec<Entry<S>>,
+    long_names: &'a mut Vec<Box<str>>,
     len: &'a mut usize,
+    /// Where the next lookup starts: just after the entry found last (a record's parameters
+    /// usually come in the order their entries were created).
+    next: usize,
 }
 
 impl<S> GroupMut<'_, S> {
-    /// The state of `parameter`, created by `init` if absent. `tag` is a hint that should
-    /// identify the parameter (such as a chart id): entries are matched on tag and name (a
-    /// two-word comparison for short names), and an entry found by name under another tag
-    /// (a restore, or a new monitor whose ids shifted) adopts this one.
+    /// The state of `parameter`, created by `init` if absent.
+    ///
+    /// `tag` (not [`UNTAGGED`]) stands for the parameter and for what the caller has checked
+    /// its state against, such as a chart of one configuration: the caller must never use
+    /// one tag for two parameters. An entry carrying the tag is returned without comparing
+    /// names. One found by name under another tag (restored by [`KeyedState::insert`], or
+    /// last used by another configuration) is first handed to `adopt`, which may reset it,
+    /// and then carries `tag`.
+    #[inline]
     pub fn get_or_insert_with(
         &mut self,
         parameter: &str,
-        tag: u32,
+        tag: u64,
         init: impl FnOnce() -> S,
+        adopt: impl FnOnce(&mut S),
     ) -> &mut S {
-        let found = self
-            .group
-            .iter()
-            .position(|e| e.tag == tag && short_eq(e.parameter.as_bytes(), parameter.as_bytes()))
-            .or_else(|| {
-                // Inserted by name (a restore) or under another tag (a new monitor over the
-                // same store): adopt this tag for the next lookups.
-                let pos = self.group.iter().position(|e| &*e.parameter == parameter)?;
-                self.group[pos].tag = tag;
-                Some(pos)
-            });
+        let n = self.entries.len();
+        let tagged = match self.entries.get(self.next) {
+            Some(e) if e.tag == tag && tag != UNTAGGED => Some(self.next),
+            _ if tag == UNTAGGED => None,
+            _ => self.entries.iter().position(|e| e.tag == tag),
+        };
+        if let Some(i) = tagged {
+            self.next = i + 1;
+            return &mut self.entries[i].state;
+        }
+        let long = &self.long_names[..];
+        let found = self.entries.iter().position(|e| e.name.is(parameter, long));
         let pos = match found {
-            Some(pos) => pos,
+            Some(i) => {
+                let e = &mut self.entries[i];
+                adopt(&mut e.state);
+                e.tag = tag;
+                i
+            }
             None => {
-                self.group.push(Entry {
+                if n < 16 {
+                    // A handful of parameters per group: grow one at a time.
+                    self.entries.reserve_exact(1);
+                }
+                self.entries.push(Entry {
                     tag,
-                    parameter: parameter.into(),
                     state: init(),
+                    name: Name::new(parameter, self.long_names),
                 });
                 *self.len += 1;
-                self.group.len() - 1
+                n
             }
         };
-        &mut self.group[pos].state
+        self.next = pos + 1;
+        &mut self.entries[pos].state
     }
 }
 
@@ -167,93 +324,214 @@ impl<S> GroupMut<'_, S> {
 /// The measurements of one record share their tool and recipe, so the group found for the
 /// first measurement is remembered and the others only compare parameter names: one hash
 /// lookup per record, not per measurement.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KeyedState<S> {
-    groups: IndexMap<Box<[u8]>, Group<S>, foldhash::fast::FixedState>,
-    /// Index of the group looked up last.
-    last: Option<usize>,
-    buf: Vec<u8>,
+    /// Open addressing, linear probing: 0 is empty, otherwise the high 32 bits of the hash
+    /// and the group's position + 1.
+    index: Vec<u64>,
+    groups: Vec<Group<S>>,
+    long_names: Vec<Box<str>>,
+    long_keys: Vec<(Box<str>, Box<str>)>,
+    /// Position of the group looked up last.
+    last: usize,
     len: usize,
 }
 
 impl<S> Default for KeyedState<S> {
     fn default() -> Self {
         KeyedState {
-            groups: IndexMap::with_hasher(foldhash::fast::FixedState::default()),
-            last: None,
-            buf: Vec::with_capacity(64),
+            index: Vec::new(),
+            groups: Vec::new(),
+            long_names: Vec::new(),
+            long_keys: Vec::new(),
+            last: usize::MAX,
             len: 0,
         }
     }
 }
 
+impl<S: std::fmt::Debug> std::fmt::Debug for KeyedState<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
 impl<S> KeyedState<S> {
-    /// Index of the (tool, recipe) group, created if absent.
-    fn group_index(&mut self, tool_id: &str, recipe_id: &str) -> usize {
-        if let Some(i) = self.last
-            && let Some((k, _)) = self.groups.get_index(i)
-            && group_is(k, tool_id, recipe_id)
-        {
-            return i;
+    /// Position of the (tool, recipe) group, if present.
+    fn find(&self, tool_id: &str, recipe_id: &str) -> Option<usize> {
+        if self.index.is_empty() {
+            return None;
         }
-        encode_group(&mut self.buf, tool_id, recipe_id);
-        let i = match self.groups.get_index_of(self.buf.as_slice()) {
-            Some(i) => i,
-            None => {
-                self.groups
-                    .insert_full(self.buf.clone().into_boxed_slice(), Vec::new())
-                    .0
+        let h = hash(tool_id, recipe_id);
+        let mask = self.index.len() - 1;
+        let mut pos = h as usize & mask;
+        loop {
+            let slot = self.index[pos];
+            if slot == 0 {
+                return None;
             }
-        };
-        self.last = Some(i);
-        i
+            if slot >> 32 == h >> 32 {
+                let g = (slot as u32 - 1) as usize;
+                if self.groups[g].key.is(tool_id, recipe_id, &self.long_keys) {
+                    return Some(g);
+                }
+            }
+            pos = (pos + 1) & mask;
+        }
     }
 
-    /// The states of one (tool, recipe), created empty if absent.
+    /// Starts loading part of what a lookup of (tool, recipe) will read, without waiting for
+    /// it: a hint that changes no state. Issue [`Prefetch::Slot`] for a record some way
+    /// ahead, [`Prefetch::Group`] nearer and [`Prefetch::Entries`] nearer still, so that
+    /// each step finds in cache what the previous one loaded.
+    pub fn prefetch(&self, tool_id: &str, recipe_id: &str, depth: Prefetch) {
+        if self.index.is_empty() {
+            return;
+        }
+        let h = hash(tool_id, recipe_id);
+        let mask = self.index.len() - 1;
+        let mut pos = h as usize & mask;
+        if depth == Prefetch::Slot {
+            prefetch(&self.index[pos]);
+            return;
+        }
+        // The first slot with the key's hash bits (keys are compared by the lookup itself).
+        let g = loop {
+            match self.index[pos] {
+                0 => return,
+                slot if slot >> 32 == h >> 32 => break (slot as u32 - 1) as usize,
+                _ => pos = (pos + 1) & mask,
+            }
+        };
+        let group = &self.groups[g];
+        if depth == Prefetch::Group {
+            prefetch(group);
+            return;
+        }
+        let lines = std::mem::size_of::<Entry<S>>()
+            .div_ceil(64)
+            .min(PREFETCH_LINES);
+        for e in &group.entries {
+            let p = (e as *const Entry<S>).cast::<u8>();
+            for line in 0..lines {
+                prefetch(p.wrapping_add(64 * line));
+            }
+        }
+    }
+
+    /// Puts group `g` (with hash `h`) into the index.
+    fn index_group(index: &mut [u64], h: u64, g: usize) {
+        let mask = index.len() - 1;
+        let mut pos = h as usize & mask;
+        while index[pos] != 0 {
+            pos = (pos + 1) & mask;
+        }
+        index[pos] = (h >> 32) << 32 | (g as u64 + 1);
+    }
+
+    /// Position of the (tool, recipe) group, created if absent.
+    fn group_index(&mut self, tool_id: &str, recipe_id: &str) -> usize {
+        if let Some(g) = self.groups.get(self.last)
+            && g.key.is(tool_id, recipe_id, &self.long_keys)
+        {
+            return self.last;
+        }
+        let g = match self.find(tool_id, recipe_id) {
+            Some(g) => g,
+            None => {
+                // At most 3/4 full: probes mostly stay within one cache line of slots.
+                if (self.groups.len() + 1) * 4 > self.index.len() * 3 {
+                    let mut index = vec![0u64; (self.index.len() * 2).max(16)];
+                    for (g, group) in self.groups.iter().enumerate() {
+                        Self::index_group(&mut index, group.hash, g);
+                    }
+                    self.index = index;
+                }
+                let h = hash(tool_id, recipe_id);
+                let g = self.groups.len();
+                Self::index_group(&mut self.index, h, g);
+                self.groups.push(Group {
+                    key: GroupKey::new(tool_id, recipe_id, &mut self.long_keys),
+                    hash: h,
+                    entries: Vec::new(),
+                });
+                g
+            }
+        };
+        self.last = g;
+        g
+    }
+
+    /// The states of one (tool, recipe), created empty if absent. Their first cache lines
+    /// are prefetched.
     pub fn group(&mut self, tool_id: &str, recipe_id: &str) -> GroupMut<'_, S> {
         let g = self.group_index(tool_id, recipe_id);
+        let entries = &mut self.groups[g].entries;
+        let lines = std::mem::size_of::<Entry<S>>()
+            .div_ceil(64)
+            .min(PREFETCH_LINES);
+        for e in entries.iter() {
+            let p = (e as *const Entry<S>).cast::<u8>();
+            for line in 0..lines {
+                prefetch(p.wrapping_add(64 * line));
+            }
+        }
         GroupMut {
-            group: &mut self.groups[g],
+            entries,
+            long_names: &mut self.long_names,
             len: &mut self.len,
+            next: 0,
         }
     }
 
-    /// The state of `key`, created by `init` if absent.
+    /// The state of `key`, created by `init` if absent (untagged: see
+    /// [`GroupMut::get_or_insert_with`]).
     pub fn get_or_insert_with(&mut self, key: ChartKeyRef<'_>, init: impl FnOnce() -> S) -> &mut S {
         let g = self.group_index(key.tool_id, key.recipe_id);
-        let group = &mut self.groups[g];
-        let pos = match group.iter().position(|e| &*e.parameter == key.parameter) {
+        let long = &self.long_names[..];
+        let entries = &mut self.groups[g].entries;
+        let pos = match entries.iter().position(|e| e.name.is(key.parameter, long)) {
             Some(pos) => pos,
             None => {
-                group.push(Entry {
+                entries.reserve_exact(1);
+                entries.push(Entry {
                     tag: UNTAGGED,
-                    parameter: key.parameter.into(),
                     state: init(),
+                    name: Name::new(key.parameter, &mut self.long_names),
                 });
                 self.len += 1;
-                group.len() - 1
+                entries.len() - 1
             }
         };
-        &mut group[pos].state
+        &mut entries[pos].state
     }
 
     /// The state of `key`, if any.
     pub fn get(&self, key: ChartKeyRef<'_>) -> Option<&S> {
-        let mut buf = Vec::with_capacity(8 + key.tool_id.len() + key.recipe_id.len());
-        encode_group(&mut buf, key.tool_id, key.recipe_id);
-        self.groups
-            .get(buf.as_slice())?
+        let g = self.find(key.tool_id, key.recipe_id)?;
+        self.groups[g]
+            .entries
             .iter()
-            .find(|e| &*e.parameter == key.parameter)
+            .find(|e| e.name.is(key.parameter, &self.long_names))
             .map(|e| &e.state)
     }
 
-    /// Replaces the state of `key` (restore from a snapshot).
+    /// Replaces the state of `key` (restore from a snapshot). The entry loses its tag, so
+    /// the next tagged lookup checks the state again.
     pub fn insert(&mut self, key: ChartKeyRef<'_>, state: S) {
+        let g = self.group_index(key.tool_id, key.recipe_id);
         let mut state = Some(state);
         let slot = self.get_or_insert_with(key, || state.take().expect("taken once"));
         if let Some(s) = state {
             *slot = s;
+        }
+        let long = &self.long_names[..];
+        if let Some(e) = self.groups[g]
+            .entries
+            .iter_mut()
+            .find(|e| e.name.is(key.parameter, long))
+        {
+            e.tag = UNTAGGED;
         }
     }
 
@@ -264,10 +542,14 @@ impl<S> KeyedState<S> {
         tool_id: &str,
         recipe_id: &str,
     ) -> Option<impl Iterator<Item = (&str, &S)>> {
-        let mut buf = Vec::with_capacity(8 + tool_id.len() + recipe_id.len());
-        encode_group(&mut buf, tool_id, recipe_id);
-        let group = self.groups.get(buf.as_slice())?;
-        Some(group.iter().map(|e| (&*e.parameter, &e.state)))
+        let g = self.find(tool_id, recipe_id)?;
+        let long = &self.long_names;
+        Some(
+            self.groups[g]
+                .entries
+                .iter()
+                .map(move |e| (e.name.get(long), &e.state)),
+        )
     }
 
     /// Number of keys.
@@ -282,14 +564,15 @@ impl<S> KeyedState<S> {
 
     /// Every key and its state, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (ChartKeyRef<'_>, &S)> {
-        self.groups.iter().flat_map(|(k, group)| {
-            let (tool_id, recipe_id) = decode_group(k).unwrap_or_default();
-            group.iter().map(move |e| {
+        let (names, keys) = (&self.long_names, &self.long_keys);
+        self.groups.iter().flat_map(move |group| {
+            let (tool_id, recipe_id) = group.key.get(keys);
+            group.entries.iter().map(move |e| {
                 (
                     ChartKeyRef {
                         tool_id,
                         recipe_id,
-                        parameter: &e.parameter,
+                        parameter: e.name.get(names),
                     },
                     &e.state,
                 )
@@ -299,14 +582,15 @@ impl<S> KeyedState<S> {
 
     /// Every key and its state, mutably, in no particular order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (ChartKeyRef<'_>, &mut S)> {
-        self.groups.iter_mut().flat_map(|(k, group)| {
-            let (tool_id, recipe_id) = decode_group(k).unwrap_or_default();
-            group.iter_mut().map(move |e| {
+        let (names, keys) = (&self.long_names, &self.long_keys);
+        self.groups.iter_mut().flat_map(move |group| {
+            let (tool_id, recipe_id) = group.key.get(keys);
+            group.entries.iter_mut().map(move |e| {
                 (
                     ChartKeyRef {
                         tool_id,
                         recipe_id,
-                        parameter: &e.parameter,
+                        parameter: e.name.get(names),
                     },
                     &mut e.state,
                 )
@@ -319,6 +603,28 @@ impl<S> KeyedState<S> {
         let mut v: Vec<_> = self.iter().collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+
+    /// Bytes the store holds beyond its states' own: the index, the groups, each entry's
+    /// header and alignment padding, spare capacity, and the side tables of long ids.
+    pub fn overhead_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<Entry<S>>() - std::mem::size_of::<S>();
+        self.index.capacity() * 8
+            + self.groups.capacity() * std::mem::size_of::<Group<S>>()
+            + self
+                .groups
+                .iter()
+                .map(|g| {
+                    g.entries.len() * entry
+                        + (g.entries.capacity() - g.entries.len()) * std::mem::size_of::<Entry<S>>()
+                })
+                .sum::<usize>()
+            + self.long_names.iter().map(|n| n.len() + 16).sum::<usize>()
+            + self
+                .long_keys
+                .iter()
+                .map(|(t, r)| t.len() + r.len() + 32)
+                .sum::<usize>()
     }
 }
 
@@ -370,6 +676,14 @@ mod tests {
             "JON-01/B11_30KEV",
             "ION-01/B11_30KEV+",
             "ION-01/B11_30KEV-",
+            "ION-01/B11_30KEV+-",
+            "ION-01/B11_3XKEV+-",
+            "gas_flow_deviation_sccm",
+            "gas_flow_deviation_sccn",
+            "gas_flow_deviatioX_sccm",
+            "gas_flow_deviation_sccm_",
+            "gas_flow_deviation_sccm__",
+            "gas_flow_deviation_sccm_-",
         ];
         for a in words {
             for b in words {
@@ -383,7 +697,7 @@ mod tests {
     }
 
     #[test]
-    fn entries_restored_by_name_are_found_by_tag_without_duplicates() {
+    fn entries_restored_by_name_are_adopted_once_by_a_tagged_lookup() {
         let key = ChartKeyRef {
             tool_id: "ION-01",
             recipe_id: "R1",
@@ -391,25 +705,46 @@ mod tests {
         };
         let mut st = KeyedState::<u32>::default();
         st.insert(key, 7);
+        let mut adopted = 0;
         let mut group = st.group("ION-01", "R1");
-        assert_eq!(*group.get_or_insert_with("beam_current_mA", 3, || 0), 7);
-        *group.get_or_insert_with("dose_uniformity_pct", 4, || 1) += 1;
-        // A different tag for a known name (another monitor over the same store) adopts it.
-        assert_eq!(*group.get_or_insert_with("beam_current_mA", 9, || 0), 7);
+        assert_eq!(
+            *group.get_or_insert_with("beam_current_mA", 3, || 0, |_| adopted += 1),
+            7
+        );
+        *group.get_or_insert_with("dose_uniformity_pct", 4, || 1, |_| panic!("new")) += 1;
+        assert_eq!(
+            *group.get_or_insert_with("beam_current_mA", 3, || 0, |_| panic!("tagged")),
+            7
+        );
+        // Another tag for a known name (another monitor over the same store) adopts it.
+        assert_eq!(
+            *group.get_or_insert_with("beam_current_mA", 9, || 0, |s| *s += 1),
+            8
+        );
+        assert_eq!(adopted, 1);
         assert_eq!(st.len(), 2);
-        assert_eq!(st.get(key), Some(&7));
+        assert_eq!(st.get(key), Some(&8));
+        // A restore clears the tag again.
+        st.insert(key, 5);
+        let mut group = st.group("ION-01", "R1");
+        assert_eq!(
+            *group.get_or_insert_with("beam_current_mA", 9, || 0, |s| *s += 10),
+            15
+        );
     }
 
     #[test]
-    fn a_stale_tag_never_returns_another_parameters_state() {
+    fn another_callers_tags_adopt_entries_by_name() {
         let mut st = KeyedState::<&str>::default();
         let mut group = st.group("T", "R");
-        *group.get_or_insert_with("beam", 0, || "beam") = "beam";
-        *group.get_or_insert_with("dose", 1, || "dose") = "dose";
-        // A new monitor numbers the charts the other way round.
-        assert_eq!(*group.get_or_insert_with("dose", 0, || "new"), "dose");
-        assert_eq!(*group.get_or_insert_with("beam", 1, || "new"), "beam");
-        assert_eq!(*group.get_or_insert_with("beam", 1, || "new"), "beam");
+        let keep = |_: &mut &str| {};
+        *group.get_or_insert_with("beam", 1, || "beam", keep) = "beam";
+        *group.get_or_insert_with("dose", 2, || "dose", keep) = "dose";
+        // Another configuration tags the same parameters 3 and 4.
+        assert_eq!(*group.get_or_insert_with("dose", 4, || "new", keep), "dose");
+        assert_eq!(*group.get_or_insert_with("beam", 3, || "new", keep), "beam");
+        assert_eq!(*group.get_or_insert_with("beam", 3, || "new", keep), "beam");
+        assert_eq!(*group.get_or_insert_with("dose", 4, || "new", keep), "dose");
         assert_eq!(st.len(), 2);
     }
 
@@ -426,28 +761,70 @@ mod tests {
             recipe_id: "b\u{1f}c",
             parameter: "p",
         };
+        let c = ChartKeyRef {
+            tool_id: "ab",
+            recipe_id: "",
+            parameter: "p",
+        };
+        let d = ChartKeyRef {
+            tool_id: "a",
+            recipe_id: "b",
+            parameter: "p",
+        };
         *st.get_or_insert_with(a, || 0) += 1;
         *st.get_or_insert_with(b, || 10) += 1;
         *st.get_or_insert_with(a, || 0) += 1;
-        assert_eq!(st.len(), 2);
+        *st.get_or_insert_with(c, || 20) += 1;
+        *st.get_or_insert_with(d, || 30) += 1;
+        assert_eq!(st.len(), 4);
         assert_eq!(st.get(a), Some(&2));
         assert_eq!(st.get(b), Some(&11));
+        assert_eq!(st.get(c), Some(&21));
+        assert_eq!(st.get(d), Some(&31));
         let keys: Vec<_> = st.sorted().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, vec![b, a]);
+        assert_eq!(keys, vec![d, b, a, c]);
     }
-}
-
-#[cfg(test)]
-mod group_key_tests {
-    use super::*;
 
     #[test]
-    fn group_is_recognises_its_own_encoding() {
-        let mut buf = Vec::new();
-        encode_group(&mut buf, "TOOL-000000", "RCP");
-        assert!(group_is(&buf, "TOOL-000000", "RCP"));
-        assert!(!group_is(&buf, "TOOL-000001", "RCP"));
-        assert!(!group_is(&buf, "TOOL-000000", "RCQ"));
-        assert!(!group_is(&buf, "TOOL-00000", "0RCP"));
+    fn long_ids_and_many_groups_are_found() {
+        let mut st = KeyedState::<usize>::default();
+        let long_tool = "IMPLANTER-WITH-A-VERY-LONG-NAME-0001";
+        let long_param = "a_parameter_name_longer_than_23_bytes";
+        let mut keys = vec![];
+        for i in 0..5000 {
+            let tool = if i % 7 == 0 {
+                format!("{long_tool}-{i}")
+            } else {
+                format!("T{i}")
+            };
+            for p in [long_param, "short", "exactly_23_bytes_long_x"] {
+                keys.push((tool.clone(), format!("R{}", i % 3), p));
+            }
+        }
+        let tag = |p: &str| 1 + u64::from(p == long_param) + 2 * u64::from(p == "short");
+        for (n, (t, r, p)) in keys.iter().enumerate() {
+            let mut group = st.group(t, r);
+            assert_eq!(*group.get_or_insert_with(p, tag(p), || n, |_| {}), n);
+        }
+        assert_eq!(st.len(), keys.len());
+        for (n, (t, r, p)) in keys.iter().enumerate() {
+            let key = ChartKeyRef {
+                tool_id: t,
+                recipe_id: r,
+                parameter: p,
+            };
+            assert_eq!(st.get(key), Some(&n), "{key:?}");
+            let mut group = st.group(t, r);
+            assert_eq!(*group.get_or_insert_with(p, tag(p), || 0, |_| panic!()), n);
+        }
+        assert_eq!(st.len(), keys.len());
+        let mut listed: Vec<usize> = st.iter().map(|(_, &n)| n).collect();
+        listed.sort_unstable();
+        assert_eq!(listed, (0..keys.len()).collect::<Vec<_>>());
+        assert!(
+            st.iter()
+                .all(|(k, &n)| k.tool_id == keys[n].0 && k.parameter == keys[n].2)
+        );
+        assert_eq!(st.long_names.len(), 1);
     }
 }

@@ -36,72 +36,198 @@ pub struct Limits {
 struct Baseline {
     /// Subgroups or points accumulated.
     count: u32,
+    /// Number of spreads summed.
+    spread_count: u32,
     /// Sum of subgroup means or of points.
     sum: f64,
     /// Sum of ranges, standard deviations or moving ranges.
     spread_sum: f64,
-    /// Number of spreads summed.
-    spread_count: u32,
 }
 
-/// The open subgroup (Welford's running mean and sum of squares, min and max). Every field is
-/// finite, so the state serializes to any format.
+/// Phase I sums until the limits freeze, then the run-rule registers (32 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+enum Phase {
+    /// Estimating: the Phase I sums.
+    Baseline(Baseline),
+    /// Limits frozen: the run rules of the location statistic.
+    Monitoring(RuleState),
+}
+
+impl Default for Phase {
+    fn default() -> Self {
+        Phase::Baseline(Baseline::default())
+    }
+}
+
+/// What a chart carries from one sample to the next, by chart type (32 bytes). The open
+/// subgroup is kept as Welford's running mean, with the min and max (X-bar/R) or the sum of
+/// squared deviations (X-bar/S). Every field is finite, so the state serializes to any format.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-struct Subgroup {
-    count: u32,
-    mean: f64,
-    m2: f64,
-    min: f64,
-    max: f64,
+enum Running {
+    /// A fresh state: becomes the chart type's variant on the first sample.
+    #[default]
+    Fresh,
+    /// X-bar/R: the open subgroup.
+    Range {
+        count: u32,
+        mean: f64,
+        min: f64,
+        max: f64,
+    },
+    /// X-bar/S: the open subgroup.
+    Deviation { count: u32, mean: f64, m2: f64 },
+    /// I-MR: the previous value (moving ranges), if any.
+    Individual { has_last: bool, last: f64 },
+    /// EWMA: the previous value (Phase I moving ranges), the statistic z, and (1 - λ)^(2t)
+    /// for the exact limits.
+    Ewma {
+        has_last: bool,
+        last: f64,
+        z: f64,
+        w: f64,
+    },
+    /// CUSUM: the previous value (Phase I moving ranges) and the sums in sigma units.
+    Cusum {
+        has_last: bool,
+        last: f64,
+        c_hi: f64,
+        c_lo: f64,
+    },
 }
 
-impl Subgroup {
-    fn push(&mut self, x: f64) {
-        self.count += 1;
-        let d = x - self.mean;
-        self.mean += d / self.count as f64;
-        self.m2 += d * (x - self.mean);
-        if self.count == 1 {
-            (self.min, self.max) = (x, x);
-        } else {
-            self.min = self.min.min(x);
-            self.max = self.max.max(x);
+impl Running {
+    /// The initial state for a chart type.
+    fn new(chart_type: ChartType) -> Self {
+        let (has_last, last) = (false, 0.0);
+        match chart_type {
+            ChartType::XbarR => Running::Range {
+                count: 0,
+                mean: 0.0,
+                min: 0.0,
+                max: 0.0,
+            },
+            ChartType::XbarS => Running::Deviation {
+                count: 0,
+                mean: 0.0,
+                m2: 0.0,
+            },
+            ChartType::Imr => Running::Individual { has_last, last },
+            ChartType::Ewma => Running::Ewma {
+                has_last,
+                last,
+                z: 0.0,
+                w: 0.0,
+            },
+            ChartType::Cusum => Running::Cusum {
+                has_last,
+                last,
+                c_hi: 0.0,
+                c_lo: 0.0,
+            },
         }
     }
 
-    fn std_dev(&self) -> f64 {
-        if self.count < 2 {
-            0.0
-        } else {
-            (self.m2 / (self.count - 1) as f64).max(0.0).sqrt()
+    /// Whether this is the variant of `chart_type`.
+    fn fits(&self, chart_type: ChartType) -> bool {
+        matches!(
+            (self, chart_type),
+            (Running::Range { .. }, ChartType::XbarR)
+                | (Running::Deviation { .. }, ChartType::XbarS)
+                | (Running::Individual { .. }, ChartType::Imr)
+                | (Running::Ewma { .. }, ChartType::Ewma)
+                | (Running::Cusum { .. }, ChartType::Cusum)
+        )
+    }
+
+    /// Records `x` as the previous individual value and returns the one it replaces, on
+    /// individual charts.
+    fn replace_last(&mut self, x: f64) -> Option<f64> {
+        match self {
+            Running::Individual { has_last, last }
+            | Running::Ewma { has_last, last, .. }
+            | Running::Cusum { has_last, last, .. } => {
+                let prev = has_last.then_some(*last);
+                (*has_last, *last) = (true, x);
+                prev
+            }
+            Running::Fresh | Running::Range { .. } | Running::Deviation { .. } => None,
+        }
+    }
+
+    /// Adds `x` to the open subgroup (Welford's update); returns the subgroup size.
+    fn push_subgroup(&mut self, x: f64) -> usize {
+        match self {
+            Running::Range {
+                count,
+                mean,
+                min,
+                max,
+            } => {
+                *count += 1;
+                *mean += (x - *mean) / *count as f64;
+                if *count == 1 {
+                    (*min, *max) = (x, x);
+                } else {
+                    *min = min.min(x);
+                    *max = max.max(x);
+                }
+                *count as usize
+            }
+            Running::Deviation { count, mean, m2 } => {
+                *count += 1;
+                let d = x - *mean;
+                *mean += d / *count as f64;
+                *m2 += d * (x - *mean);
+                *count as usize
+            }
+            _ => 0,
+        }
+    }
+
+    /// Closes the open subgroup: its mean and its spread (range, or standard deviation).
+    fn take_subgroup(&mut self) -> (f64, f64) {
+        match std::mem::take(self) {
+            Running::Range { mean, min, max, .. } => {
+                *self = Running::new(ChartType::XbarR);
+                (mean, max - min)
+            }
+            Running::Deviation { count, mean, m2 } => {
+                *self = Running::new(ChartType::XbarS);
+                let sd = if count < 2 {
+                    0.0
+                } else {
+                    (m2 / (count - 1) as f64).max(0.0).sqrt()
+                };
+                (mean, sd)
+            }
+            other => {
+                *self = other;
+                (0.0, 0.0)
+            }
         }
     }
 }
 
 /// The state of one chart for one (tool, recipe, parameter). A plain value: serialize it to
 /// checkpoint, deserialize it to continue exactly where the chart stopped.
+///
+/// The fields a sample reads come first, in the order it needs them: the sample count and
+/// the running statistics (all that an X-bar sample not closing a subgroup reads), the frozen
+/// limits, the run-rule registers (136 bytes); the counters that change only when a value is
+/// missing or a rule fires follow. 216 bytes in all.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[repr(C)]
 pub struct ChartState {
     /// Finite samples accepted.
     pub samples: u64,
+    run: Running,
+    /// Frozen limits; `None` while Phase I is still estimating.
+    pub limits: Option<Limits>,
+    phase: Phase,
     /// Samples rejected as NaN or infinite.
     pub non_finite: u64,
     /// Records of this tool type that lacked the parameter.
     pub missing: u64,
-    /// Frozen limits; `None` while Phase I is still estimating.
-    pub limits: Option<Limits>,
-    base: Baseline,
-    sub: Subgroup,
-    /// The previous individual value (moving ranges).
-    last: Option<f64>,
-    /// EWMA statistic.
-    z: f64,
-    /// (1 - λ)^(2t) for the exact EWMA limits.
-    w: f64,
-    /// CUSUM sums in sigma units.
-    c_hi: f64,
-    c_lo: f64,
-    rules: RuleState,
     /// Signals per rule, indexed by [`Rule::index`].
     pub fired: [u32; Rule::COUNT],
 }
@@ -139,6 +265,9 @@ impl ChartState {
             return;
         }
         self.samples += 1;
+        if !self.run.fits(chart.chart_type()) {
+            self.run = Running::new(chart.chart_type());
+        }
         let mut out = |st: &mut ChartState, s: Signal| {
             st.fired[s.rule.index()] += 1;
             emit(s);
@@ -152,6 +281,47 @@ impl ChartState {
             ChartType::Imr => self.update_imr(chart, x, &mut out),
             ChartType::Ewma => self.update_ewma(chart, x, &mut out),
             ChartType::Cusum => self.update_cusum(chart, x, &mut out),
+        }
+    }
+
+    /// The Phase I sums (called while the limits are not frozen).
+    fn base(&mut self) -> &mut Baseline {
+        if !matches!(self.phase, Phase::Baseline(_)) {
+            self.phase = Phase::default();
+        }
+        match &mut self.phase {
+            Phase::Baseline(base) => base,
+            Phase::Monitoring(_) => unreachable!("set just above"),
+        }
+    }
+
+    /// Adds one subgroup or point (and its spread, if any) to the Phase I sums; once there
+    /// are `chart.baseline` of them, freezes the limits on the estimates, or starts Phase I
+    /// over if they show no variation. `estimate` turns (count, sum, spread count, spread
+    /// sum) into (center, sigma).
+    fn accumulate(
+        &mut self,
+        chart: &Chart,
+        value: f64,
+        spread: Option<f64>,
+        estimate: impl FnOnce(f64, f64, f64, f64) -> (f64, f64),
+    ) {
+        let base = self.base();
+        base.count += 1;
+        base.sum += value;
+        if let Some(spread) = spread {
+            base.spread_sum += spread;
+            base.spread_count += 1;
+        }
+        let b = *base;
+        if b.count >= chart.baseline && b.spread_count > 0 {
+            let (center, sigma) =
+                estimate(b.count as f64, b.sum, b.spread_count as f64, b.spread_sum);
+            if !self.freeze(chart, Some(center), Some(sigma)) {
+                // No variation at all (a stuck or quantized sensor): start Phase I over rather
+                // than freeze on whatever first difference comes next.
+                self.phase = Phase::default();
+            }
         }
     }
 
@@ -180,8 +350,10 @@ impl ChartState {
             };
             out(self, signal(rule, center, hi, lo));
         }
-        let center = self.limits.map(|l| l.center).or(spec.target);
-        if let (Some(pct), Some(c)) = (spec.critical_pct, center)
+        let Some(pct) = spec.critical_pct else {
+            return;
+        };
+        if let Some(c) = self.limits.map(|l| l.center).or(spec.target)
             && c != 0.0
         {
             let band = c.abs() * pct / 100.0;
@@ -251,11 +423,12 @@ impl ChartState {
             spread_ucl: spread.1,
             spread_lcl: spread.2,
         });
-        self.base = Baseline::default();
-        self.z = center;
-        self.w = 1.0;
-        self.c_hi = spec.headstart;
-        self.c_lo = spec.headstart;
+        self.phase = Phase::Monitoring(RuleState::default());
+        match &mut self.run {
+            Running::Ewma { z, w, .. } => (*z, *w) = (center, 1.0),
+            Running::Cusum { c_hi, c_lo, .. } => (*c_hi, *c_lo) = (spec.headstart, spec.headstart),
+            _ => {}
+        }
         true
     }
 
@@ -269,7 +442,16 @@ impl ChartState {
         out: &mut impl FnMut(&mut Self, Signal),
     ) {
         let s = zone(v, center, ucl, lcl);
-        let fired = self.rules.push(v, s, chart.rules);
+        if !matches!(self.phase, Phase::Monitoring(_)) {
+            self.phase = Phase::Monitoring(RuleState::default());
+        }
+        let Phase::Monitoring(rules) = &mut self.phase else {
+            return;
+        };
+        let fired = rules.push(v, s, chart.rules);
+        if fired.is_empty() {
+            return;
+        }
         for n in fired.numbers() {
             let rule = Rule::run_rule(n).expect("rule sets hold 1..=8");
             out(
@@ -322,31 +504,21 @@ impl ChartState {
 
     fn update_subgroup(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
         let c = chart.constants.expect("subgroup charts carry constants");
-        self.sub.push(x);
-        if (self.sub.count as usize) < c.n {
+        if self.run.push_subgroup(x) < c.n {
             return;
         }
-        let sub = std::mem::take(&mut self.sub);
-        let xbar = sub.mean;
-        let (spread, plot) = if chart.chart_type() == ChartType::XbarR {
-            (sub.max - sub.min, Plot::R)
+        let (xbar, spread) = self.run.take_subgroup();
+        let plot = if chart.chart_type() == ChartType::XbarR {
+            Plot::R
         } else {
-            (sub.std_dev(), Plot::S)
+            Plot::S
         };
         match self.limits {
             None => {
-                self.base.count += 1;
-                self.base.sum += xbar;
-                self.base.spread_sum += spread;
-                self.base.spread_count += 1;
-                if self.base.count >= chart.baseline {
-                    let m = self.base.count as f64;
-                    let spread_bar = self.base.spread_sum / self.base.spread_count as f64;
-                    let unbias = if plot == Plot::R { c.d2 } else { c.c4 };
-                    if !self.freeze(chart, Some(self.base.sum / m), Some(spread_bar / unbias)) {
-                        self.base = Baseline::default();
-                    }
-                }
+                let unbias = if plot == Plot::R { c.d2 } else { c.c4 };
+                self.accumulate(chart, xbar, Some(spread), |m, sum, k, spread_sum| {
+                    (sum / m, spread_sum / k / unbias)
+                });
             }
             Some(lim) => {
                 self.plot_location(chart, Plot::Xbar, xbar, (lim.center, lim.ucl, lim.lcl), out);
@@ -361,22 +533,13 @@ impl ChartState {
         if self.limits.is_some() {
             return false;
         }
-        self.base.count += 1;
-        self.base.sum += x;
-        if let Some(prev) = self.last {
-            self.base.spread_sum += (x - prev).abs();
-            self.base.spread_count += 1;
-        }
-        self.last = Some(x);
-        if self.base.count >= chart.baseline && self.base.spread_count > 0 {
-            let m = self.base.count as f64;
-            let mrbar = self.base.spread_sum / self.base.spread_count as f64;
-            if !self.freeze(chart, Some(self.base.sum / m), Some(mrbar / D2_MR)) {
-                // No variation at all (a stuck or quantized sensor): start Phase I over rather
-                // than freeze on whatever first difference comes next.
-                self.base = Baseline::default();
-            }
-        }
+        let prev = self.run.replace_last(x);
+        self.accumulate(
+            chart,
+            x,
+            prev.map(|p| (x - p).abs()),
+            |m, sum, k, spread_sum| (sum / m, spread_sum / k / D2_MR),
+        );
         true
     }
 
@@ -386,10 +549,9 @@ impl ChartState {
         }
         let Some(lim) = self.limits else { return };
         self.plot_location(chart, Plot::I, x, (lim.center, lim.ucl, lim.lcl), out);
-        if let Some(prev) = self.last {
+        if let Some(prev) = self.run.replace_last(x) {
             self.plot_spread(chart, Plot::Mr, (x - prev).abs(), &lim, out);
         }
-        self.last = Some(x);
     }
 
     fn update_ewma(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
@@ -397,18 +559,21 @@ impl ChartState {
             return;
         }
         let Some(lim) = self.limits else { return };
+        let Running::Ewma { z, w, .. } = &mut self.run else {
+            return;
+        };
         let spec = &chart.spec;
-        self.z = spec.lambda * x + (1.0 - spec.lambda) * self.z;
-        self.w *= chart.ewma_decay2;
+        *z = spec.lambda * x + (1.0 - spec.lambda) * *z;
+        *w *= chart.ewma_decay2;
         let var = if spec.asymptotic {
             chart.ewma_var_factor
         } else {
-            chart.ewma_var_factor * (1.0 - self.w)
+            chart.ewma_var_factor * (1.0 - *w)
         };
         let half = spec.l * lim.sigma * var.sqrt();
         let ucl = spec.ucl.unwrap_or(lim.center + half);
         let lcl = spec.lcl.unwrap_or(lim.center - half);
-        let z = self.z;
+        let z = *z;
         self.plot_location(chart, Plot::Ewma, z, (lim.center, ucl, lcl), out);
     }
 
@@ -417,20 +582,23 @@ impl ChartState {
             return;
         }
         let Some(lim) = self.limits else { return };
+        let Running::Cusum { c_hi, c_lo, .. } = &mut self.run else {
+            return;
+        };
         let spec = &chart.spec;
         let zi = (x - lim.center) / lim.sigma;
-        self.c_hi = (self.c_hi + zi - spec.k).max(0.0);
-        self.c_lo = (self.c_lo - zi - spec.k).max(0.0);
-        let signal = if self.c_hi > spec.h {
-            Some((Rule::CusumUpper, self.c_hi * lim.sigma))
-        } else if self.c_lo > spec.h {
-            Some((Rule::CusumLower, -self.c_lo * lim.sigma))
+        *c_hi = (*c_hi + zi - spec.k).max(0.0);
+        *c_lo = (*c_lo - zi - spec.k).max(0.0);
+        let signal = if *c_hi > spec.h {
+            Some((Rule::CusumUpper, *c_hi * lim.sigma))
+        } else if *c_lo > spec.h {
+            Some((Rule::CusumLower, -*c_lo * lim.sigma))
         } else {
             None
         };
         if let Some((rule, statistic)) = signal {
-            self.c_hi = spec.headstart;
-            self.c_lo = spec.headstart;
+            *c_hi = spec.headstart;
+            *c_lo = spec.headstart;
             if chart.rules.contains(1) {
                 out(
                     self,
@@ -448,14 +616,20 @@ impl ChartState {
         }
     }
 
-    /// The current CUSUM sums (upper, lower) in sigma units.
+    /// The current CUSUM sums (upper, lower) in sigma units; zero on other charts.
     pub fn cusum_sums(&self) -> (f64, f64) {
-        (self.c_hi, self.c_lo)
+        match self.run {
+            Running::Cusum { c_hi, c_lo, .. } => (c_hi, c_lo),
+            _ => (0.0, 0.0),
+        }
     }
 
-    /// The current EWMA statistic.
+    /// The current EWMA statistic; zero on other charts.
     pub fn ewma(&self) -> f64 {
-        self.z
+        match self.run {
+            Running::Ewma { z, .. } => z,
+            _ => 0.0,
+        }
     }
 }
 
