@@ -68,7 +68,7 @@ enum Work {
     /// offset to consume (after every earlier output is acknowledged, in at-least-once).
     /// The epoch is the transaction that outputs after the barrier belong to: the task
     /// sends nothing more until that transaction has begun (the gate reaches it).
-    Checkpoint(std_mpsc::SyncSender<Result<CheckpointReply, RunError>>, u64),
+    Checkpoint(CheckpointSender, u64),
 }
 
 /// A partition task's answer to a checkpoint barrier.
@@ -782,6 +782,7 @@ fn complete(
     epoch: u64,
     group: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
 ) -> Result<Completed, RunError> {
+    let started = Instant::now();
     let mut offsets = TopicPartitionList::new();
     let mut keys = 0;
     for ((topic, partition), rx) in replies {
@@ -802,6 +803,7 @@ fn complete(
     if let Some(e) = shared.take_fatal() {
         return Err(e);
     }
+    let answered = started.elapsed();
     if let Some(group) = group {
         let metrics = &shared.job.metrics;
         let mut attempt = 0;
@@ -822,8 +824,22 @@ fn complete(
             }
         }
         metrics.transactions.with_label_values(&["committed"]).inc();
+        let committed = started.elapsed();
         shared.sink.begin_transaction()?;
         shared.gate.send_replace(epoch);
+        tracing::debug!(
+            epoch,
+            answered_ms = answered.as_secs_f64() * 1e3,
+            committed_ms = committed.as_secs_f64() * 1e3,
+            begun_ms = started.elapsed().as_secs_f64() * 1e3,
+            "transaction committed"
+        );
+    } else {
+        tracing::debug!(
+            epoch,
+            answered_ms = answered.as_secs_f64() * 1e3,
+            "checkpoint answered"
+        );
     }
     Ok(Completed { offsets, keys })
 }
@@ -861,14 +877,9 @@ async fn partition_task(
                         task.records(&mut processor, &messages, received).await
                     }
                     Some(Work::Checkpoint(reply, epoch)) => {
-                        let result = task.checkpoint(&mut processor).await;
+                        let result = task.checkpoint(&mut processor, reply).await;
                         task.required_epoch = epoch;
-                        let failed = result.as_ref().err().map(ToString::to_string);
-                        let _ = reply.send(result);
-                        match failed {
-                            Some(e) => Err(RunError::Kafka(e)),
-                            None => Ok(()),
-                        }
+                        result
                     }
                 };
                 if let Err(e) = result {
@@ -890,7 +901,13 @@ struct Acked {
     received: Instant,
     /// Messages of the batch that raised alerts.
     alerting: usize,
+    /// At-least-once checkpoint: the barrier's answer, sent once this and every earlier
+    /// output of the task is acknowledged (the ack queue resolves in order).
+    reply: Option<(CheckpointSender, CheckpointReply)>,
 }
+
+/// Where a task answers a checkpoint barrier.
+type CheckpointSender = std_mpsc::SyncSender<Result<CheckpointReply, RunError>>;
 
 struct PartitionTask {
     /// Sends wait for this to reach `required_epoch` (exactly-once).
@@ -1025,10 +1042,50 @@ impl PartitionTask {
         for _ in 0..ack.alerting {
             self.shared.job.metrics.processing_latency.observe(latency);
         }
+        if let Some((reply, answer)) = ack.reply {
+            // The coordinator may have stopped waiting (it failed): nothing to tell.
+            let _ = reply.send(Ok(answer));
+        }
         Ok(())
     }
 
+    /// Answers a checkpoint barrier: sends the changelog records of what changed, and
+    /// replies with the next offset to consume. In exactly-once the reply goes at once (the
+    /// commit flushes every output of the transaction); in at-least-once it goes when every
+    /// earlier output of the task is acknowledged, while the task goes on processing.
     async fn checkpoint(
+        &mut self,
+        processor: &mut PartitionProcessor,
+        reply: CheckpointSender,
+    ) -> Result<(), RunError> {
+        let result = self.write_changelog(processor).await;
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                let _ = reply.send(Err(RunError::Kafka(e.to_string())));
+                return Err(e);
+            }
+        };
+        match self.shared.mode {
+            DeliveryMode::ExactlyOnce => {
+                let _ = reply.send(Ok(answer));
+            }
+            DeliveryMode::AtLeastOnce => {
+                // Offsets may only move past messages whose outputs are all acknowledged:
+                // the answer rides at the end of the ack queue.
+                self.acks.push_back(Box::pin(std::future::ready(Ok(Acked {
+                    received: Instant::now(),
+                    alerting: 0,
+                    reply: Some((reply, answer)),
+                }))));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the changelog records of the state changed since the last checkpoint (in the
+    /// transaction this task is filling) and queues their acknowledgements.
+    async fn write_changelog(
         &mut self,
         processor: &mut PartitionProcessor,
     ) -> Result<CheckpointReply, RunError> {
@@ -1049,12 +1106,6 @@ impl PartitionTask {
             .inc_by(deliveries.len() as u64);
         self.acks
             .push_back(acks_of(self.shared.clone(), deliveries, Instant::now(), 0));
-        if self.shared.mode == DeliveryMode::AtLeastOnce {
-            // Offsets may only move past messages whose outputs are all acknowledged.
-            while let Some(ack) = self.acks.next().await {
-                self.acknowledged(ack)?;
-            }
-        }
         Ok(CheckpointReply {
             next_offset: self.next_offset,
             keys: processor.keys(),
@@ -1110,7 +1161,11 @@ fn acks_of(
                 Err(_) => return Err(RunError::Kafka("producer closed".into())),
             }
         }
-        Ok(Acked { received, alerting })
+        Ok(Acked {
+            received,
+            alerting,
+            reply: None,
+        })
     })
 }
 
