@@ -36,7 +36,8 @@
 //! exactly_once|at_least_once` [E2E_MODE], `--rate N` [E2E_RATE, 10000], `--latency-secs S`
 //! [E2E_LATENCY_SECS, 10], `--fetch-wait-ms MS` [E2E_FETCH_WAIT_MS, librdkafka's 500: the
 //! job's and the bench's consumers], `--spcvm PATH` [SPCVM_BIN, target/release/spcvm],
-//! `--keep` (keep the topics, the job's config and log). The broker is `KAFKA_BOOTSTRAP`, else
+//! `--keep` (keep the topics, the job's config and log; `SPCVM_BENCH_LOG` sets the job's
+//! `RUST_LOG`, e.g. `info,spcvm=debug` to log each commit's phases). The broker is `KAFKA_BOOTSTRAP`, else
 //! `scripts/broker.sh start tansu` is run and its `KAFKA_BOOTSTRAP=` line read.
 
 use std::collections::{BTreeMap, HashMap};
@@ -521,7 +522,10 @@ impl Job {
         let child = Command::new(spcvm)
             .args(["run", "--config"])
             .arg(config)
-            .env("RUST_LOG", "info,librdkafka=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("SPCVM_BENCH_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
