@@ -1,5 +1,7 @@
 //! `spcvm run` against a real broker (tansu, `KAFKA_BOOTSTRAP`): telemetry in, alerts out,
 //! equal to `spcvm backtest` on the same records; metrics and health served while it runs.
+//! The job's per-partition queues hold 5 messages, so the backlog it starts with is handed
+//! to the tasks in pieces and the consumer waits on full queues (backpressure) throughout.
 
 mod common;
 
@@ -9,7 +11,8 @@ use common::*;
 
 #[test]
 fn streamed_alerts_equal_the_backtest() {
-    let setup = Setup::new(bootstrap(), "stream", 3);
+    let mut setup = Setup::new(bootstrap(), "stream", 3);
+    setup.queue_capacity = 5;
     let records = telemetry(6, 320, 7);
     let expected = backtest_alerts(setup.dir.path(), &records);
     setup.produce_telemetry(&records);

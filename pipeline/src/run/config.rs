@@ -14,6 +14,9 @@ use crate::decode::DecodeConfig;
 /// Prefix of environment variables that override the file (`__` separates table levels).
 pub const ENV_PREFIX: &str = "SPCVM__";
 
+/// Largest `delivery.queue_capacity`: messages buffered per partition.
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
+
 /// The whole `spcvm run` configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -265,7 +268,10 @@ pub struct DeliveryConfig {
     pub checkpoint_interval_ms: u64,
     /// Checkpoint as soon as this many messages are processed but not checkpointed.
     pub max_uncheckpointed: u64,
-    /// Messages buffered per partition between the consumer and the partition's task.
+    /// Messages buffered per partition between the consumer and the partition's task (at
+    /// most [`MAX_QUEUE_CAPACITY`]); a full queue stops the consumer's dispatch, so a slow
+    /// task or producer slows consumption. A checkpoint barrier waits behind at most this
+    /// many messages.
     pub queue_capacity: usize,
     /// `transaction.timeout.ms` of the producer.
     pub transaction_timeout_ms: u32,
@@ -280,7 +286,7 @@ impl Default for DeliveryConfig {
             mode: DeliveryMode::ExactlyOnce,
             checkpoint_interval_ms: 100,
             max_uncheckpointed: 10_000,
-            queue_capacity: 1024,
+            queue_capacity: 16_384,
             transaction_timeout_ms: 60_000,
             watermark_lateness_ms: 300_000,
         }
@@ -556,6 +562,12 @@ impl PipelineConfig {
         if self.delivery.queue_capacity == 0 {
             return bad("delivery.queue_capacity", "must be at least 1");
         }
+        if self.delivery.queue_capacity > MAX_QUEUE_CAPACITY {
+            return bad(
+                "delivery.queue_capacity",
+                &format!("must be at most {MAX_QUEUE_CAPACITY} (messages per partition)"),
+            );
+        }
         if self.delivery.watermark_lateness_ms < 0 {
             return bad("delivery.watermark_lateness_ms", "must not be negative");
         }
@@ -648,6 +660,14 @@ mod tests {
         let (_dir, path) = write("[delivery]\ncheckpoint_interval_ms = 0\n");
         let err = load(Some(&path), env(&[])).unwrap_err().to_string();
         assert!(err.contains("delivery.checkpoint_interval_ms"), "{err}");
+        let (_dir, path) = write("[delivery]\nqueue_capacity = 1048577\n");
+        let err = load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("delivery.queue_capacity: must be at most 1048576"),
+            "{err}"
+        );
+        let (_dir, path) = write("[delivery]\nqueue_capacity = 1048576\n");
+        assert!(load(Some(&path), env(&[])).is_ok());
     }
 
     #[test]

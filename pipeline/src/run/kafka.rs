@@ -39,7 +39,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use spcvm_schemas::Telemetry;
 use spcvm_sinks::kafka::owned_headers;
 use spcvm_sinks::{AlertEncoding, DeadLetter, KafkaSink, KafkaSinkError, SinkTopics};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::config::{AlertFormat, DeliveryMode, PipelineConfig};
 use super::processor::PartitionProcessor;
@@ -62,8 +62,9 @@ type Tp = (String, i32);
 
 /// What the poll thread sends a partition task, in order.
 enum Work {
-    /// Messages of the partition, in offset order, and when they were received.
-    Records(Vec<OwnedMessage>, Instant),
+    /// Messages of the partition, in offset order, when they were received, and their
+    /// places in the partition's queue (freed once the task has processed them).
+    Records(Vec<OwnedMessage>, Instant, OwnedSemaphorePermit),
     /// Checkpoint barrier: write changelog records for changed state and reply with the next
     /// offset to consume (after every earlier output is acknowledged, in at-least-once).
     /// The epoch is the transaction that outputs after the barrier belong to: the task
@@ -90,6 +91,9 @@ enum Output {
 /// A running partition task.
 struct Worker {
     tx: mpsc::Sender<Work>,
+    /// Places for messages in the task's queue (`delivery.queue_capacity`): the queue is
+    /// bounded in messages, whatever the size of the batches it carries.
+    room: Arc<Semaphore>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -408,7 +412,8 @@ impl Coordinator {
                 None => by_partition.push(((topic.to_string(), partition), vec![message])),
             }
         }
-        for (tp, messages) in by_partition {
+        let capacity = self.shared.job.config.delivery.queue_capacity;
+        for (tp, mut messages) in by_partition {
             let Some(worker) = self.workers.get(&tp) else {
                 return Err(RunError::Kafka(format!(
                     "message from {}[{}] at offset {} arrived for a partition not assigned here",
@@ -417,16 +422,26 @@ impl Coordinator {
                     messages[0].offset()
                 )));
             };
-            let n = messages.len() as u64;
-            worker
-                .tx
-                .blocking_send(Work::Records(messages, received))
-                .map_err(|_| {
+            while !messages.is_empty() {
+                let rest = messages.split_off(messages.len().min(capacity));
+                let n = messages.len();
+                let ended = || {
                     self.shared.take_fatal().unwrap_or_else(|| {
                         RunError::Kafka(format!("task of {}[{}] ended", tp.0, tp.1))
                     })
-                })?;
-            self.uncheckpointed += n;
+                };
+                // Waits while the task's queue holds `queue_capacity` messages.
+                let permit = self
+                    .rt
+                    .block_on(worker.room.clone().acquire_many_owned(n as u32))
+                    .map_err(|_| ended())?;
+                worker
+                    .tx
+                    .blocking_send(Work::Records(messages, received, permit))
+                    .map_err(|_| ended())?;
+                self.uncheckpointed += n as u64;
+                messages = rest;
+            }
         }
         Ok(())
     }
@@ -589,14 +604,18 @@ impl Coordinator {
         let mut keys = 0;
         for (tp, processor) in restored {
             keys += processor.keys();
-            let (tx, rx) = mpsc::channel(job.config.delivery.queue_capacity);
+            // Each batch holds at least one message, so the queue never holds more batches
+            // than messages; the semaphore bounds the messages.
+            let capacity = job.config.delivery.queue_capacity;
+            let (tx, rx) = mpsc::channel(capacity);
             let task = self.rt.spawn(partition_task(
                 self.shared.clone(),
                 tp.clone(),
                 processor,
                 rx,
             ));
-            self.workers.insert(tp, Worker { tx, task });
+            let room = Arc::new(Semaphore::new(capacity));
+            self.workers.insert(tp, Worker { tx, room, task });
         }
         job.metrics.keys.set(keys as i64);
         job.metrics
@@ -873,8 +892,10 @@ async fn partition_task(
             work = rx.recv() => {
                 let result = match work {
                     None => return,
-                    Some(Work::Records(messages, received)) => {
-                        task.records(&mut processor, &messages, received).await
+                    Some(Work::Records(messages, received, places)) => {
+                        let result = task.records(&mut processor, &messages, received).await;
+                        drop(places);
+                        result
                     }
                     Some(Work::Checkpoint(reply, epoch)) => {
                         let result = task.checkpoint(&mut processor, reply).await;

@@ -73,6 +73,8 @@ pub struct Setup {
     /// restart takes its place. A static member also never leaves, though, so tests where
     /// an instance leaves for good use dynamic membership.
     pub static_membership: bool,
+    /// `delivery.queue_capacity` of the jobs: messages queued per partition task.
+    pub queue_capacity: usize,
 }
 
 impl Setup {
@@ -88,6 +90,7 @@ impl Setup {
             partitions,
             dir: tempfile::tempdir().unwrap(),
             static_membership: false,
+            queue_capacity: 1024,
         };
         let config = setup.write_config("topics", "exactly_once", "x", "");
         let out = Command::new(spcvm())
@@ -132,6 +135,7 @@ replication_factor = 1
 [delivery]
 mode = "{mode}"
 checkpoint_interval_ms = 100
+queue_capacity = {queue_capacity}
 [http]
 listen = "127.0.0.1:0"
 {extra}
@@ -143,6 +147,7 @@ listen = "127.0.0.1:0"
             dlq = self.dlq,
             partitions = self.partitions,
             static_membership = self.static_membership,
+            queue_capacity = self.queue_capacity,
         );
         std::fs::write(&path, text).unwrap();
         path
