@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 use spcvm_operators::{ChartSpec, ChartType, KeyedState, MonitorConfig, SpcMonitor, SpcState};
 use spcvm_schemas::{Telemetry, ToolType};
 
+// The bench's workload: its noise generator.
+#[path = "../benches/workload/mod.rs"]
+mod workload;
+use workload::noise;
+
 const PARAMS: [(&str, ChartType); 5] = [
     ("p_imr", ChartType::Imr),
     ("p_xbar_r", ChartType::XbarR),
@@ -43,20 +48,6 @@ fn monitor(critical: bool) -> SpcMonitor {
         ..MonitorConfig::default()
     })
     .unwrap()
-}
-
-/// Deterministic pseudo-normal noise (a sum of four splitmix64 uniforms, sd 1).
-fn noise(state: &mut u64) -> f64 {
-    let mut s = 0.0;
-    for _ in 0..4 {
-        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        s += (z >> 11) as f64 / (1u64 << 53) as f64;
-    }
-    (s - 2.0) * 3.0f64.sqrt()
 }
 
 /// Runs 3,000 one-minute samples (a 30-minute dedup window holds 30), in control for the

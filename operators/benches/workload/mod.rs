@@ -1,5 +1,6 @@
-//! The monitor workload shared by the criterion bench (`benches/monitor.rs`) and the
-//! deterministic driver (`examples/monitor_load.rs`): the charts, the generated records and
+//! The monitor workload shared by the criterion bench (`benches/monitor.rs`), the
+//! deterministic driver (`examples/monitor_load.rs`) and the state-size test
+//! (`tests/memory.rs`, which takes its noise): the charts, the generated records and
 //! the warm-up past Phase I.
 
 #![allow(dead_code)]
