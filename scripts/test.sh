@@ -27,8 +27,11 @@ stop_brokers() {
   for b in "${started[@]}"; do bash scripts/broker.sh stop "$b" >&2 || true; done
 }
 trap stop_brokers EXIT
+# Read the status whole first: `grep -q` in a pipe exits at its first match, and under
+# pipefail the status script's SIGPIPE on its next line would read as "not running".
+status="$(bash scripts/broker.sh status 2>/dev/null || true)"
 for name in tansu noida; do
-  if ! bash scripts/broker.sh status 2>/dev/null | grep -q "^$name running"; then
+  if ! grep -q "^$name running" <<<"$status"; then
     started+=("$name")
   fi
 done
