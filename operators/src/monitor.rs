@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use spcvm_schemas::{Alert, Telemetry, ToolType};
+use spcvm_schemas::{Alert, TelemetryView, ToolType};
 
 use crate::dedup::{Dedup, Window};
 use crate::defaults;
@@ -382,25 +382,25 @@ impl SpcMonitor {
 
     /// Feeds every measurement of `record` to its chart, creating chart state on first sight,
     /// and counts parameters this tool type should have but the record lacks.
-    pub fn process_record(
+    pub fn process_record<R: TelemetryView + ?Sized>(
         &self,
         store: &mut KeyedState<SpcState>,
-        record: &Telemetry,
+        record: &R,
         out: &mut Vec<Alert>,
     ) -> RecordStats {
         let mut stats = RecordStats::default();
         let ctx = Ctx {
-            tool_id: &record.tool_id,
-            recipe_id: &record.recipe_id,
-            tool_type: record.tool_type,
-            event_time: record.event_time,
-            lot_id: record.lot_id.as_deref(),
-            wafer_id: record.wafer_id.as_deref(),
+            tool_id: record.tool_id(),
+            recipe_id: record.recipe_id(),
+            tool_type: record.tool_type(),
+            event_time: record.event_time(),
+            lot_id: record.lot_id(),
+            wafer_id: record.wafer_id(),
         };
-        let mut group = store.group(&record.tool_id, &record.recipe_id);
-        let t = slot(Some(record.tool_type));
+        let mut group = store.group(ctx.tool_id, ctx.recipe_id);
+        let t = slot(Some(ctx.tool_type));
         let mut next = self.routes.first();
-        for (parameter, &value) in &record.measurements {
+        for (parameter, value) in record.measurements() {
             let route = self.routes.get_near(parameter, &mut next);
             match route.and_then(|e| e[t].or(e[2])) {
                 Some(id) => {
@@ -420,7 +420,7 @@ impl SpcMonitor {
             }
         }
         for (parameter, id) in &self.expected[t] {
-            if !record.measurements.contains_key(parameter) {
+            if record.measurement(parameter).is_none() {
                 stats.missing += 1;
                 let state = self.state_in(&mut group, parameter, *id, ctx.tool_type);
                 self.step(
@@ -441,10 +441,10 @@ impl SpcMonitor {
     /// [`KeyedState::prefetch`]): with more keys than fit in cache, the lookups of several
     /// records then wait for memory together instead of one after another. Returns the
     /// records' stats added up.
-    pub fn process_records(
+    pub fn process_records<R: TelemetryView>(
         &self,
         store: &mut KeyedState<SpcState>,
-        records: &[Telemetry],
+        records: &[R],
         out: &mut Vec<Alert>,
     ) -> RecordStats {
         /// Records between the prefetch steps.
@@ -452,7 +452,7 @@ impl SpcMonitor {
         let mut total = RecordStats::default();
         let ahead = |i: usize, depth: Prefetch, store: &KeyedState<SpcState>| {
             if let Some(r) = records.get(i) {
-                store.prefetch(&r.tool_id, &r.recipe_id, depth);
+                store.prefetch(r.tool_id(), r.recipe_id(), depth);
             }
         };
         for (i, record) in records.iter().enumerate() {
@@ -862,7 +862,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use spcvm_schemas::Severity;
+    use spcvm_schemas::{Severity, Telemetry};
 
     fn record(i: i64, beam: f64) -> Telemetry {
         Telemetry {
@@ -1018,7 +1018,9 @@ mod tests {
                     r.measurements.insert("beam_current_mA".into(), 1.2);
                 }
                 let dose = if i % 50 == 7 { 85.0 } else { 95.0 };
-                r.measurements.insert("dose_uniformity_pct".into(), dose);
+                if i % 97 != 0 {
+                    r.measurements.insert("dose_uniformity_pct".into(), dose);
+                }
                 r
             })
             .collect();
@@ -1033,8 +1035,23 @@ mod tests {
         }
         assert_eq!(m.process_records(&mut batch, &records, &mut b), stats);
         assert!(!a.is_empty());
+        assert!(stats.missing > 0);
         assert_eq!(a, b);
         assert_eq!(one.sorted(), batch.sorted());
+
+        // The same records decoded from JSON into borrowed views.
+        let docs: Vec<Vec<u8>> = records
+            .iter()
+            .map(spcvm_schemas::encode_telemetry_json)
+            .collect();
+        let views: Vec<spcvm_schemas::TelemetryRef<'_>> = docs
+            .iter()
+            .map(|d| spcvm_schemas::decode_telemetry_json_ref(d).unwrap())
+            .collect();
+        let (mut borrowed, mut c) = (KeyedState::default(), vec![]);
+        assert_eq!(m.process_records(&mut borrowed, &views, &mut c), stats);
+        assert_eq!(a, c);
+        assert_eq!(one.sorted(), borrowed.sorted());
     }
 
     #[test]

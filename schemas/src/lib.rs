@@ -20,9 +20,11 @@
 //! # Modules
 //!
 //! * [`telemetry`]: [`Telemetry`] (one sample: tool, recipe, lot/wafer, event time and a
-//!   map of measured parameters) and [`ToolType`].
+//!   map of measured parameters), [`ToolType`], the borrowed [`TelemetryRef`] and the
+//!   [`TelemetryView`] trait through which the operators read either.
 //! * [`alert`]: [`Alert`] (one violated chart rule or spec limit) and [`Severity`].
-//! * [`json`]: JSON codecs. Measurements accept `null` and `"NaN"` / `"Infinity"` /
+//! * [`json`]: JSON codecs; telemetry decodes through a scanner that borrows its strings
+//!   ([`decode_telemetry_json_ref`]) and falls back to serde_json for anything unusual. Measurements accept `null` and `"NaN"` / `"Infinity"` /
 //!   `"-Infinity"` as non-finite values and write non-finite values back as those strings.
 //! * [`avro`]: the Avro schemas (`schemas/avro/*.avsc`, embedded at build time), single
 //!   binary datum codecs, decoding with an evolved writer schema, and
@@ -59,9 +61,10 @@ pub use avro::{
 };
 pub use error::{AvroError, SchemaError};
 pub use json::{
-    decode_alert_json, decode_telemetry_json, encode_alert_json, encode_telemetry_json,
+    decode_alert_json, decode_telemetry_json, decode_telemetry_json_ref, encode_alert_json,
+    encode_telemetry_json,
 };
-pub use telemetry::{ParseEnumError, Telemetry, ToolType};
+pub use telemetry::{ParseEnumError, Telemetry, TelemetryRef, TelemetryView, ToolType};
 
 /// Re-export of the apache-avro crate, so callers can name [`apache_avro::Schema`] (e.g.
 /// to parse a writer schema) without depending on the same version themselves.

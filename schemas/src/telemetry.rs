@@ -3,6 +3,7 @@
 //! The Avro form is `schemas/avro/telemetry.avsc`; the JSON form is produced by the
 //! serde derives here (see [`crate::json`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -99,8 +100,193 @@ pub struct Telemetry {
     pub measurements: BTreeMap<String, f64>,
 }
 
+/// Read access to one telemetry sample, whichever form holds it: the owned [`Telemetry`] or
+/// the [`TelemetryRef`] that the JSON decoder borrows from a message payload. The operators
+/// take any view, so a sample decoded from a Kafka message reaches the charts without copying
+/// its strings.
+pub trait TelemetryView {
+    /// Identifier of the tool.
+    fn tool_id(&self) -> &str;
+    /// Kind of tool.
+    fn tool_type(&self) -> ToolType;
+    /// Recipe running when the sample was taken.
+    fn recipe_id(&self) -> &str;
+    /// Lot being processed, if known.
+    fn lot_id(&self) -> Option<&str>;
+    /// Wafer being processed, if known.
+    fn wafer_id(&self) -> Option<&str>;
+    /// Time the sample was taken, in milliseconds since the Unix epoch (UTC).
+    fn event_time(&self) -> i64;
+    /// The measurements in ascending byte order of parameter name, each name once.
+    fn measurements(&self) -> impl Iterator<Item = (&str, f64)>;
+    /// The value of one parameter, if the sample has it.
+    fn measurement(&self, parameter: &str) -> Option<f64>;
+    /// How many parameters the sample has.
+    fn measurement_count(&self) -> usize;
+}
+
+impl TelemetryView for Telemetry {
+    fn tool_id(&self) -> &str {
+        &self.tool_id
+    }
+    fn tool_type(&self) -> ToolType {
+        self.tool_type
+    }
+    fn recipe_id(&self) -> &str {
+        &self.recipe_id
+    }
+    fn lot_id(&self) -> Option<&str> {
+        self.lot_id.as_deref()
+    }
+    fn wafer_id(&self) -> Option<&str> {
+        self.wafer_id.as_deref()
+    }
+    fn event_time(&self) -> i64 {
+        self.event_time
+    }
+    fn measurements(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.measurements
+            .iter()
+            .map(|(name, &value)| (name.as_str(), value))
+    }
+    fn measurement(&self, parameter: &str) -> Option<f64> {
+        self.measurements.get(parameter).copied()
+    }
+    fn measurement_count(&self) -> usize {
+        self.measurements.len()
+    }
+}
+
+/// One telemetry sample whose strings borrow from the bytes it was decoded from where they
+/// can ([`crate::decode_telemetry_json_ref`]); the same content as a [`Telemetry`], without
+/// an allocation per string and per map node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryRef<'a> {
+    /// Identifier of the tool.
+    pub tool_id: Cow<'a, str>,
+    /// Kind of tool.
+    pub tool_type: ToolType,
+    /// Recipe running when the sample was taken.
+    pub recipe_id: Cow<'a, str>,
+    /// Lot being processed, if known.
+    pub lot_id: Option<Cow<'a, str>>,
+    /// Wafer being processed, if known.
+    pub wafer_id: Option<Cow<'a, str>>,
+    /// Time the sample was taken, in milliseconds since the Unix epoch (UTC).
+    pub event_time: i64,
+    /// Sorted by name, names unique (the invariant of [`TelemetryView::measurements`]).
+    measurements: Vec<(Cow<'a, str>, f64)>,
+}
+
+impl<'a> TelemetryRef<'a> {
+    /// A sample from its parts; `None` when two measurements share a name.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        tool_id: Cow<'a, str>,
+        tool_type: ToolType,
+        recipe_id: Cow<'a, str>,
+        lot_id: Option<Cow<'a, str>>,
+        wafer_id: Option<Cow<'a, str>>,
+        event_time: i64,
+        mut measurements: Vec<(Cow<'a, str>, f64)>,
+    ) -> Option<Self> {
+        // Records carry a handful of parameters, usually already in order: an insertion
+        // sort does no work then.
+        for i in 1..measurements.len() {
+            let mut j = i;
+            while j > 0 && measurements[j - 1].0 > measurements[j].0 {
+                measurements.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        if measurements.windows(2).any(|w| w[0].0 == w[1].0) {
+            return None;
+        }
+        Some(TelemetryRef {
+            tool_id,
+            tool_type,
+            recipe_id,
+            lot_id,
+            wafer_id,
+            event_time,
+            measurements,
+        })
+    }
+
+    /// The owned form.
+    pub fn into_owned(self) -> Telemetry {
+        Telemetry {
+            tool_id: self.tool_id.into_owned(),
+            tool_type: self.tool_type,
+            recipe_id: self.recipe_id.into_owned(),
+            lot_id: self.lot_id.map(Cow::into_owned),
+            wafer_id: self.wafer_id.map(Cow::into_owned),
+            event_time: self.event_time,
+            measurements: self
+                .measurements
+                .into_iter()
+                .map(|(name, value)| (name.into_owned(), value))
+                .collect(),
+        }
+    }
+}
+
+impl From<Telemetry> for TelemetryRef<'static> {
+    fn from(t: Telemetry) -> Self {
+        TelemetryRef {
+            tool_id: Cow::Owned(t.tool_id),
+            tool_type: t.tool_type,
+            recipe_id: Cow::Owned(t.recipe_id),
+            lot_id: t.lot_id.map(Cow::Owned),
+            wafer_id: t.wafer_id.map(Cow::Owned),
+            event_time: t.event_time,
+            // A BTreeMap iterates in order with unique keys: the invariant holds.
+            measurements: t
+                .measurements
+                .into_iter()
+                .map(|(name, value)| (Cow::Owned(name), value))
+                .collect(),
+        }
+    }
+}
+
+impl TelemetryView for TelemetryRef<'_> {
+    fn tool_id(&self) -> &str {
+        &self.tool_id
+    }
+    fn tool_type(&self) -> ToolType {
+        self.tool_type
+    }
+    fn recipe_id(&self) -> &str {
+        &self.recipe_id
+    }
+    fn lot_id(&self) -> Option<&str> {
+        self.lot_id.as_deref()
+    }
+    fn wafer_id(&self) -> Option<&str> {
+        self.wafer_id.as_deref()
+    }
+    fn event_time(&self) -> i64 {
+        self.event_time
+    }
+    fn measurements(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.measurements
+            .iter()
+            .map(|(name, value)| (name.as_ref(), *value))
+    }
+    fn measurement(&self, parameter: &str) -> Option<f64> {
+        self.measurements
+            .iter()
+            .find(|(name, _)| name == parameter)
+            .map(|&(_, value)| value)
+    }
+    fn measurement_count(&self) -> usize {
+        self.measurements.len()
+    }
+}
+
 /// Serde helpers for [`Telemetry::measurements`]: non-finite values travel as strings.
-mod measurement_values {
+pub(crate) mod measurement_values {
     use std::collections::BTreeMap;
     use std::fmt;
 
@@ -223,7 +409,7 @@ mod measurement_values {
     /// Parses the non-finite spellings Python gateways use, case-insensitively:
     /// `nan`, `inf`, `+inf`, `infinity`, `+infinity`, `-inf`, `-infinity`.
     /// Anything else, including numeric strings such as `"1.5"`, is `None`.
-    pub(super) fn parse_special(s: &str) -> Option<f64> {
+    pub(crate) fn parse_special(s: &str) -> Option<f64> {
         const SPELLINGS: [(&str, f64); 7] = [
             ("nan", f64::NAN),
             ("inf", f64::INFINITY),

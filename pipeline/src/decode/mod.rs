@@ -72,7 +72,8 @@ use std::sync::Arc;
 
 use spcvm_schemas::apache_avro::Schema;
 use spcvm_schemas::{
-    Telemetry, decode_telemetry_avro, decode_telemetry_avro_with_writer, decode_telemetry_json,
+    Telemetry, TelemetryRef, TelemetryView, decode_telemetry_avro,
+    decode_telemetry_avro_with_writer, decode_telemetry_json_ref,
 };
 
 pub use config::{DEFAULT_MAX_MESSAGE_BYTES, DecodeConfig, PayloadFormat};
@@ -238,6 +239,16 @@ impl Decoder {
     /// [`DecodeError`]; see [`DecodeError::kind`] for the cases. Only
     /// [`DecodeError::is_transient`] errors may succeed on a retry.
     pub fn decode(&self, payload: &[u8]) -> Result<Telemetry, DecodeError> {
+        self.decode_ref(payload).map(TelemetryRef::into_owned)
+    }
+
+    /// [`Decoder::decode`] into a sample that borrows its strings from `payload` where the
+    /// format allows (JSON without escapes); Avro samples are owned.
+    ///
+    /// # Errors
+    ///
+    /// As [`Decoder::decode`].
+    pub fn decode_ref<'a>(&self, payload: &'a [u8]) -> Result<TelemetryRef<'a>, DecodeError> {
         if payload.len() > self.max_message_bytes {
             return Err(DecodeError::TooLarge {
                 size: payload.len(),
@@ -248,28 +259,32 @@ impl Decoder {
             return Err(DecodeError::Empty);
         }
         let telemetry = match &self.format {
-            Format::Json => decode_telemetry_json(payload).map_err(|e| DecodeError::Json {
+            Format::Json => decode_telemetry_json_ref(payload).map_err(|e| DecodeError::Json {
                 reason: clip(strip_prefix(e.to_string(), "telemetry JSON: ")),
             })?,
             Format::Avro(None) => decode_telemetry_avro(payload)
-                .map_err(|e| avro_error("built-in telemetry schema".into(), None, e))?,
+                .map_err(|e| avro_error("built-in telemetry schema".into(), None, e))?
+                .into(),
             Format::Avro(Some(writer)) => {
                 decode_telemetry_avro_with_writer(payload, &writer.schema)
                     .map_err(|e| avro_error(writer.label.clone(), None, e))?
+                    .into()
             }
             Format::AvroConfluent(store) => {
                 let (id, datum) = confluent::split_frame(payload)?;
                 let schema = store.lookup(id)?;
-                decode_telemetry_avro_with_writer(datum, &schema).map_err(|e| {
-                    avro_error(
-                        format!(
-                            "schema id {id}, datum from payload byte {}",
-                            confluent::HEADER_LEN
-                        ),
-                        Some(id),
-                        e,
-                    )
-                })?
+                decode_telemetry_avro_with_writer(datum, &schema)
+                    .map_err(|e| {
+                        avro_error(
+                            format!(
+                                "schema id {id}, datum from payload byte {}",
+                                confluent::HEADER_LEN
+                            ),
+                            Some(id),
+                            e,
+                        )
+                    })?
+                    .into()
             }
         };
         validate(&telemetry)?;
@@ -306,38 +321,39 @@ fn strip_prefix(text: String, prefix: &str) -> String {
 }
 
 /// Rejects records the operators cannot key or place in time.
-fn validate(t: &Telemetry) -> Result<(), DecodeError> {
+fn validate(t: &impl TelemetryView) -> Result<(), DecodeError> {
     let invalid = |field: &'static str, reason: String| {
         Err(DecodeError::Invalid {
             field,
             reason: clip(reason),
         })
     };
-    if t.tool_id.trim().is_empty() {
-        return invalid("tool_id", format!("is blank ({:?})", t.tool_id));
+    if t.tool_id().trim().is_empty() {
+        return invalid("tool_id", format!("is blank ({:?})", t.tool_id()));
     }
-    if t.recipe_id.trim().is_empty() {
+    if t.recipe_id().trim().is_empty() {
         return invalid(
             "recipe_id",
-            format!("is blank ({:?}) for tool {}", t.recipe_id, t.tool_id),
+            format!("is blank ({:?}) for tool {}", t.recipe_id(), t.tool_id()),
         );
     }
-    if t.measurements.is_empty() {
+    if t.measurement_count() == 0 {
         return invalid(
             "measurements",
             format!(
                 "is empty for tool {} at event_time {}",
-                t.tool_id, t.event_time
+                t.tool_id(),
+                t.event_time()
             ),
         );
     }
-    if t.event_time < 0 {
+    if t.event_time() < 0 {
         return invalid(
             "event_time",
             format!(
                 "is negative ({} ms before the epoch) for tool {}",
-                t.event_time.unsigned_abs(),
-                t.tool_id
+                t.event_time().unsigned_abs(),
+                t.tool_id()
             ),
         );
     }

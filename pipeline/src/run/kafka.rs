@@ -36,7 +36,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use spcvm_schemas::Telemetry;
+use spcvm_schemas::TelemetryRef;
 use spcvm_sinks::kafka::owned_headers;
 use spcvm_sinks::{AlertEncoding, DeadLetter, KafkaSink, KafkaSinkError, SinkTopics};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -1136,13 +1136,13 @@ impl PartitionTask {
 
 /// Decodes `payload`, waiting and retrying while the failure is transient (the schema
 /// registry is unreachable): such a message is not bad and must not be dead-lettered.
-async fn decode_with_retry(
+async fn decode_with_retry<'a>(
     job: &Job,
-    payload: &[u8],
-) -> Result<Telemetry, crate::decode::DecodeError> {
+    payload: &'a [u8],
+) -> Result<TelemetryRef<'a>, crate::decode::DecodeError> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match job.decoder.decode(payload) {
+        match job.decoder.decode_ref(payload) {
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "transient decode failure");
                 tokio::time::sleep(backoff).await;

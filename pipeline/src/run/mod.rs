@@ -122,10 +122,9 @@ fn record_stats(metrics: &crate::metrics::Metrics, stats: &spcvm_operators::Reco
 }
 
 /// The reason text when `record` has NaN or infinite measurements.
-pub(crate) fn non_finite(record: &spcvm_schemas::Telemetry) -> Option<String> {
+pub(crate) fn non_finite(record: &impl spcvm_schemas::TelemetryView) -> Option<String> {
     let bad: Vec<String> = record
-        .measurements
-        .iter()
+        .measurements()
         .filter(|(_, v)| !v.is_finite())
         .map(|(k, v)| format!("{k}={v}"))
         .collect();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use indexmap::IndexSet;
 use spcvm_operators::{KeyedState, RecordStats, SpcMonitor, SpcState};
-use spcvm_schemas::{Alert, Telemetry};
+use spcvm_schemas::{Alert, TelemetryView};
 
 use super::changelog::{
     ChangelogError, ChangelogKey, GroupSnapshot, PartitionMeta, decode_value, encode_value,
@@ -64,17 +64,14 @@ impl PartitionProcessor {
     }
 
     /// Runs one record through the charts, pushing alerts to `out`.
-    pub fn process(&mut self, record: &Telemetry, out: &mut Vec<Alert>) -> RecordStats {
+    pub fn process(&mut self, record: &impl TelemetryView, out: &mut Vec<Alert>) -> RecordStats {
         self.since_checkpoint += 1;
         let stats = self.monitor.process_record(&mut self.store, record, out);
-        if !self
-            .dirty
-            .contains(&(record.tool_id.as_str(), record.recipe_id.as_str()) as &dyn GroupKey)
-        {
-            self.dirty
-                .insert((record.tool_id.clone(), record.recipe_id.clone()));
+        let group = (record.tool_id(), record.recipe_id());
+        if !self.dirty.contains(&group as &dyn GroupKey) {
+            self.dirty.insert((group.0.to_owned(), group.1.to_owned()));
         }
-        self.advance(record.event_time, out);
+        self.advance(record.event_time(), out);
         stats
     }
 

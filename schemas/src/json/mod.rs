@@ -20,7 +20,9 @@
 
 use crate::alert::Alert;
 use crate::error::SchemaError;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Telemetry, TelemetryRef};
+
+mod fast;
 
 /// Decodes one telemetry sample from a JSON document.
 ///
@@ -29,6 +31,34 @@ use crate::telemetry::Telemetry;
 /// [`SchemaError::TelemetryJson`] when the bytes are not JSON or do not describe a
 /// sample, e.g. ``telemetry JSON: missing field `tool_id` at line 1 column 40``.
 pub fn decode_telemetry_json(bytes: &[u8]) -> Result<Telemetry, SchemaError> {
+    match fast::parse(bytes) {
+        Some(t) => Ok(t.into_owned()),
+        None => decode_with_serde(bytes),
+    }
+}
+
+/// Decodes one telemetry sample from a JSON document, borrowing its strings from `bytes`
+/// (a string with an escape is unescaped into its own allocation). Accepts and rejects
+/// exactly what [`decode_telemetry_json`] does, with the same errors.
+///
+/// A scanner handles the usual document (strings without escapes, numbers, `null` or the
+/// non-finite spellings as values, any unknown fields) in a few thousand instructions; any
+/// other document, including every one that fails, goes through serde_json, which decides
+/// and words the error.
+///
+/// # Errors
+///
+/// As [`decode_telemetry_json`].
+pub fn decode_telemetry_json_ref(bytes: &[u8]) -> Result<TelemetryRef<'_>, SchemaError> {
+    match fast::parse(bytes) {
+        Some(t) => Ok(t),
+        None => decode_with_serde(bytes).map(TelemetryRef::from),
+    }
+}
+
+/// The reference decoder: serde_json on the derived [`Telemetry`], retried with Python's
+/// bare non-finite tokens quoted.
+fn decode_with_serde(bytes: &[u8]) -> Result<Telemetry, SchemaError> {
     match serde_json::from_slice(bytes) {
         Ok(t) => Ok(t),
         Err(first) => match quote_bare_non_finite(bytes) {

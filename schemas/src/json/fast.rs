@@ -1,0 +1,769 @@
+//! The fast path of [`super::decode_telemetry_json_ref`]: a scanner for the documents
+//! gateways actually send, which borrows every string from the input.
+//!
+//! It accepts a subset of what the serde path accepts and, on that subset, yields the same
+//! sample: an object with the telemetry fields and any unknown fields, strings without
+//! escapes, measurement values that are numbers, `null` or the non-finite spellings. For
+//! anything else (an escape, a duplicate, a missing field, a bad value, bare `NaN`, invalid
+//! JSON) it returns `None` and the caller decodes with serde, which then either succeeds
+//! the same way or produces the error message. So this path never decides that a document
+//! is bad. The tests below check the agreement against serde_json on generated and mutated
+//! documents.
+
+use std::borrow::Cow;
+
+use crate::telemetry::{TelemetryRef, ToolType, measurement_values::parse_special};
+
+/// Deeper nesting in an unknown field is left to serde (whose own limit is 128).
+const MAX_DEPTH: u32 = 64;
+
+/// Decodes `bytes` if it is a document of the fast subset; `None` otherwise.
+pub(super) fn parse(bytes: &[u8]) -> Option<TelemetryRef<'_>> {
+    // One validation of the whole document; every slice taken below starts and ends next
+    // to an ASCII delimiter, so it is valid UTF-8 too.
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut s = Scanner { text, bytes, at: 0 };
+    let doc = s.document()?;
+    s.skip_ws();
+    (s.at == bytes.len()).then_some(doc)
+}
+
+/// The length of the string content at the start of `rest`: the index of its first `"`,
+/// `\\` or control character. Looks at eight bytes at a time: a byte equal to `"` or `\\`
+/// becomes zero after an XOR, and `(x - 0x01..) & !x & 0x80..` marks the zero bytes (and
+/// `(x - 0x20..) & !x & 0x80..` those below 0x20); a mark above a marked byte can be
+/// spurious, the lowest one never is.
+#[inline]
+fn string_end(rest: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    let mut chunks = rest.chunks_exact(8);
+    let mut at = 0;
+    for chunk in chunks.by_ref() {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let marks = (zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w))
+            & HIGH;
+        if marks != 0 {
+            return Some(at + marks.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    let tail = chunks.remainder();
+    tail.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| at + i)
+}
+
+/// A number token (see [`Scanner::number`]).
+struct Number<'a> {
+    text: &'a str,
+    integer: bool,
+    exact: Option<f64>,
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// Skips whitespace, then consumes `byte`.
+    #[inline]
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.skip_ws();
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// After a member: `true` at `,` (another follows), `false` at `}`.
+    #[inline]
+    fn more(&mut self) -> Option<bool> {
+        self.skip_ws();
+        let b = self.peek()?;
+        self.at += 1;
+        match b {
+            b',' => Some(true),
+            b'}' => Some(false),
+            _ => None,
+        }
+    }
+
+    /// A string without escapes, after optional whitespace.
+    #[inline]
+    fn string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.at;
+        let len = string_end(&self.bytes[start..])?;
+        if self.bytes[start + len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        Some(&self.text[start..start + len])
+    }
+
+    /// `true`, `false` or `null` spelled out (the caller peeked the first letter).
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// A number in JSON's grammar: its text, whether it is an integer (no fraction, no
+    /// exponent), and its value when Clinger's fast path gives it exactly: a mantissa of at
+    /// most 2^53 times or divided by a power of ten of at most 10^22 is one correctly
+    /// rounded IEEE operation on two exact operands. Other numbers are left to
+    /// `f64::from_str`.
+    #[inline]
+    fn number(&mut self) -> Option<Number<'a>> {
+        /// The powers of ten an `f64` holds exactly.
+        const POW10: [f64; 23] = [
+            1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+            1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+        ];
+        let b = self.bytes;
+        let start = self.at;
+        let mut i = start;
+        let negative = b.get(i) == Some(&b'-');
+        i += usize::from(negative);
+        // Significant digits go to `mantissa` while it stays exact (19 digits fit a u64).
+        let (mut mantissa, mut digits, mut scale) = (0u64, 0u32, 0i32);
+        let mut digit_run = |i: &mut usize, fraction: bool| {
+            let from = *i;
+            while let Some(&d @ b'0'..=b'9') = b.get(*i) {
+                if digits < 19 {
+                    mantissa = mantissa * 10 + u64::from(d - b'0');
+                    scale -= i32::from(fraction);
+                }
+                digits += 1;
+                *i += 1;
+            }
+            *i - from
+        };
+        let int_start = i;
+        let int_len = digit_run(&mut i, false);
+        if int_len == 0 || (b[int_start] == b'0' && int_len > 1) {
+            return None;
+        }
+        let mut integer = true;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if digit_run(&mut i, true) == 0 {
+                return None;
+            }
+            integer = false;
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            let exp_negative = b.get(i) == Some(&b'-');
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            let (from, mut exp) = (i, 0i32);
+            while let Some(&d @ b'0'..=b'9') = b.get(i) {
+                exp = (exp * 10 + i32::from(d - b'0')).min(100_000);
+                i += 1;
+            }
+            if i == from {
+                return None;
+            }
+            scale += if exp_negative { -exp } else { exp };
+            integer = false;
+        }
+        self.at = i;
+        let exact = (digits <= 19 && mantissa <= 1 << 53 && scale.abs() <= 22).then(|| {
+            let m = mantissa as f64;
+            let v = if scale >= 0 {
+                m * POW10[scale as usize]
+            } else {
+                m / POW10[scale.unsigned_abs() as usize]
+            };
+            if negative { -v } else { v }
+        });
+        Some(Number {
+            text: &self.text[start..i],
+            integer,
+            exact,
+        })
+    }
+
+    /// Skips any value of the subset (an unknown field).
+    fn skip_value(&mut self, depth: u32) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.skip_ws();
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => {
+                self.at += 1;
+                self.skip_ws();
+                if self.peek() == Some(b'}') {
+                    self.at += 1;
+                    return Some(());
+                }
+                loop {
+                    self.string()?;
+                    self.expect(b':')?;
+                    self.skip_value(depth + 1)?;
+                    if !self.more()? {
+                        return Some(());
+                    }
+                }
+            }
+            b'[' => {
+                self.at += 1;
+                self.skip_ws();
+                if self.peek() == Some(b']') {
+                    self.at += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip_value(depth + 1)?;
+                    self.skip_ws();
+                    let b = self.peek()?;
+                    self.at += 1;
+                    match b {
+                        b',' => {}
+                        b']' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            // serde checks an ignored number's grammar, not its range.
+            _ => self.number().map(drop),
+        }
+    }
+
+    /// A string or `null` (`lot_id`, `wafer_id`).
+    fn optional_string(&mut self) -> Option<Option<&'a str>> {
+        self.skip_ws();
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            return Some(None);
+        }
+        self.string().map(Some)
+    }
+
+    /// An integer that fits an `i64` (`event_time`). serde_json reads `-0` as the float
+    /// -0.0, which is not an `i64`.
+    fn int64(&mut self) -> Option<i64> {
+        self.skip_ws();
+        match self.number()? {
+            Number {
+                text,
+                integer: true,
+                ..
+            } if text != "-0" => text.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// One measured value: a number, `null` (NaN) or a non-finite spelling.
+    #[inline]
+    fn value(&mut self) -> Option<f64> {
+        self.skip_ws();
+        match self.peek()? {
+            b'"' => parse_special(self.string()?),
+            b'n' => self.literal(b"null").map(|()| f64::NAN),
+            _ => match self.number()? {
+                Number { exact: Some(v), .. } => Some(v),
+                Number { text, .. } => text.parse::<f64>().ok().filter(|v| v.is_finite()),
+            },
+        }
+    }
+
+    fn measurements(&mut self) -> Option<Vec<(Cow<'a, str>, f64)>> {
+        let mut out = Vec::with_capacity(8);
+        self.expect(b'{')?;
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Some(out);
+        }
+        loop {
+            let name = self.string()?;
+            self.expect(b':')?;
+            out.push((Cow::Borrowed(name), self.value()?));
+            if !self.more()? {
+                return Some(out);
+            }
+        }
+    }
+
+    fn document(&mut self) -> Option<TelemetryRef<'a>> {
+        let mut tool_id = None;
+        let mut tool_type = None;
+        let mut recipe_id = None;
+        let mut lot_id = None;
+        let mut wafer_id = None;
+        let mut event_time = None;
+        let mut measurements = None;
+        /// Stores a field's value, or gives up on a duplicate (serde reports it).
+        fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+            if slot.is_some() {
+                return None;
+            }
+            *slot = Some(value?);
+            Some(())
+        }
+        self.expect(b'{')?;
+        loop {
+            let key = self.string()?;
+            self.expect(b':')?;
+            match key {
+                "tool_id" => once(&mut tool_id, self.string())?,
+                "tool_type" => {
+                    let t = match self.string()? {
+                        "ion_implant" => Some(ToolType::IonImplant),
+                        "rtp" => Some(ToolType::Rtp),
+                        _ => None,
+                    };
+                    once(&mut tool_type, t)?
+                }
+                "recipe_id" => once(&mut recipe_id, self.string())?,
+                "lot_id" => once(&mut lot_id, self.optional_string())?,
+                "wafer_id" => once(&mut wafer_id, self.optional_string())?,
+                "event_time" => once(&mut event_time, self.int64())?,
+                "measurements" => once(&mut measurements, self.measurements())?,
+                _ => self.skip_value(0)?,
+            }
+            if !self.more()? {
+                break;
+            }
+        }
+        TelemetryRef::new(
+            Cow::Borrowed(tool_id?),
+            tool_type?,
+            Cow::Borrowed(recipe_id?),
+            lot_id.flatten().map(Cow::Borrowed),
+            wafer_id.flatten().map(Cow::Borrowed),
+            event_time?,
+            measurements?,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::parse;
+    use crate::json::{decode_telemetry_json, decode_telemetry_json_ref};
+    use crate::telemetry::Telemetry;
+
+    /// serde_json on the derived type: the reference the fast path must agree with.
+    fn reference(doc: &[u8]) -> Result<Telemetry, String> {
+        crate::json::decode_with_serde(doc).map_err(|e| e.to_string())
+    }
+
+    /// Equality that tells NaN payloads and the sign of zero apart.
+    fn same(a: &Telemetry, b: &Telemetry) -> bool {
+        a.tool_id == b.tool_id
+            && a.tool_type == b.tool_type
+            && a.recipe_id == b.recipe_id
+            && a.lot_id == b.lot_id
+            && a.wafer_id == b.wafer_id
+            && a.event_time == b.event_time
+            && a.measurements.len() == b.measurements.len()
+            && a.measurements
+                .iter()
+                .zip(&b.measurements)
+                .all(|((n, v), (m, w))| n == m && v.to_bits() == w.to_bits())
+    }
+
+    /// The fast path may only answer where serde succeeds, with the same sample; the public
+    /// decoders always give serde's result or serde's error.
+    fn check(doc: &[u8]) -> Result<(), TestCaseError> {
+        let expected = reference(doc);
+        if let Some(fast) = parse(doc) {
+            let fast = fast.into_owned();
+            match &expected {
+                Ok(r) => prop_assert!(same(&fast, r), "fast {fast:?} serde {r:?}"),
+                Err(e) => prop_assert!(false, "fast accepted what serde rejects ({e}): {fast:?}"),
+            }
+        }
+        match (decode_telemetry_json(doc), &expected) {
+            (Ok(got), Ok(r)) => prop_assert!(same(&got, r), "{got:?} vs {r:?}"),
+            (Err(got), Err(r)) => prop_assert_eq!(&got.to_string(), r),
+            (got, r) => prop_assert!(false, "decoder {got:?} serde {r:?}"),
+        }
+        match (decode_telemetry_json_ref(doc), &expected) {
+            (Ok(got), Ok(r)) => prop_assert!(same(&got.into_owned(), r)),
+            (Err(got), Err(r)) => prop_assert_eq!(&got.to_string(), r),
+            (got, r) => prop_assert!(false, "borrowing decoder {got:?} serde {r:?}"),
+        }
+        Ok(())
+    }
+
+    fn ws() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["", "", "", " ", "\n  ", "\t", "\r\n"])
+    }
+
+    /// A JSON string literal, sometimes with escapes or characters that need them.
+    fn string_literal() -> impl Strategy<Value = String> {
+        let plain = "[A-Za-z0-9_.-]{0,10}".prop_map(|s| format!("\"{s}\""));
+        let odd = "[A-Za-z\"\\\\/\u{1}\u{e9}\u{1F600} -]{0,6}"
+            .prop_map(|s| serde_json::to_string(&s).unwrap());
+        let unicode_escape = "[A-Za-z]{0,4}".prop_map(|s| format!("\"\\u0041{s}\\/\""));
+        prop_oneof![20 => plain, 2 => odd, 1 => unicode_escape]
+    }
+
+    fn number_token() -> impl Strategy<Value = String> {
+        let fixed = prop::sample::select(vec![
+            "0",
+            "-0",
+            "-0.0",
+            "1",
+            "-1",
+            "0.5",
+            "1e3",
+            "1E-7",
+            "2.5e+2",
+            "4.9e-324",
+            "2.2250738585072011e-308",
+            "1.7976931348623157e308",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "123456789012345678901234567890",
+            "0.1000000000000000055511151231257827",
+            "01",
+            "1.",
+            ".5",
+            "+1",
+            "-",
+            "1e",
+            "1e+",
+            "0x10",
+            "1.5.2",
+            "--1",
+        ])
+        .prop_map(str::to_owned);
+        let finite = || {
+            use prop::num::f64::{NEGATIVE, NORMAL, POSITIVE, SUBNORMAL, ZERO};
+            POSITIVE | NEGATIVE | NORMAL | SUBNORMAL | ZERO
+        };
+        let float = finite().prop_map(|v| format!("{v}"));
+        let sci = finite().prop_map(|v| format!("{v:e}"));
+        let int = any::<i64>().prop_map(|v| v.to_string());
+        // Sensor-style decimals: a few to twenty digits, a point anywhere, some exponent.
+        let decimal = (
+            "-?[0-9]{1,20}",
+            any::<prop::sample::Index>(),
+            prop::option::of(-30i32..30),
+        )
+            .prop_map(|(digits, point, exp)| {
+                let (sign, digits) = digits.split_at(usize::from(digits.starts_with('-')));
+                let digits = digits.trim_start_matches('0');
+                let digits = if digits.is_empty() { "0" } else { digits };
+                let at = point.index(digits.len() + 1);
+                let mut text = format!("{sign}{}", &digits[..at.max(1)]);
+                if at > 0 && at < digits.len() {
+                    text = format!("{text}.{}", &digits[at..]);
+                }
+                match exp {
+                    Some(e) => format!("{text}e{e}"),
+                    None => text,
+                }
+            });
+        prop_oneof![1 => fixed, 3 => float, 1 => sci, 2 => int, 4 => decimal]
+    }
+
+    fn measurement_value() -> impl Strategy<Value = String> {
+        let other = prop::sample::select(vec![
+            "null",
+            "\"NaN\"",
+            "\"nan\"",
+            "\"Infinity\"",
+            "\"-inf\"",
+            "\"+INF\"",
+            "\"1.5\"",
+            "\"\"",
+            "true",
+            "NaN",
+            "-Infinity",
+            "[1]",
+            "{}",
+            "\"N\\u0061N\"",
+        ])
+        .prop_map(str::to_owned);
+        prop_oneof![12 => number_token(), 1 => other]
+    }
+
+    /// Any JSON-ish value for an unknown field, nested a little.
+    fn any_value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            number_token(),
+            string_literal(),
+            prop::sample::select(vec!["true", "false", "null", "true", "null", "tru"])
+                .prop_map(str::to_owned),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec((string_literal(), inner), 0..4).prop_map(|v| {
+                    let members: Vec<String> =
+                        v.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                    format!("{{{}}}", members.join(", "))
+                }),
+            ]
+        })
+    }
+
+    fn measurements() -> impl Strategy<Value = String> {
+        const NAMES: [&str; 8] = [
+            "beam_current_mA",
+            "dose",
+            "energy_keV",
+            "tilt_deg",
+            "a",
+            "B",
+            "b",
+            "beam",
+        ];
+        let names = prop_oneof![
+            // Mostly distinct names, in any order; now and then an odd or repeated one.
+            8 => prop::sample::subsequence(NAMES.to_vec(), 0..7)
+                .prop_shuffle()
+                .prop_map(|v| v.into_iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>()),
+            1 => prop::collection::vec(string_literal(), 0..4),
+        ];
+        (
+            names,
+            prop::collection::vec((ws(), measurement_value()), 7),
+            ws(),
+        )
+            .prop_map(|(names, values, w)| {
+                let members: Vec<String> = names
+                    .into_iter()
+                    .zip(values)
+                    .map(|(n, (w, v))| format!("{n}{w}:{w}{v}"))
+                    .collect();
+                format!("{{{w}{}{w}}}", members.join(","))
+            })
+    }
+
+    /// A document: each field present or not (rarely twice), unknown fields, any order.
+    fn document() -> impl Strategy<Value = String> {
+        let tool_type = prop_oneof![
+            12 => prop::sample::select(vec!["\"ion_implant\"", "\"rtp\""]),
+            1 => prop::sample::select(vec!["\"RTP\"", "\"furnace\"", "null", "1", "\"rt\\u0070\""]),
+        ]
+        .prop_map(str::to_owned);
+        let id_or_null = prop_oneof![
+            8 => string_literal(),
+            4 => Just("null".to_owned()),
+            1 => number_token(),
+        ];
+        let event_time = prop_oneof![
+            12 => any::<i64>().prop_map(|v| v.to_string()),
+            1 => number_token(),
+            1 => Just("\"5\"".to_owned()),
+        ];
+        let fields = (
+            (string_literal(), tool_type, string_literal()),
+            (id_or_null.clone(), id_or_null),
+            event_time,
+            measurements(),
+            prop::collection::vec(("[a-z_]{1,12}", any_value()), 0..3),
+        );
+        (
+            fields,
+            prop::collection::vec(0u8..20, 12),
+            any::<u64>(),
+            ws(),
+        )
+            .prop_map(
+                |(((tool, tt, recipe), (lot, wafer), time, meas, unknown), presence, order, w)| {
+                    let mut members = Vec::new();
+                    let named = [
+                        ("tool_id", tool),
+                        ("tool_type", tt),
+                        ("recipe_id", recipe),
+                        ("lot_id", lot),
+                        ("wafer_id", wafer),
+                        ("event_time", time),
+                        ("measurements", meas),
+                    ];
+                    for (i, (k, v)) in named.into_iter().enumerate() {
+                        // Required fields are nearly always there, optional ones half the time;
+                        // now and then a field comes twice.
+                        let p = presence[i];
+                        let times = match (i, p) {
+                            (_, 19) => 2,
+                            (3 | 4, 0..=9) => 0,
+                            (_, 0) => 0,
+                            _ => 1,
+                        };
+                        for _ in 0..times {
+                            members.push(format!("\"{k}\"{w}:{w}{v}"));
+                        }
+                    }
+                    for (k, v) in unknown {
+                        members.push(format!("\"{k}\":{v}"));
+                    }
+                    // A deterministic shuffle from `order`.
+                    let mut seed = order;
+                    for i in (1..members.len()).rev() {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        members.swap(i, (seed >> 33) as usize % (i + 1));
+                    }
+                    format!("{w}{{{w}{}{w}}}{w}", members.join(&format!(",{w}")))
+                },
+            )
+    }
+
+    /// Byte edits that turn a document into a near miss.
+    fn mutated() -> impl Strategy<Value = Vec<u8>> {
+        (
+            document(),
+            prop::collection::vec(
+                (
+                    any::<prop::sample::Index>(),
+                    0u8..3,
+                    prop::sample::select(b"\"{}[],:\\ 0a-.eE\x00\xff".to_vec()),
+                ),
+                1..3,
+            ),
+        )
+            .prop_map(|(doc, edits)| {
+                let mut bytes = doc.into_bytes();
+                for (at, kind, byte) in edits {
+                    if bytes.is_empty() {
+                        break;
+                    }
+                    let i = at.index(bytes.len());
+                    match kind {
+                        0 => {
+                            bytes.remove(i);
+                        }
+                        1 => bytes.insert(i, byte),
+                        _ => bytes[i] = byte,
+                    }
+                }
+                bytes
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn agrees_with_serde_on_documents(doc in document()) {
+            check(doc.as_bytes())?;
+        }
+
+        #[test]
+        fn agrees_with_serde_on_near_misses(doc in mutated()) {
+            check(&doc)?;
+        }
+    }
+
+    /// The generated documents exercise both outcomes of the fast path, and serde's
+    /// acceptance and rejection, so the properties above compare something.
+    #[test]
+    fn generated_documents_cover_both_paths() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::TestRunner;
+        let mut runner = TestRunner::deterministic();
+        let strategy = document();
+        let (mut fast, mut serde_only, mut rejected) = (0, 0, 0);
+        for _ in 0..2000 {
+            let doc = strategy.new_tree(&mut runner).unwrap().current();
+            match (
+                parse(doc.as_bytes()).is_some(),
+                reference(doc.as_bytes()).is_ok(),
+            ) {
+                (true, _) => fast += 1,
+                (false, true) => serde_only += 1,
+                (false, false) => rejected += 1,
+            }
+        }
+        assert!(
+            fast > 300 && serde_only > 100 && rejected > 300,
+            "fast {fast}, serde only {serde_only}, rejected {rejected}"
+        );
+    }
+
+    /// The documents gateways send take the fast path (the scanner is not just bailing out).
+    #[test]
+    fn usual_documents_take_the_fast_path() {
+        let docs: [&[u8]; 5] = [
+            br#"{"tool_id":"IMP-017","tool_type":"ion_implant","recipe_id":"B11-5E15","lot_id":"LOT-1","wafer_id":"W-07","event_time":1732617000123,"measurements":{"beam_current_mA":4.25,"dose":5.0e15,"energy_keV":40,"tilt_deg":-0.1,"vacuum":1.2e-6}}"#,
+            br#"{"tool_id":"RTP-02","tool_type":"rtp","recipe_id":"SPIKE","event_time":0,"measurements":{"peak_temp_c":1050.5,"ramp":null,"o2_ppm":"NaN","x":"-Infinity"}}"#,
+            b" {\n  \"measurements\" : { \"b\" : 2, \"a\" : 1 },\n  \"event_time\" : 5,\n  \"recipe_id\" : \"R\",\n  \"gateway\" : {\"version\": [1, 2.5, true, null, \"x\"], \"site\": \"F1\"},\n  \"tool_type\" : \"rtp\",\n  \"lot_id\" : null,\n  \"tool_id\" : \"T\"\n}\n",
+            "{\"tool_id\":\"IMP-\u{e9}\",\"tool_type\":\"rtp\",\"recipe_id\":\"R\",\"event_time\":-5,\"measurements\":{}}".as_bytes(),
+            br#"{"tool_id":"T","tool_type":"rtp","recipe_id":"R","event_time":1,"measurements":{"a":-0,"b":18446744073709551615,"c":1e-400}}"#,
+        ];
+        for doc in docs {
+            let fast =
+                parse(doc).unwrap_or_else(|| panic!("slow path: {}", String::from_utf8_lossy(doc)));
+            let fast = fast.into_owned();
+            assert!(same(&fast, &reference(doc).unwrap()), "{fast:?}");
+            // Strings borrow from the document.
+            let r = decode_telemetry_json_ref(doc).unwrap();
+            assert!(matches!(r.tool_id, std::borrow::Cow::Borrowed(_)));
+        }
+        let t = parse(docs[2]).unwrap();
+        assert_eq!(t.tool_id, "T");
+        assert_eq!(t.lot_id, None);
+        let m: Vec<(&str, f64)> = crate::TelemetryView::measurements(&t).collect();
+        assert_eq!(m, [("a", 1.0), ("b", 2.0)], "sorted by name");
+    }
+
+    /// What the fast path leaves to serde, and serde's verdict on it.
+    #[test]
+    fn unusual_documents_go_to_serde() {
+        let slow_ok: [&[u8]; 3] = [
+            // An escape in a string.
+            br#"{"tool_id":"T\"1","tool_type":"rtp","recipe_id":"R","event_time":1,"measurements":{"a":1}}"#,
+            // Python's bare NaN.
+            br#"{"tool_id":"T","tool_type":"rtp","recipe_id":"R","event_time":1,"measurements":{"a":NaN}}"#,
+            // The sequence form serde accepts for a struct.
+            br#"["T","rtp","R",null,null,1,{"a":1}]"#,
+        ];
+        for doc in slow_ok {
+            assert!(parse(doc).is_none());
+            let t = decode_telemetry_json_ref(doc).unwrap();
+            assert!(matches!(t.tool_id, std::borrow::Cow::Owned(_)));
+            assert!(same(&t.into_owned(), &reference(doc).unwrap()));
+        }
+        let slow_err: [&[u8]; 4] = [
+            br#"{"tool_id":"T","tool_type":"rtp","recipe_id":"R","event_time":1,"measurements":{"a":1,"a":2}}"#,
+            br#"{"tool_id":"T","tool_id":"U","tool_type":"rtp","recipe_id":"R","event_time":1,"measurements":{}}"#,
+            br#"{"tool_id":"T","tool_type":"rtp","recipe_id":"R","event_time":1.5,"measurements":{}}"#,
+            br#"{"tool_id":"T","tool_type":"rtp","recipe_id":"R","event_time":1,"measurements":{"a":1e999}}"#,
+        ];
+        for doc in slow_err {
+            assert!(parse(doc).is_none());
+            assert_eq!(
+                decode_telemetry_json_ref(doc).unwrap_err().to_string(),
+                reference(doc).unwrap_err()
+            );
+        }
+    }
+}
