@@ -168,12 +168,15 @@ pub fn run<W: Write>(
     let mut totals = Totals::default();
     let mut alerts: Vec<Alert> = Vec::new();
     let mut since_progress = 0u64;
-    while let Some(item) = source.next() {
+    loop {
         since_progress += 1;
         if since_progress >= PROGRESS_EVERY {
             since_progress = 0;
             observer.progress(source.bytes_read());
         }
+        let Some(item) = source.next_ref() else {
+            break;
+        };
         let record = match item {
             Ok(record) => record,
             Err(e) if e.is_bad_record() => {

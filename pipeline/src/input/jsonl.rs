@@ -1,5 +1,5 @@
 //! JSON-lines telemetry: one [`Telemetry`] JSON document per line, decoded by
-//! [`decode_telemetry_json`].
+//! [`decode_telemetry_json_ref`].
 //!
 //! Blank (whitespace-only) lines are skipped; a line may end in `\n` or `\r\n`. A line that
 //! does not decode, or is longer than [`MAX_LINE_BYTES`], is yielded as
@@ -8,7 +8,7 @@
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
 
-use spcvm_schemas::{SchemaError, Telemetry, decode_telemetry_json};
+use spcvm_schemas::{SchemaError, Telemetry, TelemetryRef, decode_telemetry_json_ref};
 
 use super::{InputError, Location};
 
@@ -111,10 +111,11 @@ fn json_reason(error: &SchemaError) -> String {
     text
 }
 
-impl<R: Read> Iterator for JsonlRecords<R> {
-    type Item = Result<Telemetry, InputError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<R: Read> JsonlRecords<R> {
+    /// Reads up to the next line that is not blank, leaving it in the line buffer for
+    /// [`JsonlRecords::decode_line`]. `None` at the end of the input; an error for a line
+    /// that is too long (a bad record) or a failed read (fatal).
+    pub fn advance(&mut self) -> Option<Result<(), InputError>> {
         loop {
             let line = match self.read_line() {
                 Ok(line) => line,
@@ -139,10 +140,29 @@ impl<R: Read> Iterator for JsonlRecords<R> {
             if self.line.last() == Some(&b'\r') {
                 self.line.pop();
             }
-            if self.line.iter().all(u8::is_ascii_whitespace) {
-                continue;
+            if !self.line.iter().all(u8::is_ascii_whitespace) {
+                return Some(Ok(()));
             }
-            return Some(decode_telemetry_json(&self.line).map_err(|e| self.bad(json_reason(&e))));
+        }
+    }
+
+    /// Decodes the line [`JsonlRecords::advance`] stopped at, borrowing its strings.
+    ///
+    /// # Errors
+    ///
+    /// [`InputError::BadRecord`] naming the line and what is wrong with it.
+    pub fn decode_line(&self) -> Result<TelemetryRef<'_>, InputError> {
+        decode_telemetry_json_ref(&self.line).map_err(|e| self.bad(json_reason(&e)))
+    }
+}
+
+impl<R: Read> Iterator for JsonlRecords<R> {
+    type Item = Result<Telemetry, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.advance()? {
+            Ok(()) => Some(self.decode_line().map(TelemetryRef::into_owned)),
+            Err(e) => Some(Err(e)),
         }
     }
 }

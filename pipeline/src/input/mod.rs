@@ -1,7 +1,8 @@
 //! Reading telemetry history for `spcvm backtest`: [`RecordSource`] opens a file in one of
 //! three [`Format`]s and yields one `Result<Telemetry, InputError>` per record.
 //!
-//! - [`jsonl`]: one JSON document per line ([`spcvm_schemas::decode_telemetry_json`]).
+//! - [`jsonl`]: one JSON document per line ([`spcvm_schemas::decode_telemetry_json_ref`];
+//!   [`RecordSource::next_ref`] lends records whose strings stay in the line buffer).
 //! - [`csv`]: a header row, identity columns and one column per parameter.
 //! - [`avro`]: an Avro object-container file ([`spcvm_schemas::read_telemetry_container`]).
 //!
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use spcvm_schemas::{SchemaError, Telemetry};
+use spcvm_schemas::{SchemaError, Telemetry, TelemetryRef};
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
@@ -304,22 +305,44 @@ impl RecordSource {
     }
 }
 
+impl RecordSource {
+    /// The next record, borrowing from the source: a JSON-lines record keeps its strings in
+    /// the line buffer (no allocation per string); CSV and Avro records are owned. The
+    /// [`Iterator`] implementation yields the same records as owned [`Telemetry`].
+    pub fn next_ref(&mut self) -> Option<Result<TelemetryRef<'_>, InputError>> {
+        // `None` inside `Ok`: a JSON line is waiting in the reader's buffer to be decoded.
+        let step: Option<Result<Option<Telemetry>, InputError>> = match &mut self.records {
+            Records::Jsonl(r) => r.advance().map(|res| res.map(|()| None)),
+            Records::Csv(r) => r.next().map(|res| res.map(Some)),
+            Records::Avro(r) => r.next().map(|res| res.map(Some)),
+            Records::Done => None,
+        };
+        match step {
+            None => {
+                self.records = Records::Done;
+                None
+            }
+            Some(Err(e)) => {
+                if !e.is_bad_record() {
+                    self.records = Records::Done;
+                }
+                Some(Err(e))
+            }
+            Some(Ok(Some(owned))) => Some(Ok(owned.into())),
+            Some(Ok(None)) => match &self.records {
+                Records::Jsonl(r) => Some(r.decode_line()),
+                // Only the JSON-lines reader leaves a line to decode.
+                _ => None,
+            },
+        }
+    }
+}
+
 impl Iterator for RecordSource {
     type Item = Result<Telemetry, InputError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let item = match &mut self.records {
-            Records::Jsonl(r) => r.next(),
-            Records::Csv(r) => r.next(),
-            Records::Avro(r) => r.next(),
-            Records::Done => None,
-        };
-        match &item {
-            None => self.records = Records::Done,
-            Some(Err(e)) if !e.is_bad_record() => self.records = Records::Done,
-            _ => {}
-        }
-        item
+        self.next_ref().map(|r| r.map(TelemetryRef::into_owned))
     }
 }
 
