@@ -65,7 +65,7 @@ impl<R: Read> JsonlRecords<R> {
                 });
             }
             seen_any = true;
-            let newline = available.iter().position(|&b| b == b'\n');
+            let newline = memchr::memchr(b'\n', available);
             let chunk = &available[..newline.unwrap_or(available.len())];
             if !too_long {
                 if self.line.len() + chunk.len() > MAX_LINE_BYTES {
