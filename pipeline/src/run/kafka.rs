@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! poll thread (owns the BaseConsumer, coordinates)            partition tasks (tokio, one each)
-//!   poll ──batch──> bounded queue of each partition ────────> decode ─> PartitionProcessor
+//!   poll ──Batch──> bounded queue of each partition ────────> decode ─> PartitionProcessor
 //!     │                                                          │ alerts, dead letters ─> KafkaSink
 //!     │ every checkpoint_interval_ms / max_uncheckpointed:       │   (once the gate is open)
 //!     ├──Checkpoint barrier of epoch E (in queue order) ─────> changelog records ─> KafkaSink
@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::Message;
+
+use super::batch::{Batch, BatchMessage};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use spcvm_schemas::TelemetryRef;
@@ -64,7 +66,7 @@ type Tp = (String, i32);
 enum Work {
     /// Messages of the partition, in offset order, when they were received, and their
     /// places in the partition's queue (freed once the task has processed them).
-    Records(Vec<OwnedMessage>, Instant, OwnedSemaphorePermit),
+    Records(Batch, Instant, OwnedSemaphorePermit),
     /// Checkpoint barrier: write changelog records for changed state and reply with the next
     /// offset to consume (after every earlier output is acknowledged, in at-least-once).
     /// The epoch is the transaction that outputs after the barrier belong to: the task
@@ -320,15 +322,29 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
     let interval = Duration::from_millis(config.delivery.checkpoint_interval_ms);
     let max_uncheckpointed = config.delivery.max_uncheckpointed;
     let mut consumed: HashMap<String, prometheus::IntCounter> = HashMap::new();
-    let mut batch: Vec<OwnedMessage> = Vec::with_capacity(MAX_BATCH);
+    // What one poll round read, grouped by partition in order, in batches of at most
+    // `queue_capacity` messages (a task's queue holds that many).
+    let mut polled: Vec<(Tp, Batch)> = Vec::new();
+    let capacity = config.delivery.queue_capacity;
     let result = (|| -> Result<(), RunError> {
         while !stop.load(Ordering::Relaxed) {
             // Poll without holding the coordinator: a rebalance callback inside `poll` takes it.
             let generation = consumer.context().generation.load(Ordering::SeqCst);
             let mut timeout = POLL_TIMEOUT;
-            while batch.len() < MAX_BATCH {
+            for _ in 0..MAX_BATCH {
                 match consumer.poll(timeout) {
-                    Some(Ok(message)) => batch.push(message.detach()),
+                    Some(Ok(message)) => {
+                        let (topic, partition) = (message.topic(), message.partition());
+                        let open = polled
+                            .iter()
+                            .rposition(|(tp, _)| tp.1 == partition && tp.0 == topic)
+                            .filter(|&i| polled[i].1.len() < capacity);
+                        let i = open.unwrap_or_else(|| {
+                            polled.push(((topic.to_string(), partition), Batch::default()));
+                            polled.len() - 1
+                        });
+                        polled[i].1.push(&message);
+                    }
                     Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                     None => break,
                 }
@@ -340,19 +356,16 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
             }
             if consumer.context().generation.load(Ordering::SeqCst) != generation {
                 // Polled across a rebalance: these messages may belong to the old assignment.
-                batch.clear();
+                polled.clear();
             }
-            for message in &batch {
-                consumed
-                    .entry(message.topic().to_string())
-                    .or_insert_with(|| {
-                        job.metrics
-                            .messages_consumed
-                            .with_label_values(&[message.topic()])
-                    })
-                    .inc();
+            for ((topic, _), batch) in &polled {
+                if !consumed.contains_key(topic) {
+                    let counter = job.metrics.messages_consumed.with_label_values(&[topic]);
+                    consumed.insert(topic.clone(), counter);
+                }
+                consumed[topic].inc_by(batch.len() as u64);
             }
-            c.dispatch(&mut batch)?;
+            c.dispatch(&mut polled)?;
             if c.in_flight.as_ref().is_some_and(|(h, _)| h.is_finished()) {
                 c.finish_in_flight(&consumer)?;
             }
@@ -394,54 +407,39 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
 }
 
 impl Coordinator {
-    /// Hands the messages of `batch` to their partitions' tasks, one queue send per
-    /// partition (waiting while a task's queue is full), and empties `batch`.
-    fn dispatch(&mut self, batch: &mut Vec<OwnedMessage>) -> Result<(), RunError> {
-        if batch.is_empty() {
+    /// Hands each batch of `polled` (a partition's messages, at most `queue_capacity`) to
+    /// its partition's task, in order, waiting while the task's queue is full, and empties
+    /// `polled`.
+    fn dispatch(&mut self, polled: &mut Vec<(Tp, Batch)>) -> Result<(), RunError> {
+        if polled.is_empty() {
             return Ok(());
         }
         let received = Instant::now();
-        let mut by_partition: Vec<(Tp, Vec<OwnedMessage>)> = Vec::new();
-        for message in batch.drain(..) {
-            let (topic, partition) = (message.topic(), message.partition());
-            match by_partition
-                .iter_mut()
-                .find(|(tp, _)| tp.1 == partition && tp.0 == topic)
-            {
-                Some((_, messages)) => messages.push(message),
-                None => by_partition.push(((topic.to_string(), partition), vec![message])),
-            }
-        }
-        let capacity = self.shared.job.config.delivery.queue_capacity;
-        for (tp, mut messages) in by_partition {
+        for (tp, batch) in polled.drain(..) {
             let Some(worker) = self.workers.get(&tp) else {
                 return Err(RunError::Kafka(format!(
                     "message from {}[{}] at offset {} arrived for a partition not assigned here",
                     tp.0,
                     tp.1,
-                    messages[0].offset()
+                    batch.first_offset().unwrap_or(-1)
                 )));
             };
-            while !messages.is_empty() {
-                let rest = messages.split_off(messages.len().min(capacity));
-                let n = messages.len();
-                let ended = || {
-                    self.shared.take_fatal().unwrap_or_else(|| {
-                        RunError::Kafka(format!("task of {}[{}] ended", tp.0, tp.1))
-                    })
-                };
-                // Waits while the task's queue holds `queue_capacity` messages.
-                let permit = self
-                    .rt
-                    .block_on(worker.room.clone().acquire_many_owned(n as u32))
-                    .map_err(|_| ended())?;
-                worker
-                    .tx
-                    .blocking_send(Work::Records(messages, received, permit))
-                    .map_err(|_| ended())?;
-                self.uncheckpointed += n as u64;
-                messages = rest;
-            }
+            let n = batch.len();
+            let ended = || {
+                self.shared
+                    .take_fatal()
+                    .unwrap_or_else(|| RunError::Kafka(format!("task of {}[{}] ended", tp.0, tp.1)))
+            };
+            // Waits while the task's queue holds `queue_capacity` messages.
+            let permit = self
+                .rt
+                .block_on(worker.room.clone().acquire_many_owned(n as u32))
+                .map_err(|_| ended())?;
+            worker
+                .tx
+                .blocking_send(Work::Records(batch, received, permit))
+                .map_err(|_| ended())?;
+            self.uncheckpointed += n as u64;
         }
         Ok(())
     }
@@ -892,8 +890,8 @@ async fn partition_task(
             work = rx.recv() => {
                 let result = match work {
                     None => return,
-                    Some(Work::Records(messages, received, places)) => {
-                        let result = task.records(&mut processor, &messages, received).await;
+                    Some(Work::Records(batch, received, places)) => {
+                        let result = task.records(&mut processor, &batch, received).await;
                         drop(places);
                         result
                     }
@@ -962,16 +960,16 @@ impl PartitionTask {
     async fn records(
         &mut self,
         processor: &mut PartitionProcessor,
-        messages: &[OwnedMessage],
+        batch: &Batch,
         received: Instant,
     ) -> Result<(), RunError> {
         let mut deliveries = Vec::new();
         let mut alerting = 0;
-        for message in messages {
-            if self.record(processor, message, &mut deliveries).await? > 0 {
+        for message in batch.iter() {
+            if self.record(processor, &message, &mut deliveries).await? > 0 {
                 alerting += 1;
             }
-            self.next_offset = Some(message.offset() + 1);
+            self.next_offset = Some(message.offset + 1);
         }
         self.acks
             .push_back(acks_of(self.shared.clone(), deliveries, received, alerting));
@@ -982,17 +980,17 @@ impl PartitionTask {
     async fn record(
         &mut self,
         processor: &mut PartitionProcessor,
-        message: &OwnedMessage,
+        message: &BatchMessage<'_>,
         deliveries: &mut Vec<(Output, rdkafka::producer::DeliveryFuture)>,
     ) -> Result<usize, RunError> {
         let shared = self.shared.clone();
         let (job, sink) = (&shared.job, &shared.sink);
-        let payload = message.payload().unwrap_or_default();
+        let payload = message.payload.unwrap_or_default();
         let decoded = decode_with_retry(job, payload).await;
         let mut alert_count = 0;
         match decoded {
             Ok(record) => {
-                if let Some(key) = message.key()
+                if let Some(key) = message.key
                     && key != record.tool_id.as_bytes()
                 {
                     job.metrics.key_mismatches.inc();
@@ -1036,21 +1034,21 @@ impl PartitionTask {
     async fn dead_letter(
         shared: &Shared,
         tp: &Tp,
-        message: &OwnedMessage,
+        message: &BatchMessage<'_>,
         kind: &str,
         error: &str,
     ) -> Result<rdkafka::producer::DeliveryFuture, RunError> {
-        let headers = owned_headers(message.headers());
-        tracing::debug!(topic = %tp.0, partition = tp.1, offset = message.offset(), kind, error, "dead letter");
+        let headers = owned_headers(message.headers);
+        tracing::debug!(topic = %tp.0, partition = tp.1, offset = message.offset, kind, error, "dead letter");
         Ok(shared
             .sink
             .send_dead_letter(&DeadLetter {
-                key: message.key(),
-                payload: message.payload(),
+                key: message.key,
+                payload: message.payload,
                 headers: &headers,
                 topic: &tp.0,
                 partition: tp.1,
-                offset: message.offset(),
+                offset: message.offset,
                 kind,
                 error,
             })
