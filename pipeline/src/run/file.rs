@@ -327,7 +327,7 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
             });
             Ok(dlq_out.write_line(letter.to_string().as_bytes())?)
         };
-        match job.decoder.decode(text) {
+        match job.decoder.decode_ref(text) {
             Ok(record) => {
                 summary.records += 1;
                 if let Some(reason) = super::non_finite(&record) {
