@@ -16,12 +16,14 @@
 //! - [`dedup`]: folding repeats of one rule on one chart inside an event-time window.
 //! - [`defaults`]: the seed's ion-implant and RTP monitors.
 //! - [`monitor`]: [`SpcMonitor`], the operator itself: routes a record's measurements to
-//!   their charts and turns signals into deduplicated [`spcvm_schemas::Alert`]s.
+//!   their charts and turns signals into deduplicated [`spcvm_schemas::Alert`]s. It reads a
+//!   record through [`spcvm_schemas::TelemetryView`], so an owned `Telemetry` and a
+//!   `TelemetryRef` borrowed from a message payload go through the same code.
 //!
 //! # Data flow
 //!
 //! ```text
-//! Telemetry ──SpcMonitor::process_record──> per measurement: route (tool type, parameter)
+//! TelemetryView ──SpcMonitor::process_record──> per measurement: route (tool type, parameter)
 //!     └─> KeyedState[(tool, recipe, parameter)] ──(KeyedOperator::process)──> ChartState::update
 //!           ├─ spec / critical checks on the raw value
 //!           ├─ Phase I accumulation, then frozen limits

@@ -125,25 +125,32 @@ pub trait TelemetryView {
     fn measurement_count(&self) -> usize;
 }
 
+/// The [`TelemetryView`] accessors that read a field of the same name.
+macro_rules! field_accessors {
+    () => {
+        fn tool_id(&self) -> &str {
+            &self.tool_id
+        }
+        fn tool_type(&self) -> ToolType {
+            self.tool_type
+        }
+        fn recipe_id(&self) -> &str {
+            &self.recipe_id
+        }
+        fn lot_id(&self) -> Option<&str> {
+            self.lot_id.as_deref()
+        }
+        fn wafer_id(&self) -> Option<&str> {
+            self.wafer_id.as_deref()
+        }
+        fn event_time(&self) -> i64 {
+            self.event_time
+        }
+    };
+}
+
 impl TelemetryView for Telemetry {
-    fn tool_id(&self) -> &str {
-        &self.tool_id
-    }
-    fn tool_type(&self) -> ToolType {
-        self.tool_type
-    }
-    fn recipe_id(&self) -> &str {
-        &self.recipe_id
-    }
-    fn lot_id(&self) -> Option<&str> {
-        self.lot_id.as_deref()
-    }
-    fn wafer_id(&self) -> Option<&str> {
-        self.wafer_id.as_deref()
-    }
-    fn event_time(&self) -> i64 {
-        self.event_time
-    }
+    field_accessors!();
     fn measurements(&self) -> impl Iterator<Item = (&str, f64)> {
         self.measurements
             .iter()
@@ -251,24 +258,7 @@ impl From<Telemetry> for TelemetryRef<'static> {
 }
 
 impl TelemetryView for TelemetryRef<'_> {
-    fn tool_id(&self) -> &str {
-        &self.tool_id
-    }
-    fn tool_type(&self) -> ToolType {
-        self.tool_type
-    }
-    fn recipe_id(&self) -> &str {
-        &self.recipe_id
-    }
-    fn lot_id(&self) -> Option<&str> {
-        self.lot_id.as_deref()
-    }
-    fn wafer_id(&self) -> Option<&str> {
-        self.wafer_id.as_deref()
-    }
-    fn event_time(&self) -> i64 {
-        self.event_time
-    }
+    field_accessors!();
     fn measurements(&self) -> impl Iterator<Item = (&str, f64)> {
         self.measurements
             .iter()

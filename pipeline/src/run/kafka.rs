@@ -34,8 +34,6 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
-
-use super::batch::{Batch, BatchMessage};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use spcvm_schemas::TelemetryRef;
@@ -43,6 +41,7 @@ use spcvm_sinks::kafka::owned_headers;
 use spcvm_sinks::{AlertEncoding, DeadLetter, KafkaSink, KafkaSinkError, SinkTopics};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::batch::{Batch, BatchMessage};
 use super::config::{AlertFormat, DeliveryMode, PipelineConfig};
 use super::processor::PartitionProcessor;
 use super::{Job, RunError, record_stats};

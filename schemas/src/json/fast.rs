@@ -90,6 +90,15 @@ impl<'a> Scanner<'a> {
         (self.peek()? == byte).then(|| self.at += 1)
     }
 
+    /// Right after an opening bracket: consumes `close` if the container is empty.
+    #[inline]
+    fn closes(&mut self, close: u8) -> bool {
+        self.skip_ws();
+        let empty = self.peek() == Some(close);
+        self.at += usize::from(empty);
+        empty
+    }
+
     /// After a member: `true` at `,` (another follows), `false` at `}`.
     #[inline]
     fn more(&mut self) -> Option<bool> {
@@ -210,9 +219,7 @@ impl<'a> Scanner<'a> {
             b'"' => self.string().map(drop),
             b'{' => {
                 self.at += 1;
-                self.skip_ws();
-                if self.peek() == Some(b'}') {
-                    self.at += 1;
+                if self.closes(b'}') {
                     return Some(());
                 }
                 loop {
@@ -226,9 +233,7 @@ impl<'a> Scanner<'a> {
             }
             b'[' => {
                 self.at += 1;
-                self.skip_ws();
-                if self.peek() == Some(b']') {
-                    self.at += 1;
+                if self.closes(b']') {
                     return Some(());
                 }
                 loop {
@@ -292,9 +297,7 @@ impl<'a> Scanner<'a> {
     fn measurements(&mut self) -> Option<Vec<(Cow<'a, str>, f64)>> {
         let mut out = Vec::with_capacity(8);
         self.expect(b'{')?;
-        self.skip_ws();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
+        if self.closes(b'}') {
             return Some(out);
         }
         loop {
