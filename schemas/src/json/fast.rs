@@ -157,7 +157,7 @@ impl<'a> Scanner<'a> {
                     mantissa = mantissa * 10 + u64::from(d - b'0');
                     scale -= i32::from(fraction);
                 }
-                digits += 1;
+                digits = digits.saturating_add(1);
                 *i += 1;
             }
             *i - from
