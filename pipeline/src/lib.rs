@@ -5,7 +5,7 @@
 //!
 //! - [`config`]: loads `CHARTS.toml` into a [`spcvm_operators::MonitorConfig`] and a validated
 //!   [`spcvm_operators::SpcMonitor`]; errors name the file, line and key.
-//! - [`input`]: [`input::RecordSource`], an iterator of telemetry records from a JSON-lines
+//! - [`input`]: [`input::RecordSource`], telemetry records (lent, or as an iterator) from a JSON-lines
 //!   ([`input::jsonl`]), CSV ([`input::csv`]) or Avro container ([`input::avro`]) file, with
 //!   bad records reported by line or record number.
 //! - [`backtest`]: the replay loop ([`backtest::run`]) and the whole command
@@ -17,8 +17,8 @@
 //!
 //! ```text
 //! CHARTS.toml ──config::load──> SpcMonitor
-//! FILE ──RecordSource──> Telemetry ──SpcMonitor::process_record──> Vec<Alert> ──AlertWriter──> alerts.jsonl
-//!        └─ bad record ──Observer──> stderr         │ KeyedState<SpcState> (per tool/recipe/parameter)
+//! FILE ──RecordSource::next_ref──> TelemetryRef ──SpcMonitor::process_record──> Vec<Alert> ──AlertWriter──> alerts.jsonl
+//!        └─ bad record ──Observer──> stderr                  │ KeyedState<SpcState> (per tool/recipe/parameter)
 //! end of input ──SpcMonitor::end_all──> closing alerts ──AlertWriter──> alerts.jsonl
 //! KeyedState + Totals ──report::build──> report.json
 //! ```
