@@ -10,7 +10,7 @@
 //!   changelog restore).
 //! - [`batch`]: [`batch::Batch`], consumed messages of one partition copied into one buffer
 //!   on their way from the poll thread to the partition's task.
-//! - [`file`]: the file runtime, the embedded default that needs no broker.
+//! - [`file`](mod@file): the file runtime, the embedded default that needs no broker.
 //! - [`topics`]: `spcvm topics create`.
 //!
 //! # Data flow
