@@ -188,7 +188,7 @@ pub struct TelemetryRef<'a> {
 impl<'a> TelemetryRef<'a> {
     /// A sample from its parts; `None` when two measurements share a name.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         tool_id: Cow<'a, str>,
         tool_type: ToolType,
         recipe_id: Cow<'a, str>,
@@ -197,15 +197,7 @@ impl<'a> TelemetryRef<'a> {
         event_time: i64,
         mut measurements: Vec<(Cow<'a, str>, f64)>,
     ) -> Option<Self> {
-        // Records carry a handful of parameters, usually already in order: an insertion
-        // sort does no work then.
-        for i in 1..measurements.len() {
-            let mut j = i;
-            while j > 0 && measurements[j - 1].0 > measurements[j].0 {
-                measurements.swap(j - 1, j);
-                j -= 1;
-            }
-        }
+        measurements.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if measurements.windows(2).any(|w| w[0].0 == w[1].0) {
             return None;
         }

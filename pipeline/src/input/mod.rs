@@ -303,9 +303,7 @@ impl RecordSource {
     pub fn bytes_read(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
-}
 
-impl RecordSource {
     /// The next record, borrowing from the source: a JSON-lines record keeps its strings in
     /// the line buffer (no allocation per string); CSV and Avro records are owned. The
     /// [`Iterator`] implementation yields the same records as owned [`Telemetry`].

@@ -95,6 +95,57 @@ impl Batch {
     }
 }
 
+/// What one poll round read: each partition's messages in [`Batch`]es of at most `capacity`
+/// messages (a partition task's queue holds that many, so a larger batch could never be
+/// admitted), in the order the batches were opened.
+#[derive(Debug)]
+pub struct Polled {
+    capacity: usize,
+    batches: Vec<((String, i32), Batch)>,
+}
+
+impl Polled {
+    /// Empty, for batches of at most `capacity` messages (`delivery.queue_capacity`, which
+    /// the configuration keeps at one or more).
+    pub fn new(capacity: usize) -> Self {
+        Polled {
+            capacity,
+            batches: Vec::new(),
+        }
+    }
+
+    /// Copies `message` into its partition's last batch, or a new one when that is full.
+    pub fn push<M: Message>(&mut self, message: &M) {
+        let (topic, partition) = (message.topic(), message.partition());
+        let open = self
+            .batches
+            .iter()
+            .rposition(|(tp, _)| tp.1 == partition && tp.0 == topic)
+            .filter(|&i| self.batches[i].1.len() < self.capacity);
+        let i = open.unwrap_or_else(|| {
+            self.batches
+                .push(((topic.to_string(), partition), Batch::default()));
+            self.batches.len() - 1
+        });
+        self.batches[i].1.push(message);
+    }
+
+    /// The batches with their topic and partition, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &((String, i32), Batch)> {
+        self.batches.iter()
+    }
+
+    /// Takes the batches out in order, leaving this empty.
+    pub fn drain(&mut self) -> impl Iterator<Item = ((String, i32), Batch)> + '_ {
+        self.batches.drain(..)
+    }
+
+    /// Drops every batch.
+    pub fn clear(&mut self) {
+        self.batches.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rdkafka::Timestamp;
@@ -108,15 +159,57 @@ mod tests {
         payload: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
     ) -> OwnedMessage {
+        on(3, offset, key, payload, headers)
+    }
+
+    fn on(
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> OwnedMessage {
         OwnedMessage::new(
             payload.map(<[u8]>::to_vec),
             key.map(<[u8]>::to_vec),
             "t".into(),
             Timestamp::NotAvailable,
-            3,
+            partition,
             offset,
             headers,
         )
+    }
+
+    #[test]
+    fn polled_batches_keep_partition_order_and_capacity() {
+        let mut polled = Polled::new(2);
+        // Partition 0 gets five messages, partition 1 two, interleaved.
+        for (partition, offset) in [
+            (0, 10),
+            (1, 50),
+            (0, 11),
+            (0, 12),
+            (1, 51),
+            (0, 13),
+            (0, 14),
+        ] {
+            polled.push(&on(partition, offset, None, Some(b"x"), None));
+        }
+        let got: Vec<(i32, Vec<i64>)> = polled
+            .iter()
+            .map(|((_, p), b)| (*p, b.iter().map(|m| m.offset).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, vec![10, 11]),
+                (1, vec![50, 51]),
+                (0, vec![12, 13]),
+                (0, vec![14]),
+            ]
+        );
+        assert_eq!(polled.drain().count(), 4);
+        assert_eq!(polled.iter().count(), 0);
     }
 
     #[test]

@@ -41,7 +41,7 @@ use spcvm_sinks::kafka::owned_headers;
 use spcvm_sinks::{AlertEncoding, DeadLetter, KafkaSink, KafkaSinkError, SinkTopics};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::batch::{Batch, BatchMessage};
+use super::batch::{Batch, BatchMessage, Polled};
 use super::config::{AlertFormat, DeliveryMode, PipelineConfig};
 use super::processor::PartitionProcessor;
 use super::{Job, RunError, record_stats};
@@ -321,10 +321,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
     let interval = Duration::from_millis(config.delivery.checkpoint_interval_ms);
     let max_uncheckpointed = config.delivery.max_uncheckpointed;
     let mut consumed: HashMap<String, prometheus::IntCounter> = HashMap::new();
-    // What one poll round read, grouped by partition in order, in batches of at most
-    // `queue_capacity` messages (a task's queue holds that many).
-    let mut polled: Vec<(Tp, Batch)> = Vec::new();
-    let capacity = config.delivery.queue_capacity;
+    let mut polled = Polled::new(config.delivery.queue_capacity);
     let result = (|| -> Result<(), RunError> {
         while !stop.load(Ordering::Relaxed) {
             // Poll without holding the coordinator: a rebalance callback inside `poll` takes it.
@@ -332,18 +329,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
             let mut timeout = POLL_TIMEOUT;
             for _ in 0..MAX_BATCH {
                 match consumer.poll(timeout) {
-                    Some(Ok(message)) => {
-                        let (topic, partition) = (message.topic(), message.partition());
-                        let open = polled
-                            .iter()
-                            .rposition(|(tp, _)| tp.1 == partition && tp.0 == topic)
-                            .filter(|&i| polled[i].1.len() < capacity);
-                        let i = open.unwrap_or_else(|| {
-                            polled.push(((topic.to_string(), partition), Batch::default()));
-                            polled.len() - 1
-                        });
-                        polled[i].1.push(&message);
-                    }
+                    Some(Ok(message)) => polled.push(&message),
                     Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                     None => break,
                 }
@@ -357,7 +343,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
                 // Polled across a rebalance: these messages may belong to the old assignment.
                 polled.clear();
             }
-            for ((topic, _), batch) in &polled {
+            for ((topic, _), batch) in polled.iter() {
                 if !consumed.contains_key(topic) {
                     let counter = job.metrics.messages_consumed.with_label_values(&[topic]);
                     consumed.insert(topic.clone(), counter);
@@ -409,12 +395,9 @@ impl Coordinator {
     /// Hands each batch of `polled` (a partition's messages, at most `queue_capacity`) to
     /// its partition's task, in order, waiting while the task's queue is full, and empties
     /// `polled`.
-    fn dispatch(&mut self, polled: &mut Vec<(Tp, Batch)>) -> Result<(), RunError> {
-        if polled.is_empty() {
-            return Ok(());
-        }
+    fn dispatch(&mut self, polled: &mut Polled) -> Result<(), RunError> {
         let received = Instant::now();
-        for (tp, batch) in polled.drain(..) {
+        for (tp, batch) in polled.drain() {
             let Some(worker) = self.workers.get(&tp) else {
                 return Err(RunError::Kafka(format!(
                     "message from {}[{}] at offset {} arrived for a partition not assigned here",
