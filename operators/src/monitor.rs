@@ -493,14 +493,21 @@ impl SpcMonitor {
         )
     }
 
-    /// Event time reached `watermark_ms` on every key of `store`: close expired dedup windows.
+    /// Event time reached `watermark_ms` on every key of `store`: close expired dedup windows,
+    /// in key order. Only the charts with an expired window are collected and sorted (the
+    /// others would emit nothing and stay unchanged), so a sweep costs one look at each
+    /// state's expiry rather than a sort of every key.
     pub fn advance_all(
         &self,
         store: &mut KeyedState<SpcState>,
         watermark_ms: i64,
         out: &mut Vec<Alert>,
     ) {
-        let mut keys: Vec<_> = store.iter_mut().collect();
+        let window_ms = self.window_ms;
+        let mut keys: Vec<_> = store
+            .iter_mut()
+            .filter(|(_, state)| state.expires(watermark_ms, window_ms))
+            .collect();
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, state) in keys {
             self.on_watermark(key, state, watermark_ms, out);
@@ -925,6 +932,38 @@ mod tests {
             out[0].message,
             "beam_current_mA i = 1.0400 on ION-01/R1: beyond a control limit (UCL 1.0300)"
         );
+    }
+
+    #[test]
+    fn a_sweep_closes_exactly_the_expired_windows_in_key_order() {
+        let m = monitor(600.0);
+        let mut store = KeyedState::default();
+        let mut out = vec![];
+        // Tools fire beyond the UCL at minutes 0..6, inserted in an order unlike key order;
+        // every window lasts ten minutes from its first firing.
+        for (minute, tool) in [(3, "ION-07"), (0, "ION-05"), (5, "ION-01"), (1, "ION-03")] {
+            for i in [minute, minute + 1] {
+                let mut r = record(i, 1.05);
+                r.tool_id = tool.into();
+                m.process_record(&mut store, &r, &mut out);
+            }
+        }
+        assert_eq!(out.len(), 4, "one first firing per tool");
+        out.clear();
+        // At minute 12 the windows opened at minutes 0 and 1 have expired, the others not.
+        m.advance_all(&mut store, 12 * 60_000, &mut out);
+        let closed: Vec<_> = out
+            .iter()
+            .map(|a| (a.tool_id.as_str(), a.repeats))
+            .collect();
+        assert_eq!(closed, [("ION-03", 1), ("ION-05", 1)]);
+        out.clear();
+        m.advance_all(&mut store, 12 * 60_000, &mut out);
+        assert!(out.is_empty(), "a closed window does not close again");
+        m.advance_all(&mut store, 20 * 60_000, &mut out);
+        let closed: Vec<_> = out.iter().map(|a| a.tool_id.as_str()).collect();
+        assert_eq!(closed, ["ION-01", "ION-07"]);
+        assert!(store.iter().all(|(_, s)| s.dedup().open_windows() == 0));
     }
 
     #[test]
