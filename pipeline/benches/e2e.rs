@@ -13,11 +13,13 @@
 //!    fetch settings, group-less `assign`) drains the topic: records/s from its first to
 //!    its last message; (b) the release `spcvm run` binary starts in its own group and is
 //!    timed from the first scrape of `/metrics` that shows a consumed message to the moment
-//!    the group's committed offsets reach the high watermarks: records/s counted over the
-//!    records not yet consumed at that first scrape. Process start, group join and the
-//!    (empty) restore are therefore outside the measured interval. The end offsets come from
-//!    the producer's delivery reports, not ListOffsets: tansu answers the last batch's base
-//!    offset + 1 there (the bench prints a note when the two differ).
+//!    the group's committed offsets reach the high watermarks (asked every 10 ms; the job is
+//!    scraped only every 50 ms after its start, so that observing it costs it little):
+//!    records/s counted over the records not yet consumed at that first scrape. Process
+//!    start, group join and the (empty) restore are therefore outside the measured
+//!    interval. The end offsets come from the producer's delivery reports, not
+//!    ListOffsets: tansu answers the last batch's base offset + 1 there (the bench prints a
+//!    note when the two differ).
 //! 2. **Latency.** With the job caught up, records are produced at a paced rate (default
 //!    10,000/s for 10 s) while a read_committed consumer reads the alert topic. Reported:
 //!    (1) the job's own `spcvm_processing_latency_seconds` histogram (receipt of a record to
@@ -579,6 +581,19 @@ impl Job {
         }
     }
 
+    /// CPU time (user and system, all threads, exited ones included) the job's process has
+    /// used, from `/proc/PID/stat` in Linux's clock ticks of 1/100 s; `None` where that
+    /// cannot be read. (With `--spcvm` a wrapper that forks, such as `perf record`, this is
+    /// the wrapper's own time.)
+    fn cpu_secs(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The fields after the command name (in parentheses, which may hold spaces) start
+        // with the third; utime and stime are the 14th and 15th.
+        let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
+        Some((ticks(14)? + ticks(15)?) / 100.0)
+    }
+
     fn scrape(&self) -> Result<String> {
         let addr = self.addr.as_deref().context("HTTP address not known yet")?;
         let mut response = self
@@ -872,6 +887,8 @@ struct Throughput {
     job_rate_consumed: Option<f64>,
     job_rate_committed: f64,
     join_secs: f64,
+    /// CPU seconds the job used from the start of the measured interval to its end.
+    job_cpu_secs: Option<f64>,
 }
 
 /// (a) of the throughput phase: a bare consumer drains the input.
@@ -915,7 +932,7 @@ fn job_throughput(
     opts: &Opts,
     highs: &[(i32, i64)],
     watcher: &BaseConsumer,
-) -> Result<(Job, f64, Option<f64>, f64, f64, String)> {
+) -> Result<(Job, JobTimings, String)> {
     let config = setup.dir.join("job.toml");
     std::fs::write(&config, setup.config())?;
     let started = Instant::now();
@@ -926,11 +943,11 @@ fn job_throughput(
     let n = opts.records as f64;
     // Start: the first scrape that shows a consumed message.
     let deadline = Instant::now() + Duration::from_secs(120);
-    let (t0, c0) = loop {
+    let (t0, c0, cpu0) = loop {
         job.check_running()?;
         let c = consumed(&job.scrape()?);
         if c > 0.0 {
-            break (Instant::now(), c);
+            break (Instant::now(), c, job.cpu_secs());
         }
         ensure!(
             Instant::now() < deadline,
@@ -944,13 +961,20 @@ fn job_throughput(
     let budget = Duration::from_secs(120 + opts.records as u64 / 1000);
     let deadline = Instant::now() + budget;
     let mut all_consumed = None;
-    let t_end = loop {
+    // The committed offsets are asked of the broker every 10 ms; the job's `/metrics` only
+    // every 50 ms: a scrape renders every series on the job's own cores (rendering and
+    // serving one every 10 ms took about a tenth of the job's CPU in a profile).
+    let mut last_scrape = t0;
+    let (t_end, cpu1) = loop {
         job.check_running()?;
-        if all_consumed.is_none() && consumed(&job.scrape()?) >= n {
-            all_consumed = Some(Instant::now());
+        if all_consumed.is_none() && last_scrape.elapsed() >= SCRAPE_EVERY {
+            last_scrape = Instant::now();
+            if consumed(&job.scrape()?) >= n {
+                all_consumed = Some(Instant::now());
+            }
         }
         if all_consumed.is_some() && committed_reached(watcher, &setup.input, highs) {
-            break Instant::now();
+            break (Instant::now(), job.cpu_secs());
         }
         ensure!(
             Instant::now() < deadline,
@@ -962,15 +986,32 @@ fn job_throughput(
     };
     let remaining = n - c0;
     let metrics = job.scrape()?;
-    Ok((
-        job,
-        c0,
-        all_consumed.map(|t| remaining / (t - t0).as_secs_f64()),
-        remaining / (t_end - t0).as_secs_f64(),
+    let timings = JobTimings {
+        first_seen: c0,
+        rate_consumed: all_consumed.map(|t| remaining / (t - t0).as_secs_f64()),
+        rate_committed: remaining / (t_end - t0).as_secs_f64(),
         join_secs,
-        metrics,
-    ))
+        cpu_secs: cpu0.zip(cpu1).map(|(a, b)| b - a),
+    };
+    Ok((job, timings, metrics))
 }
+
+/// What [`job_throughput`] measured.
+struct JobTimings {
+    /// Records consumed at the first scrape that showed any (the start).
+    first_seen: f64,
+    /// Records/s from the start until all were consumed (scraped).
+    rate_consumed: Option<f64>,
+    /// Records/s from the start until the group's offsets reached the end.
+    rate_committed: f64,
+    /// Seconds from the process start to the start of the measurement.
+    join_secs: f64,
+    /// CPU seconds the job used in the measured interval.
+    cpu_secs: Option<f64>,
+}
+
+/// Least time between two scrapes of the job's `/metrics` in the throughput phase.
+const SCRAPE_EVERY: Duration = Duration::from_millis(50);
 
 struct Latency {
     sent: usize,
@@ -1304,16 +1345,16 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
     );
     eprintln!("(b) spcvm run ...");
     let watcher = consumer(&setup.bootstrap, &setup.group, false)?;
-    let (mut job, c0, job_consumed_rate, job_rate, join_secs, tp_metrics) =
-        job_throughput(setup, opts, &highs, &watcher)?;
+    let (mut job, timings, tp_metrics) = job_throughput(setup, opts, &highs, &watcher)?;
     let tp = Throughput {
         bare_records,
         bare_bytes,
         bare_secs,
-        job_first_seen: c0,
-        job_rate_consumed: job_consumed_rate,
-        job_rate_committed: job_rate,
-        join_secs,
+        job_first_seen: timings.first_seen,
+        job_rate_consumed: timings.rate_consumed,
+        job_rate_committed: timings.rate_committed,
+        join_secs: timings.join_secs,
+        job_cpu_secs: timings.cpu_secs,
     };
     let bare_rate = (tp.bare_records - 1) as f64 / tp.bare_secs;
     let ratio = tp.job_rate_committed / bare_rate;
@@ -1374,6 +1415,17 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
         metric_sum(&tp_metrics, "spcvm_transactions_total", "committed"),
         thousands(metric_sum(&tp_metrics, "spcvm_alerts_total", ""))
     );
+    if let Some(cpu) = tp.job_cpu_secs {
+        println!(
+            "job CPU over the measured {:.2} s: {:.2} s ({:.2} cores), {:.1} µs per record \
+             (all its threads; the broker and the bench share the machine's {} cores)",
+            measured,
+            cpu,
+            cpu / measured,
+            1e6 * cpu / (opts.records as f64 - tp.job_first_seen),
+            std::thread::available_parallelism().map_or(0, usize::from)
+        );
+    }
     println!();
     let achieved = lat.sent as f64 / lat.send_secs;
     println!(
