@@ -149,18 +149,9 @@ impl KafkaSinkError {
     }
 }
 
-/// The process's producers: one, or with transactions two that take turns.
-///
-/// Transaction `e` (the job's checkpoint epoch) goes through producer `e % 2`, so the next
-/// transaction is already open on the other producer while one commits: outputs never wait
-/// for a commit. Kafka allows one open transaction per transactional id, hence two ids
-/// (`<id>` and `<id>-1`); the job starts transaction `e + 1` only after transaction `e - 1`
-/// (the same producer's last) has committed, and commits them in order, so the consumer
-/// offsets committed with each transaction still move forward one transaction at a time.
-/// Every method that sends or acts on a transaction takes the epoch; without transactions
-/// the epoch is ignored.
+/// The process's producer.
 pub struct KafkaSink {
-    producers: Vec<FutureProducer>,
+    producer: FutureProducer,
     topics: SinkTopics,
     alerts: AlertEncoding,
 }
@@ -175,9 +166,8 @@ impl std::fmt::Debug for KafkaSink {
 }
 
 impl KafkaSink {
-    /// Creates the producer from librdkafka `properties`. With a `transactional_id` there
-    /// are two transactional (and idempotent) producers, with ids `<transactional_id>` and
-    /// `<transactional_id>-1`; otherwise one idempotent producer with `acks=all`. Keys are
+    /// Creates the producer from librdkafka `properties`. With a `transactional_id` it is
+    /// transactional (and idempotent); otherwise idempotent with `acks=all`. Keys are
     /// partitioned with murmur2, as Java clients do, so alerts of a tool land where a Java
     /// producer would put them.
     ///
@@ -199,28 +189,18 @@ impl KafkaSink {
             .set("linger.ms", "1")
             .set("message.max.bytes", MAX_MESSAGE_BYTES.to_string())
             .set("compression.type", "lz4");
+        if let Some(id) = transactional_id {
+            config.set("transactional.id", id).set(
+                "transaction.timeout.ms",
+                transaction_timeout.as_millis().to_string(),
+            );
+        }
         for (k, v) in properties {
             config.set(k, v);
         }
-        let producers = match transactional_id {
-            None => vec![config.create().map_err(KafkaSinkError::Create)?],
-            Some(id) => [id.to_string(), format!("{id}-1")]
-                .into_iter()
-                .map(|id| {
-                    config
-                        .clone()
-                        .set("transactional.id", id)
-                        .set(
-                            "transaction.timeout.ms",
-                            transaction_timeout.as_millis().to_string(),
-                        )
-                        .create()
-                        .map_err(KafkaSinkError::Create)
-                })
-                .collect::<Result<_, _>>()?,
-        };
+        let producer: FutureProducer = config.create().map_err(KafkaSinkError::Create)?;
         Ok(KafkaSink {
-            producers,
+            producer,
             topics,
             alerts,
         })
@@ -231,18 +211,17 @@ impl KafkaSink {
         &self.topics
     }
 
-    /// The producer of transaction `epoch` (the only one without transactions).
-    pub fn producer(&self, epoch: u64) -> &FutureProducer {
-        &self.producers[(epoch % self.producers.len() as u64) as usize]
+    /// The underlying producer (for metadata queries).
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
     }
 
     async fn send<'a>(
         &self,
-        epoch: u64,
         mut record: FutureRecord<'a, [u8], [u8]>,
     ) -> Result<DeliveryFuture, KafkaSinkError> {
         loop {
-            match self.producer(epoch).send_result(record) {
+            match self.producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
@@ -258,16 +237,12 @@ impl KafkaSink {
         }
     }
 
-    /// Sends `alert` to the alert topic, keyed by its tool, in transaction `epoch`.
+    /// Sends `alert` to the alert topic, keyed by its tool.
     ///
     /// # Errors
     ///
     /// [`KafkaSinkError::Send`] when librdkafka refuses the message.
-    pub async fn send_alert(
-        &self,
-        epoch: u64,
-        alert: &Alert,
-    ) -> Result<DeliveryFuture, KafkaSinkError> {
+    pub async fn send_alert(&self, alert: &Alert) -> Result<DeliveryFuture, KafkaSinkError> {
         let payload = self
             .alerts
             .encode(alert)
@@ -279,20 +254,19 @@ impl KafkaSink {
             .key(alert.tool_id.as_bytes())
             .payload(payload.as_slice())
             .timestamp(alert.event_time);
-        self.send(epoch, record).await
+        self.send(record).await
     }
 
     /// Sends a dead letter: the original key, payload and headers, plus `spcvm.*` headers
     /// saying why and where from. If the payload is larger than the producer may send, it
     /// is left out and [`dlq_headers::TRUNCATED`] carries its size, so the record still
-    /// arrives. It belongs to transaction `epoch`.
+    /// arrives.
     ///
     /// # Errors
     ///
     /// [`KafkaSinkError::Send`] when librdkafka refuses the message.
     pub async fn send_dead_letter(
         &self,
-        epoch: u64,
         letter: &DeadLetter<'_>,
     ) -> Result<DeliveryFuture, KafkaSinkError> {
         let size = letter.payload.map_or(0, <[u8]>::len);
@@ -330,18 +304,16 @@ impl KafkaSink {
         if let Some(payload) = letter.payload.filter(|_| !omit) {
             record = record.payload(payload);
         }
-        self.send(epoch, record).await
+        self.send(record).await
     }
 
-    /// Sends one changelog record to `partition` of the changelog topic, in transaction
-    /// `epoch`.
+    /// Sends one changelog record to `partition` of the changelog topic.
     ///
     /// # Errors
     ///
     /// [`KafkaSinkError::Send`] when librdkafka refuses the message.
     pub async fn send_state(
         &self,
-        epoch: u64,
         partition: i32,
         key: &[u8],
         value: &[u8],
@@ -350,54 +322,49 @@ impl KafkaSink {
             .partition(partition)
             .key(key)
             .payload(value);
-        self.send(epoch, record).await
+        self.send(record).await
     }
 
     fn txn(operation: &'static str, result: Result<(), KafkaError>) -> Result<(), KafkaSinkError> {
         result.map_err(|source| KafkaSinkError::Transaction { operation, source })
     }
 
-    /// Registers both transactional ids, fencing older producers with the same ids and
-    /// aborting their open transactions. Blocking.
+    /// Registers the transactional id, fencing older producers with the same id and
+    /// aborting their open transaction. Blocking.
     ///
     /// # Errors
     ///
     /// [`KafkaSinkError::Transaction`].
     pub fn init_transactions(&self, timeout: Duration) -> Result<(), KafkaSinkError> {
-        for producer in &self.producers {
-            Self::txn("init", producer.init_transactions(timeout))?;
-        }
-        Ok(())
+        Self::txn("init", self.producer.init_transactions(timeout))
     }
 
-    /// Starts transaction `epoch` (on its producer, whose previous transaction must have
-    /// ended).
+    /// Starts a transaction.
     ///
     /// # Errors
     ///
     /// [`KafkaSinkError::Transaction`].
-    pub fn begin_transaction(&self, epoch: u64) -> Result<(), KafkaSinkError> {
-        Self::txn("begin", self.producer(epoch).begin_transaction())
+    pub fn begin_transaction(&self) -> Result<(), KafkaSinkError> {
+        Self::txn("begin", self.producer.begin_transaction())
     }
 
-    /// Adds the consumer `offsets` of `group` to transaction `epoch`, then commits it
-    /// (flushing every message sent in it). Blocking.
+    /// Adds the consumer `offsets` of `group` to the transaction, then commits it (flushing
+    /// every message sent in it). Blocking.
     ///
     /// # Errors
     ///
     /// [`KafkaSinkError::Transaction`]; see [`KafkaSinkError::is_retriable`].
     pub fn commit_transaction(
         &self,
-        epoch: u64,
         offsets: &TopicPartitionList,
         group: &ConsumerGroupMetadata,
         timeout: Duration,
     ) -> Result<(), KafkaSinkError> {
-        let producer = self.producer(epoch);
         if offsets.count() > 0 {
             Self::txn(
                 "send offsets",
-                producer.send_offsets_to_transaction(offsets, group, timeout),
+                self.producer
+                    .send_offsets_to_transaction(offsets, group, timeout),
             )?;
         }
         // rdkafka's `commit_transaction` first flushes, and its flush sleeps in steps of up
@@ -405,17 +372,30 @@ impl KafkaSink {
         // serves the reports, so each step runs to its end. Waiting here for the in-flight
         // count to reach zero in short steps makes that flush return at once (measured on
         // tansu: commits went from about 105 ms to a few ms).
-        wait_for_acks(producer, timeout);
-        Self::txn("commit", producer.commit_transaction(timeout))
+        self.wait_for_acks(timeout);
+        Self::txn("commit", self.producer.commit_transaction(timeout))
     }
 
-    /// Aborts transaction `epoch`: read_committed consumers never see its messages.
+    /// Waits, in steps of [`ACK_POLL`], until no sent message awaits its acknowledgement or
+    /// `timeout` has passed. Returns whether the queue drained.
+    fn wait_for_acks(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.producer.in_flight_count() > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(ACK_POLL);
+        }
+        true
+    }
+
+    /// Aborts the open transaction: read_committed consumers never see its messages.
     ///
     /// # Errors
     ///
     /// [`KafkaSinkError::Transaction`].
-    pub fn abort_transaction(&self, epoch: u64, timeout: Duration) -> Result<(), KafkaSinkError> {
-        Self::txn("abort", self.producer(epoch).abort_transaction(timeout))
+    pub fn abort_transaction(&self, timeout: Duration) -> Result<(), KafkaSinkError> {
+        Self::txn("abort", self.producer.abort_transaction(timeout))
     }
 
     /// Waits until every sent message is acknowledged (at-least-once shutdown).
@@ -424,32 +404,16 @@ impl KafkaSink {
     ///
     /// [`KafkaSinkError::Send`] naming the alert topic if the queue does not drain in time.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaSinkError> {
-        for producer in &self.producers {
-            if wait_for_acks(producer, timeout) {
-                continue;
-            }
-            producer
-                .flush(timeout)
-                .map_err(|source| KafkaSinkError::Send {
-                    topic: self.topics.alerts.clone(),
-                    source,
-                })?;
+        if self.wait_for_acks(timeout) {
+            return Ok(());
         }
-        Ok(())
+        self.producer
+            .flush(timeout)
+            .map_err(|source| KafkaSinkError::Send {
+                topic: self.topics.alerts.clone(),
+                source,
+            })
     }
-}
-
-/// Waits, in steps of [`ACK_POLL`], until no message sent by `producer` awaits its
-/// acknowledgement or `timeout` has passed. Returns whether its queue drained.
-fn wait_for_acks(producer: &FutureProducer, timeout: Duration) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while producer.in_flight_count() > 0 {
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(ACK_POLL);
-    }
-    true
 }
 
 /// Step of the wait for outstanding acknowledgements before a commit or flush.

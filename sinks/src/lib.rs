@@ -8,18 +8,16 @@
 //!   `spcvm backtest`), and its error type [`SinkError`].
 //! - [`file`]: [`AppendFile`], a JSON-lines file with commit points that is cut back to the
 //!   last checkpoint on restart (exactly-once output of the file runtime).
-//! - [`kafka`]: [`KafkaSink`], the process's producers (one, or two transactional ones that
-//!   take turns, so one transaction is open while the last commits): alerts (JSON or
-//!   Avro), dead letters with `spcvm.*` headers, changelog records, and the transaction
-//!   calls.
+//! - [`kafka`]: [`KafkaSink`], the process's one producer: alerts (JSON or Avro), dead
+//!   letters with `spcvm.*` headers, changelog records, and the transaction calls.
 //!
 //! # Data flow
 //!
 //! ```text
 //! Alert ──AlertWriter::write──> encode_alert_json ──> BufWriter<W> ──finish──> flushed W
 //! line  ──AppendFile::write_line──> file ──commit──> fsynced length (into the checkpoint)
-//! Alert / DeadLetter / state ──KafkaSink::send_*(epoch)──> producer epoch % 2 ──> DeliveryFuture
-//!                            └─ inside transaction epoch: commit_transaction(epoch, offsets, group)
+//! Alert / DeadLetter / state ──KafkaSink::send_*──> librdkafka queue ──> DeliveryFuture
+//!                            └─ inside a transaction: commit_transaction(offsets, group)
 //! ```
 
 pub mod file;

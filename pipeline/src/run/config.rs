@@ -80,10 +80,9 @@ pub struct KafkaConfig {
     /// `group.id` of the consumer group; also names the changelog topic.
     pub group_id: String,
     /// This instance's stable name within the group (a StatefulSet pod name, say). The
-    /// transactional ids are `spcvm-<group_id>-<instance_id>` and the same with `-1` (two
-    /// producers take turns, so one transaction fills while the last commits), so a
-    /// restarted instance fences its crashed predecessor and aborts its open transactions
-    /// at once. Default: the host name.
+    /// transactional id is `spcvm-<group_id>-<instance_id>`, so a restarted instance fences
+    /// its crashed predecessor and aborts its open transaction at once. Default: the host
+    /// name.
     pub instance_id: Option<String>,
     /// Static group membership (`group.instance.id` = `spcvm-<instance_id>`): a restarted
     /// instance takes its partitions back without a rebalance of the whole group (good for
@@ -181,8 +180,7 @@ impl KafkaConfig {
             .unwrap_or_else(|| "spcvm".into())
     }
 
-    /// The first producer's `transactional.id`: `spcvm-<group>-<instance>` (the second
-    /// producer's adds `-1`).
+    /// The producer's `transactional.id`: `spcvm-<group>-<instance>`.
     pub fn transactional_id(&self) -> String {
         format!("spcvm-{}-{}", self.group_id, self.instance())
     }

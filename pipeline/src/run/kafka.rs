@@ -4,12 +4,11 @@
 //! poll thread (owns the BaseConsumer, coordinates)            partition tasks (tokio, one each)
 //!   poll ──Batch──> bounded queue of each partition ────────> decode ─> PartitionProcessor
 //!     │                                                          │ alerts, dead letters ─> KafkaSink
-//!     │ every checkpoint_interval_ms / max_uncheckpointed:       │   (transaction E-1)
-//!     ├─ exactly_once: begin transaction E (the other producer)  │
+//!     │ every checkpoint_interval_ms / max_uncheckpointed:       │   (once the gate is open)
 //!     ├──Checkpoint barrier of epoch E (in queue order) ─────> changelog records ─> KafkaSink
-//!     │                                                          │ then: outputs go to transaction E
+//!     │                                                          │ then: outputs wait for gate >= E
 //!     └─ commit thread <──────── next offset (after acks in at-least-once) ─┘
-//!          exactly_once: send_offsets_to_transaction + commit transaction E-1
+//!          exactly_once: send_offsets_to_transaction + commit, begin transaction E, gate = E
 //!          at_least_once: the poll thread commits the acknowledged offsets
 //! rebalance (inside poll):
 //!   revoke ─> finish the commit in flight, checkpoint (abort when the commit fails),
@@ -20,16 +19,11 @@
 //! The queue to a partition task carries records and checkpoint barriers in order, so a
 //! barrier's offset covers exactly the records whose outputs and state changes are in the
 //! transaction. The commit runs on its own thread while the tasks go on decoding and
-//! charting. Transaction E goes through producer E % 2 ([`KafkaSink`] has two transactional
-//! producers in exactly-once mode), and the poll thread begins transaction E before it
-//! sends barrier E: a task that has passed the barrier sends at once into transaction E
-//! while E-1 commits on the other producer, so no output waits for a commit and none lands
-//! in the transaction being committed. Checkpoints do not overlap (the next one starts
-//! once the last has committed), so transaction E begins only after E-2, the same
-//! producer's last, has committed, and offsets are committed in order. A commit that fails
-//! for any other reason than a retriable one aborts the transaction and stops the process
-//! with an error: the restart restores state and offsets from the last commit, which is the
-//! only state known to be consistent.
+//! charting; a task that has passed barrier E sends nothing until transaction E has begun
+//! (the gate), so no output of a later record lands in the transaction being committed. A
+//! commit that fails for any other reason than a retriable one aborts the transaction and
+//! stops the process with an error: the restart restores state and offsets from the last
+//! commit, which is the only state known to be consistent.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,8 +68,8 @@ enum Work {
     Records(Batch, Instant, OwnedSemaphorePermit),
     /// Checkpoint barrier: write changelog records for changed state and reply with the next
     /// offset to consume (after every earlier output is acknowledged, in at-least-once).
-    /// The epoch is the transaction that outputs after the barrier belong to (already
-    /// begun when the barrier is sent).
+    /// The epoch is the transaction that outputs after the barrier belong to: the task
+    /// sends nothing more until that transaction has begun (the gate reaches it).
     Checkpoint(CheckpointSender, u64),
 }
 
@@ -111,6 +105,10 @@ struct Shared {
     mode: DeliveryMode,
     /// The first fatal error of a task (a refused send, a failed delivery).
     fatal: Mutex<Option<RunError>>,
+    /// The epoch of the open transaction (exactly-once): a task that has passed the barrier
+    /// of epoch E waits for the gate to reach E before it sends again, so a commit runs
+    /// while the tasks go on processing, and no output lands in the wrong transaction.
+    gate: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -270,7 +268,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
     if mode == DeliveryMode::ExactlyOnce {
         tracing::info!(transactional_id, "initialising transactions");
         sink.init_transactions(TXN_TIMEOUT)?;
-        sink.begin_transaction(0)?;
+        sink.begin_transaction()?;
     }
     let mut restore_props = config.kafka.common_properties();
     restore_props.extend([
@@ -293,6 +291,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         sink,
         mode,
         fatal: Mutex::new(None),
+        gate: tokio::sync::watch::Sender::new(0),
     });
     let coordinator = Arc::new(Mutex::new(Coordinator {
         shared: shared.clone(),
@@ -384,11 +383,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
                 let _ = handle.join();
             }
             if mode == DeliveryMode::ExactlyOnce {
-                // The open transaction, and the one before it if its commit failed (an
-                // abort of a transaction that has ended is refused, which is fine).
-                for epoch in [c.epoch, c.epoch.saturating_sub(1)] {
-                    let _ = shared.sink.abort_transaction(epoch, TXN_TIMEOUT);
-                }
+                let _ = shared.sink.abort_transaction(TXN_TIMEOUT);
             }
             c.stop_workers();
             Err(e)
@@ -431,15 +426,10 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Begins the next transaction (exactly-once) and sends its checkpoint barrier to every
-    /// task (in queue order, after every record dispatched so far); returns where their
-    /// answers will arrive. The transaction before it must have ended on its producer:
-    /// callers finish the checkpoint in flight first.
-    fn barrier(&mut self) -> Result<Vec<(Tp, ReplyReceiver)>, RunError> {
+    /// Sends the checkpoint barrier to every task (in queue order, after every record
+    /// dispatched so far) and returns where their answers will arrive.
+    fn barrier(&mut self) -> Vec<(Tp, std_mpsc::Receiver<Result<CheckpointReply, RunError>>)> {
         self.epoch += 1;
-        if self.shared.mode == DeliveryMode::ExactlyOnce {
-            self.shared.sink.begin_transaction(self.epoch)?;
-        }
         let mut replies = Vec::with_capacity(self.workers.len());
         for (tp, worker) in &self.workers {
             let (tx, rx) = std_mpsc::sync_channel(1);
@@ -453,7 +443,7 @@ impl Coordinator {
         }
         self.uncheckpointed = 0;
         self.last_checkpoint = Instant::now();
-        Ok(replies)
+        replies
     }
 
     /// Starts a checkpoint whose commit runs on its own thread while the tasks go on.
@@ -462,7 +452,7 @@ impl Coordinator {
         consumer: &BaseConsumer<C>,
     ) -> Result<(), RunError> {
         let group = self.group_metadata(consumer)?;
-        let replies = self.barrier()?;
+        let replies = self.barrier();
         let (shared, epoch) = (self.shared.clone(), self.epoch);
         let handle = std::thread::Builder::new()
             .name("spcvm-commit".into())
@@ -495,7 +485,7 @@ impl Coordinator {
         self.finish_in_flight(consumer)?;
         let started = Instant::now();
         let group = self.group_metadata(consumer)?;
-        let replies = self.barrier()?;
+        let replies = self.barrier();
         let completed = complete(&self.shared, replies, self.epoch, group.as_ref())?;
         self.finished(consumer, completed, started, CommitMode::Sync)
     }
@@ -550,9 +540,10 @@ impl Coordinator {
             {
                 // A commit refused during the rebalance (some brokers fence the old
                 // generation first): the work since the last commit is aborted and will be
-                // redone by the partitions' next owner, from the restored state. The next
-                // transaction is already open (and empty: the tasks have stopped).
+                // redone by the partitions' next owner, from the restored state.
                 tracing::warn!(error = %e, "commit during revoke failed; transaction aborted");
+                self.shared.sink.begin_transaction()?;
+                self.shared.gate.send_replace(self.epoch);
                 Ok(())
             }
             Err(e) => Err(e),
@@ -602,7 +593,6 @@ impl Coordinator {
                 tp.clone(),
                 processor,
                 rx,
-                self.epoch,
             ));
             let room = Arc::new(Semaphore::new(capacity));
             self.workers.insert(tp, Worker { tx, room, task });
@@ -782,12 +772,12 @@ struct Completed {
 }
 
 /// Collects the tasks' answers to the barrier of `epoch`; in exactly-once, commits the
-/// transaction before it (`epoch - 1`, whose outputs came before the barrier) with their
-/// offsets. A commit that cannot be retried aborts that transaction (unless the producer is
-/// fenced) and returns the error.
+/// transaction with their offsets, begins the next one and opens the gate to it. A commit
+/// that cannot be retried aborts the transaction (unless the producer is fenced) and
+/// returns the error.
 fn complete(
     shared: &Shared,
-    replies: Vec<(Tp, ReplyReceiver)>,
+    replies: Vec<(Tp, std_mpsc::Receiver<Result<CheckpointReply, RunError>>)>,
     epoch: u64,
     group: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
 ) -> Result<Completed, RunError> {
@@ -815,13 +805,9 @@ fn complete(
     let answered = started.elapsed();
     if let Some(group) = group {
         let metrics = &shared.job.metrics;
-        let committing = epoch - 1;
         let mut attempt = 0;
         loop {
-            match shared
-                .sink
-                .commit_transaction(committing, &offsets, group, TXN_TIMEOUT)
-            {
+            match shared.sink.commit_transaction(&offsets, group, TXN_TIMEOUT) {
                 Ok(()) => break,
                 Err(e) if e.is_retriable() && attempt < COMMIT_RETRIES => {
                     attempt += 1;
@@ -830,17 +816,21 @@ fn complete(
                 Err(e) => {
                     metrics.transactions.with_label_values(&["aborted"]).inc();
                     if !e.is_fatal() {
-                        let _ = shared.sink.abort_transaction(committing, TXN_TIMEOUT);
+                        let _ = shared.sink.abort_transaction(TXN_TIMEOUT);
                     }
                     return Err(e.into());
                 }
             }
         }
         metrics.transactions.with_label_values(&["committed"]).inc();
+        let committed = started.elapsed();
+        shared.sink.begin_transaction()?;
+        shared.gate.send_replace(epoch);
         tracing::debug!(
-            epoch = committing,
+            epoch,
             answered_ms = answered.as_secs_f64() * 1e3,
-            committed_ms = started.elapsed().as_secs_f64() * 1e3,
+            committed_ms = committed.as_secs_f64() * 1e3,
+            begun_ms = started.elapsed().as_secs_f64() * 1e3,
             "transaction committed"
         );
     } else {
@@ -860,10 +850,10 @@ async fn partition_task(
     tp: Tp,
     mut processor: PartitionProcessor,
     mut rx: mpsc::Receiver<Work>,
-    epoch: u64,
 ) {
     let mut task = PartitionTask {
-        epoch,
+        gate: shared.gate.subscribe(),
+        required_epoch: *shared.gate.borrow(),
         shared: shared.clone(),
         tp,
         next_offset: None,
@@ -889,7 +879,7 @@ async fn partition_task(
                     }
                     Some(Work::Checkpoint(reply, epoch)) => {
                         let result = task.checkpoint(&mut processor, reply).await;
-                        task.epoch = epoch;
+                        task.required_epoch = epoch;
                         result
                     }
                 };
@@ -920,13 +910,11 @@ struct Acked {
 /// Where a task answers a checkpoint barrier.
 type CheckpointSender = std_mpsc::SyncSender<Result<CheckpointReply, RunError>>;
 
-/// Where the coordinator reads a task's answer to a checkpoint barrier.
-type ReplyReceiver = std_mpsc::Receiver<Result<CheckpointReply, RunError>>;
-
 struct PartitionTask {
-    /// The transaction this task's next outputs belong to (exactly-once; begun before
-    /// the barrier that moved the task to it was sent).
-    epoch: u64,
+    /// Sends wait for this to reach `required_epoch` (exactly-once).
+    gate: tokio::sync::watch::Receiver<u64>,
+    /// The transaction this task's next outputs belong to.
+    required_epoch: u64,
     shared: Arc<Shared>,
     tp: Tp,
     /// Next offset to consume once everything before it is safe.
@@ -936,6 +924,20 @@ struct PartitionTask {
 }
 
 impl PartitionTask {
+    /// Waits until the transaction this task's outputs belong to has begun.
+    async fn gate_open(&mut self) -> Result<(), RunError> {
+        if self.shared.mode == DeliveryMode::ExactlyOnce
+            && *self.gate.borrow() < self.required_epoch
+        {
+            let required = self.required_epoch;
+            self.gate
+                .wait_for(|open| *open >= required)
+                .await
+                .map_err(|_| RunError::Kafka("the transaction gate closed".into()))?;
+        }
+        Ok(())
+    }
+
     /// Processes a batch of messages, then queues one future for all their deliveries.
     async fn records(
         &mut self,
@@ -977,41 +979,32 @@ impl PartitionTask {
                 }
                 if let Some(reason) = super::non_finite(&record) {
                     job.metrics.dead_letter("non_finite");
+                    self.gate_open().await?;
                     deliveries.push((
                         Output::DeadLetter,
-                        Self::dead_letter(
-                            &self.shared,
-                            self.epoch,
-                            &self.tp,
-                            message,
-                            "non_finite",
-                            &reason,
-                        )
-                        .await?,
+                        Self::dead_letter(&self.shared, &self.tp, message, "non_finite", &reason)
+                            .await?,
                     ));
                 }
                 let stats = processor.process(&record, &mut self.alerts);
                 record_stats(&job.metrics, &stats);
+                if !self.alerts.is_empty() {
+                    self.gate_open().await?;
+                }
                 for alert in self.alerts.drain(..) {
                     job.metrics.record_alert(&alert);
-                    deliveries.push((Output::Alert, sink.send_alert(self.epoch, &alert).await?));
+                    deliveries.push((Output::Alert, sink.send_alert(&alert).await?));
                     alert_count += 1;
                 }
             }
             Err(e) => {
                 job.metrics.decode_failure(e.kind());
                 job.metrics.dead_letter(e.kind());
+                self.gate_open().await?;
                 deliveries.push((
                     Output::DeadLetter,
-                    Self::dead_letter(
-                        &self.shared,
-                        self.epoch,
-                        &self.tp,
-                        message,
-                        e.kind(),
-                        &e.to_string(),
-                    )
-                    .await?,
+                    Self::dead_letter(&self.shared, &self.tp, message, e.kind(), &e.to_string())
+                        .await?,
                 ));
             }
         }
@@ -1022,7 +1015,6 @@ impl PartitionTask {
     /// the task, whose ack queue is not `Sync`).
     async fn dead_letter(
         shared: &Shared,
-        epoch: u64,
         tp: &Tp,
         message: &BatchMessage<'_>,
         kind: &str,
@@ -1032,19 +1024,16 @@ impl PartitionTask {
         tracing::debug!(topic = %tp.0, partition = tp.1, offset = message.offset, kind, error, "dead letter");
         Ok(shared
             .sink
-            .send_dead_letter(
-                epoch,
-                &DeadLetter {
-                    key: message.key,
-                    payload: message.payload,
-                    headers: &headers,
-                    topic: &tp.0,
-                    partition: tp.1,
-                    offset: message.offset,
-                    kind,
-                    error,
-                },
-            )
+            .send_dead_letter(&DeadLetter {
+                key: message.key,
+                payload: message.payload,
+                headers: &headers,
+                topic: &tp.0,
+                partition: tp.1,
+                offset: message.offset,
+                kind,
+                error,
+            })
             .await?)
     }
 
@@ -1102,11 +1091,12 @@ impl PartitionTask {
         processor: &mut PartitionProcessor,
     ) -> Result<CheckpointReply, RunError> {
         // The changelog records belong to the transaction this task is filling.
+        self.gate_open().await?;
         let sink = &self.shared.sink;
         let mut deliveries = Vec::new();
         for record in processor.checkpoint() {
             let delivery = sink
-                .send_state(self.epoch, self.tp.1, &record.key, &record.value)
+                .send_state(self.tp.1, &record.key, &record.value)
                 .await?;
             deliveries.push((Output::State, delivery));
         }
