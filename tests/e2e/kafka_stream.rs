@@ -39,11 +39,36 @@ fn streamed_alerts_equal_the_backtest() {
     assert!(job.terminate(Duration::from_secs(30)), "{}", job.log_text());
     let streamed = setup.alerts();
     assert_same_alerts(&streamed, &expected);
-    // Alerts are keyed by tool.
-    let raw = read_all(&setup.bootstrap, &setup.alerts);
+    // Alerts are keyed by tool, and a tool's alerts are in its partition in the order they
+    // were raised: first firings by event time, each closing update after its first
+    // firing.
+    let mut raw = read_all(&setup.bootstrap, &setup.alerts);
+    raw.sort_by_key(|m| (m.partition, m.offset));
+    let mut last_first_firing: std::collections::HashMap<String, i64> = Default::default();
+    let mut fired = std::collections::HashSet::new();
     for m in &raw {
         let alert = spcvm_schemas::decode_alert_json(&m.payload).unwrap();
         assert_eq!(m.key.as_deref(), Some(alert.tool_id.as_bytes()));
+        if alert.repeats == 0 {
+            let last = last_first_firing
+                .entry(alert.tool_id.clone())
+                .or_insert(i64::MIN);
+            assert!(
+                alert.event_time >= *last,
+                "alert of {} at {} after one at {} (offset {})",
+                alert.tool_id,
+                alert.event_time,
+                last,
+                m.offset
+            );
+            *last = alert.event_time;
+            fired.insert(alert.alert_id);
+        } else {
+            assert!(
+                fired.contains(&alert.alert_id),
+                "closing update before its first firing: {alert:?}"
+            );
+        }
     }
     // The changelog holds one record per (tool, recipe) plus one per partition.
     let changelog = read_all(&setup.bootstrap, &setup.changelog());
