@@ -512,6 +512,56 @@ fn committed_reached(watcher: &BaseConsumer, topic: &str, highs: &[(i32, i64)]) 
 // ------------------------------------------------------------------------------ the job
 
 /// A running `spcvm run`, killed on drop.
+/// CPU time (user and system, all threads, exited ones included) process `pid` has used,
+/// from `/proc/PID/stat` in Linux's clock ticks of 1/100 s; `None` where that cannot be
+/// read.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (in parentheses, which may hold spaces) start with
+    // the third; utime and stime are the 14th and 15th.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
+    Some((ticks(14)? + ticks(15)?) / 100.0)
+}
+
+/// The process listening on the port of the first bootstrap server on this machine (the
+/// broker, to count its CPU time): the socket's inode from `/proc/net/tcp{,6}`, then the
+/// process holding it. `None` when it is elsewhere or cannot be seen.
+fn listener_pid(bootstrap: &str) -> Option<u32> {
+    let port: u16 = bootstrap
+        .split(',')
+        .next()?
+        .rsplit(':')
+        .next()?
+        .parse()
+        .ok()?;
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+                // State 0A is LISTEN; the inode is the tenth field.
+                (local_port == port && *f.get(3)? == "0A")
+                    .then(|| f.get(9).map(|i| i.to_string()))?
+            })
+        })?;
+    let socket = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+            fds.flatten()
+                .any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == socket.as_str())
+                })
+                .then_some(pid)
+        })
+}
+
 struct Job {
     child: Child,
     log: PathBuf,
@@ -581,17 +631,10 @@ impl Job {
         }
     }
 
-    /// CPU time (user and system, all threads, exited ones included) the job's process has
-    /// used, from `/proc/PID/stat` in Linux's clock ticks of 1/100 s; `None` where that
-    /// cannot be read. (With `--spcvm` a wrapper that forks, such as `perf record`, this is
-    /// the wrapper's own time.)
+    /// CPU seconds the job's process has used (see [`cpu_secs`]). With `--spcvm` a wrapper
+    /// that forks, such as `perf record`, this is the wrapper's own time.
     fn cpu_secs(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // The fields after the command name (in parentheses, which may hold spaces) start
-        // with the third; utime and stime are the 14th and 15th.
-        let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
-        Some((ticks(14)? + ticks(15)?) / 100.0)
+        cpu_secs(self.child.id())
     }
 
     fn scrape(&self) -> Result<String> {
@@ -892,7 +935,19 @@ struct Throughput {
 }
 
 /// (a) of the throughput phase: a bare consumer drains the input.
-fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<(u64, u64, f64)> {
+/// What [`drain_bare`] measured.
+struct BareDrain {
+    records: u64,
+    bytes: u64,
+    /// Seconds from the first message to the last.
+    secs: f64,
+    /// CPU seconds this process used from the first message to the end.
+    cpu_secs: Option<f64>,
+    /// CPU seconds the broker used meanwhile.
+    broker_cpu_secs: Option<f64>,
+}
+
+fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<BareDrain> {
     let c = consumer(&setup.bootstrap, &unique("bench-bare"), true)?;
     let mut tpl = TopicPartitionList::new();
     let mut pending = 0;
@@ -906,6 +961,8 @@ fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<(u64, u64, f64)> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let (mut first, mut last) = (None, Instant::now());
     let (mut count, mut bytes) = (0u64, 0u64);
+    let mut cpu_first = (None, None);
+    let broker = listener_pid(&setup.bootstrap);
     while pending > 0 {
         ensure!(Instant::now() < deadline, "the bare consumer timed out");
         match c.poll(Duration::from_millis(100)) {
@@ -914,7 +971,10 @@ fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<(u64, u64, f64)> {
             Some(Err(e)) => bail!("bare consumer: {e}"),
             Some(Ok(m)) => {
                 let now = Instant::now();
-                first.get_or_insert(now);
+                if first.is_none() {
+                    first = Some(now);
+                    cpu_first = (cpu_secs(std::process::id()), broker.and_then(cpu_secs));
+                }
                 last = now;
                 count += 1;
                 bytes += m.payload().map_or(0, <[u8]>::len) as u64;
@@ -922,7 +982,16 @@ fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<(u64, u64, f64)> {
         }
     }
     let first = first.context("the bare consumer read nothing")?;
-    Ok((count, bytes, (last - first).as_secs_f64()))
+    let since = |start: Option<f64>, pid: Option<u32>| {
+        start.zip(pid.and_then(cpu_secs)).map(|(a, b)| b - a)
+    };
+    Ok(BareDrain {
+        records: count,
+        bytes,
+        secs: (last - first).as_secs_f64(),
+        cpu_secs: since(cpu_first.0, Some(std::process::id())),
+        broker_cpu_secs: since(cpu_first.1, broker),
+    })
 }
 
 /// (b) of the throughput phase: the job from its first consumed message to all committed.
@@ -938,6 +1007,7 @@ fn job_throughput(
     let started = Instant::now();
     let mut job = Job::start(&opts.spcvm, &config, setup.dir.join("job.log"))?;
     job.wait_addr(Duration::from_secs(30))?;
+    let broker = listener_pid(&setup.bootstrap);
     let consumed_label = format!("topic=\"{}\"", setup.input);
     let consumed = |text: &str| metric_sum(text, "spcvm_messages_consumed_total", &consumed_label);
     let n = opts.records as f64;
@@ -947,7 +1017,11 @@ fn job_throughput(
         job.check_running()?;
         let c = consumed(&job.scrape()?);
         if c > 0.0 {
-            break (Instant::now(), c, job.cpu_secs());
+            break (
+                Instant::now(),
+                c,
+                (job.cpu_secs(), broker.and_then(cpu_secs)),
+            );
         }
         ensure!(
             Instant::now() < deadline,
@@ -974,7 +1048,7 @@ fn job_throughput(
             }
         }
         if all_consumed.is_some() && committed_reached(watcher, &setup.input, highs) {
-            break (Instant::now(), job.cpu_secs());
+            break (Instant::now(), (job.cpu_secs(), broker.and_then(cpu_secs)));
         }
         ensure!(
             Instant::now() < deadline,
@@ -991,7 +1065,8 @@ fn job_throughput(
         rate_consumed: all_consumed.map(|t| remaining / (t - t0).as_secs_f64()),
         rate_committed: remaining / (t_end - t0).as_secs_f64(),
         join_secs,
-        cpu_secs: cpu0.zip(cpu1).map(|(a, b)| b - a),
+        cpu_secs: cpu0.0.zip(cpu1.0).map(|(a, b)| b - a),
+        broker_cpu_secs: cpu0.1.zip(cpu1.1).map(|(a, b)| b - a),
     };
     Ok((job, timings, metrics))
 }
@@ -1008,6 +1083,8 @@ struct JobTimings {
     join_secs: f64,
     /// CPU seconds the job used in the measured interval.
     cpu_secs: Option<f64>,
+    /// CPU seconds the broker used in the measured interval.
+    broker_cpu_secs: Option<f64>,
 }
 
 /// Least time between two scrapes of the job's `/metrics` in the throughput phase.
@@ -1337,7 +1414,8 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
     }
 
     eprintln!("(a) bare consumer draining the input ...");
-    let (bare_records, bare_bytes, bare_secs) = drain_bare(setup, &highs)?;
+    let bare = drain_bare(setup, &highs)?;
+    let (bare_records, bare_bytes, bare_secs) = (bare.records, bare.bytes, bare.secs);
     ensure!(
         bare_records == opts.records as u64,
         "the bare consumer read {bare_records} records, not {}",
@@ -1424,6 +1502,34 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
             cpu / measured,
             1e6 * cpu / (opts.records as f64 - tp.job_first_seen),
             std::thread::available_parallelism().map_or(0, usize::from)
+        );
+    }
+    let per_record = |cpu: f64, records: f64, secs: f64| {
+        format!(
+            "{cpu:.2} s ({:.2} cores), {:.1} µs per record",
+            cpu / secs,
+            1e6 * cpu / records
+        )
+    };
+    if let Some(cpu) = bare.cpu_secs {
+        let records = tp.bare_records as f64;
+        println!(
+            "bare consumer CPU (the bench process) while draining: {}",
+            per_record(cpu, records, tp.bare_secs)
+        );
+    }
+    if let Some(cpu) = bare.broker_cpu_secs {
+        let records = tp.bare_records as f64;
+        println!(
+            "broker CPU while the bare consumer drained: {}",
+            per_record(cpu, records, tp.bare_secs)
+        );
+    }
+    if let Some(cpu) = timings.broker_cpu_secs {
+        let records = opts.records as f64 - tp.job_first_seen;
+        println!(
+            "broker CPU over the job's measured interval: {}",
+            per_record(cpu, records, measured)
         );
     }
     println!();
