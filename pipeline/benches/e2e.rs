@@ -941,10 +941,13 @@ struct BareDrain {
     bytes: u64,
     /// Seconds from the first message to the last.
     secs: f64,
-    /// CPU seconds this process used from the first message to the end.
+    /// CPU seconds this process used from the first message to the end of every
+    /// partition (which some brokers report well after the last message).
     cpu_secs: Option<f64>,
     /// CPU seconds the broker used meanwhile.
     broker_cpu_secs: Option<f64>,
+    /// Seconds from the first message to the end of every partition.
+    cpu_window_secs: f64,
 }
 
 fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<BareDrain> {
@@ -982,6 +985,7 @@ fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<BareDrain> {
         }
     }
     let first = first.context("the bare consumer read nothing")?;
+    let cpu_window_secs = first.elapsed().as_secs_f64();
     let since = |start: Option<f64>, pid: Option<u32>| {
         start.zip(pid.and_then(cpu_secs)).map(|(a, b)| b - a)
     };
@@ -991,6 +995,7 @@ fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<BareDrain> {
         secs: (last - first).as_secs_f64(),
         cpu_secs: since(cpu_first.0, Some(std::process::id())),
         broker_cpu_secs: since(cpu_first.1, broker),
+        cpu_window_secs,
     })
 }
 
@@ -1515,14 +1520,14 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
         let records = tp.bare_records as f64;
         println!(
             "bare consumer CPU (the bench process) while draining: {}",
-            per_record(cpu, records, tp.bare_secs)
+            per_record(cpu, records, bare.cpu_window_secs)
         );
     }
     if let Some(cpu) = bare.broker_cpu_secs {
         let records = tp.bare_records as f64;
         println!(
             "broker CPU while the bare consumer drained: {}",
-            per_record(cpu, records, tp.bare_secs)
+            per_record(cpu, records, bare.cpu_window_secs)
         );
     }
     if let Some(cpu) = timings.broker_cpu_secs {
