@@ -19,7 +19,10 @@
 //!    start, group join and the (empty) restore are therefore outside the measured
 //!    interval. The end offsets come from the producer's delivery reports, not
 //!    ListOffsets: tansu answers the last batch's base offset + 1 there (the bench prints a
-//!    note when the two differ).
+//!    note when the two differ). Both (a) and (b) also print CPU time per record from
+//!    `/proc/PID/stat`: the bench process's while it drains, the job's over its measured
+//!    interval, and the broker's in both (the process listening on the bootstrap port, when
+//!    it runs on this machine).
 //! 2. **Latency.** With the job caught up, records are produced at a paced rate (default
 //!    10,000/s for 10 s) while a read_committed consumer reads the alert topic. Reported:
 //!    (1) the job's own `spcvm_processing_latency_seconds` histogram (receipt of a record to

