@@ -239,6 +239,13 @@ impl KafkaSink {
 
     /// Sends `alert` to the alert topic, keyed by its tool.
     ///
+    /// The record's Kafka timestamp is the time of sending (librdkafka's default), not the
+    /// alert's event time, which the payload carries: the topic's time-based retention would
+    /// otherwise delete the alerts of a replay of older telemetry at the next segment roll
+    /// (it did, in the rebalance test, whose telemetry is months old), and brokers refuse
+    /// timestamps too far ahead (`message.timestamp.after.max.ms`, one hour by default since
+    /// Kafka 3.6), so a tool clock running ahead would stop the job.
+    ///
     /// # Errors
     ///
     /// [`KafkaSinkError::Send`] when librdkafka refuses the message.
@@ -252,8 +259,7 @@ impl KafkaSink {
             })?;
         let record = FutureRecord::to(&self.topics.alerts)
             .key(alert.tool_id.as_bytes())
-            .payload(payload.as_slice())
-            .timestamp(alert.event_time);
+            .payload(payload.as_slice());
         self.send(record).await
     }
 

@@ -11,6 +11,10 @@ use common::*;
 
 #[test]
 fn streamed_alerts_equal_the_backtest() {
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let mut setup = Setup::new(bootstrap(), "stream", 3);
     setup.queue_capacity = 5;
     let records = telemetry(6, 320, 7);
@@ -49,6 +53,14 @@ fn streamed_alerts_equal_the_backtest() {
     for m in &raw {
         let alert = spcvm_schemas::decode_alert_json(&m.payload).unwrap();
         assert_eq!(m.key.as_deref(), Some(alert.tool_id.as_bytes()));
+        // Stamped when sent, not with the (months old) event time, which time-based
+        // retention would delete at the next segment roll.
+        assert!(
+            m.timestamp.is_some_and(|t| t >= started_ms),
+            "alert record timestamp {:?} is before the test began ({started_ms}); event time {}",
+            m.timestamp,
+            alert.event_time
+        );
         if alert.repeats == 0 {
             let last = last_first_firing
                 .entry(alert.tool_id.clone())

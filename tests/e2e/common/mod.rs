@@ -355,6 +355,8 @@ pub struct Read {
     pub payload: Vec<u8>,
     /// Headers.
     pub headers: BTreeMap<String, String>,
+    /// The record's timestamp, milliseconds since the epoch, if it has one.
+    pub timestamp: Option<i64>,
 }
 
 fn plain_consumer(bootstrap: &str, group: Option<&str>) -> BaseConsumer {
@@ -412,6 +414,7 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Read> {
             Some(Ok(m)) => out.push(Read {
                 partition: m.partition(),
                 offset: m.offset(),
+                timestamp: m.timestamp().to_millis(),
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().unwrap_or_default().to_vec(),
                 headers: m
