@@ -925,18 +925,6 @@ listen = "127.0.0.1:0"
 
 // ------------------------------------------------------------------------------ phases
 
-struct Throughput {
-    bare_records: u64,
-    bare_bytes: u64,
-    bare_secs: f64,
-    job_first_seen: f64,
-    job_rate_consumed: Option<f64>,
-    job_rate_committed: f64,
-    join_secs: f64,
-    /// CPU seconds the job used from the start of the measured interval to its end.
-    job_cpu_secs: Option<f64>,
-}
-
 /// (a) of the throughput phase: a bare consumer drains the input.
 /// What [`drain_bare`] measured.
 struct BareDrain {
@@ -1423,27 +1411,17 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
 
     eprintln!("(a) bare consumer draining the input ...");
     let bare = drain_bare(setup, &highs)?;
-    let (bare_records, bare_bytes, bare_secs) = (bare.records, bare.bytes, bare.secs);
     ensure!(
-        bare_records == opts.records as u64,
-        "the bare consumer read {bare_records} records, not {}",
+        bare.records == opts.records as u64,
+        "the bare consumer read {} records, not {}",
+        bare.records,
         opts.records
     );
     eprintln!("(b) spcvm run ...");
     let watcher = consumer(&setup.bootstrap, &setup.group, false)?;
     let (mut job, timings, tp_metrics) = job_throughput(setup, opts, &highs, &watcher)?;
-    let tp = Throughput {
-        bare_records,
-        bare_bytes,
-        bare_secs,
-        job_first_seen: timings.first_seen,
-        job_rate_consumed: timings.rate_consumed,
-        job_rate_committed: timings.rate_committed,
-        join_secs: timings.join_secs,
-        job_cpu_secs: timings.cpu_secs,
-    };
-    let bare_rate = (tp.bare_records - 1) as f64 / tp.bare_secs;
-    let ratio = tp.job_rate_committed / bare_rate;
+    let bare_rate = (bare.records - 1) as f64 / bare.secs;
+    let ratio = timings.rate_committed / bare_rate;
 
     eprintln!(
         "latency phase: {} records/s for {} s ...",
@@ -1468,27 +1446,30 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
     println!(
         "| bare rdkafka BaseConsumer (read_committed, assign) | {} | first to last message: {:.3} s, {:.0} MiB/s |",
         thousands(bare_rate),
-        tp.bare_secs,
-        tp.bare_bytes as f64 / 1048576.0 / tp.bare_secs
+        bare.secs,
+        bare.bytes as f64 / 1048576.0 / bare.secs
     );
     println!(
         "| `spcvm run` ({}), all consumed | {} | first scrape with a consumed message ({} consumed then; {:.2} s after start) to all consumed |",
         opts.mode,
-        tp.job_rate_consumed.map_or_else(|| "n/a".into(), thousands),
-        thousands(tp.job_first_seen),
-        tp.join_secs
+        timings
+            .rate_consumed
+            .map_or_else(|| "n/a".into(), thousands),
+        thousands(timings.first_seen),
+        timings.join_secs
     );
     println!(
         "| **`spcvm run` ({}), all committed** | **{}** | same start to the group's committed offsets at the end offsets |",
         opts.mode,
-        thousands(tp.job_rate_committed)
+        thousands(timings.rate_committed)
     );
     println!(
         "| **ratio job / bare** | **{:.0} %** | target >= 70 %: {} |",
         ratio * 100.0,
         if ratio >= 0.7 { "met" } else { "NOT met" }
     );
-    let measured = (opts.records as f64 - tp.job_first_seen) / tp.job_rate_committed;
+    let job_records = opts.records as f64 - timings.first_seen;
+    let measured = job_records / timings.rate_committed;
     let (n_ckpt, ckpt_secs) = checkpoints("", &tp_metrics);
     println!(
         "job during the throughput phase: {} checkpoints taking {:.2} s in all ({:.0} % of the \
@@ -1501,44 +1482,40 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
         metric_sum(&tp_metrics, "spcvm_transactions_total", "committed"),
         thousands(metric_sum(&tp_metrics, "spcvm_alerts_total", ""))
     );
-    if let Some(cpu) = tp.job_cpu_secs {
-        println!(
-            "job CPU over the measured {:.2} s: {:.2} s ({:.2} cores), {:.1} µs per record \
-             (all its threads; the broker and the bench share the machine's {} cores)",
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let job_cpu = format!(
+        "job CPU over the measured {measured:.2} s (all its threads; the broker and the bench \
+         share the machine's {cores} cores)"
+    );
+    let bare_records = bare.records as f64;
+    for (what, cpu, records, secs) in [
+        (job_cpu.as_str(), timings.cpu_secs, job_records, measured),
+        (
+            "bare consumer CPU (the bench process) while draining",
+            bare.cpu_secs,
+            bare_records,
+            bare.cpu_window_secs,
+        ),
+        (
+            "broker CPU while the bare consumer drained",
+            bare.broker_cpu_secs,
+            bare_records,
+            bare.cpu_window_secs,
+        ),
+        (
+            "broker CPU over the job's measured interval",
+            timings.broker_cpu_secs,
+            job_records,
             measured,
-            cpu,
-            cpu / measured,
-            1e6 * cpu / (opts.records as f64 - tp.job_first_seen),
-            std::thread::available_parallelism().map_or(0, usize::from)
-        );
-    }
-    let per_record = |cpu: f64, records: f64, secs: f64| {
-        format!(
-            "{cpu:.2} s ({:.2} cores), {:.1} µs per record",
-            cpu / secs,
-            1e6 * cpu / records
-        )
-    };
-    if let Some(cpu) = bare.cpu_secs {
-        let records = tp.bare_records as f64;
-        println!(
-            "bare consumer CPU (the bench process) while draining: {}",
-            per_record(cpu, records, bare.cpu_window_secs)
-        );
-    }
-    if let Some(cpu) = bare.broker_cpu_secs {
-        let records = tp.bare_records as f64;
-        println!(
-            "broker CPU while the bare consumer drained: {}",
-            per_record(cpu, records, bare.cpu_window_secs)
-        );
-    }
-    if let Some(cpu) = timings.broker_cpu_secs {
-        let records = opts.records as f64 - tp.job_first_seen;
-        println!(
-            "broker CPU over the job's measured interval: {}",
-            per_record(cpu, records, measured)
-        );
+        ),
+    ] {
+        if let Some(cpu) = cpu {
+            println!(
+                "{what}: {cpu:.2} s ({:.2} cores), {:.1} µs per record",
+                cpu / secs,
+                1e6 * cpu / records
+            );
+        }
     }
     println!();
     let achieved = lat.sent as f64 / lat.send_secs;

@@ -5,9 +5,9 @@
 //!
 //! - [`config`]: loads `CHARTS.toml` into a [`spcvm_operators::MonitorConfig`] and a validated
 //!   [`spcvm_operators::SpcMonitor`]; errors name the file, line and key.
-//! - [`input`]: [`input::RecordSource`], telemetry records (lent, or as an iterator) from a JSON-lines
-//!   ([`input::jsonl`]), CSV ([`input::csv`]) or Avro container ([`input::avro`]) file, with
-//!   bad records reported by line or record number.
+//! - [`input`]: [`input::RecordSource`], telemetry records (lent, or as an iterator) from a
+//!   JSON-lines ([`input::jsonl`]), CSV ([`input::csv`]) or Avro container ([`input::avro`])
+//!   file, with bad records reported by line or record number.
 //! - [`backtest`]: the replay loop ([`backtest::run`]) and the whole command
 //!   ([`backtest::execute`]).
 //! - [`report`]: the `--report` JSON document.
