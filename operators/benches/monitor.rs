@@ -6,7 +6,10 @@
 //! the clock with fresh values, so dedup windows open and close as in production. The tools
 //! report round robin, except in the `shuffled` cases, where each round visits them in a
 //! fixed pseudo-random order (their chart states then lie anywhere in memory, not one after
-//! the other); the `batched` case feeds the pass through `SpcMonitor::process_records`. The
+//! the other); the `batched` cases feed the pass through `SpcMonitor::process_records`. The
+//! input is a batch of owned `Telemetry` records (strings and a map on the heap, read from
+//! memory for 100,000 keys) except in the `decoded` cases, which hand the monitor records
+//! as the runtimes do: just decoded, strings borrowed from a buffer still in cache. The
 //! workload is in `benches/workload/`; `examples/monitor_load.rs` replays it for cache
 //! simulation. Run with `cargo bench -p spcvm-operators --bench monitor`.
 
@@ -14,8 +17,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use spcvm_operators::SpcMonitor;
-use spcvm_schemas::Alert;
+use spcvm_operators::{KeyedState, SpcMonitor, SpcState};
+use spcvm_schemas::{Alert, TelemetryView};
 
 mod workload;
 use workload::{PARAMS, Setup};
@@ -51,21 +54,42 @@ fn setup(m: &SpcMonitor, label: &str, tools: usize, batch_len: usize) -> Setup {
     st
 }
 
+/// One record at a time, as `SpcMonitor::process_record` is called without batching.
+fn pass<R: TelemetryView>(
+    m: &SpcMonitor,
+    store: &mut KeyedState<SpcState>,
+    batch: &[R],
+    out: &mut Vec<Alert>,
+) {
+    for r in batch {
+        m.process_record(store, r, out);
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("spc_monitor");
     for (rules, keys, order) in [
         ("all_rules", 1usize, ""),
         ("all_rules", 100_000, ""),
+        ("all_rules", 100_000, "_decoded"),
         ("all_rules", 100_000, "_shuffled"),
         ("all_rules", 100_000, "_shuffled_batched"),
+        ("all_rules", 100_000, "_shuffled_decoded"),
+        ("all_rules", 100_000, "_shuffled_decoded_batched"),
         ("default_rules", 1, ""),
         ("default_rules", 100_000, ""),
+        ("default_rules", 100_000, "_decoded"),
     ] {
         let m = workload::monitor(rules == "all_rules");
-        let (shuffled, batched) = (!order.is_empty(), order.ends_with("batched"));
+        let shuffled = order.contains("shuffled");
+        let batched = order.ends_with("batched");
+        let decoded = order.contains("decoded");
         let tools = keys.div_ceil(PARAMS.len());
+        let ids = workload::tool_ids(if decoded { tools } else { 0 });
+        let mut fresh = Vec::new();
         // One key: 2,000 records (about 600 KB), which stay in cache as a freshly decoded
-        // record would. 100,000 keys: two records per tool, so input and state both miss.
+        // record would. 100,000 keys: two records per tool, so the state misses, and the
+        // input too unless `decoded`.
         let batch_len = (tools * 2).max(2_000);
         let label = format!("{rules}/{keys}_keys{order}");
         // Built on first use, so a filtered run does not pay for the other cases.
@@ -85,12 +109,18 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..iters {
                     // Untimed: move the batch forward in event time, with fresh values.
                     st.advance();
+                    if decoded {
+                        workload::decoded(&st.batch, &ids, &mut fresh);
+                    }
                     let start = Instant::now();
-                    if batched {
-                        m.process_records(&mut st.store, &st.batch, &mut sink);
-                    } else {
-                        for r in &st.batch {
-                            m.process_record(&mut st.store, r, &mut sink);
+                    match (decoded, batched) {
+                        (false, false) => pass(&m, &mut st.store, &st.batch, &mut sink),
+                        (false, true) => {
+                            m.process_records(&mut st.store, &st.batch, &mut sink);
+                        }
+                        (true, false) => pass(&m, &mut st.store, &fresh, &mut sink),
+                        (true, true) => {
+                            m.process_records(&mut st.store, &fresh, &mut sink);
                         }
                     }
                     black_box(sink.len());

@@ -25,7 +25,7 @@
 use std::time::Instant;
 
 use spcvm_operators::{KeyedState, SpcMonitor, SpcState};
-use spcvm_schemas::{Alert, Telemetry};
+use spcvm_schemas::{Alert, TelemetryView};
 
 #[path = "../benches/workload/mod.rs"]
 mod workload;
@@ -69,10 +69,10 @@ mod callgrind {
 /// One pass over the batch: what the bench times (or, `batched`, the same through
 /// [`SpcMonitor::process_records`]).
 #[inline(never)]
-fn timed_pass(
+fn timed_pass<R: TelemetryView>(
     m: &SpcMonitor,
     store: &mut KeyedState<SpcState>,
-    batch: &[Telemetry],
+    batch: &[R],
     out: &mut Vec<Alert>,
     batched: bool,
 ) {
@@ -112,7 +112,7 @@ fn main() {
     let mut all_rules = true;
     let mut passes = 1usize;
     let mut batch = None;
-    let (mut shuffle, mut batched) = (false, false);
+    let (mut shuffle, mut batched, mut decoded) = (false, false, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().expect("option needs a value");
@@ -123,6 +123,7 @@ fn main() {
             "--batch" => batch = Some(val().parse().expect("--batch N")),
             "--shuffle" => shuffle = true,
             "--batched" => batched = true,
+            "--decoded" => decoded = true,
             other => panic!("unknown option {other}"),
         }
     }
@@ -150,18 +151,27 @@ fn main() {
         st.store.overhead_bytes() as f64 / st.store.len().max(1) as f64,
     );
     let mut sink = Vec::new();
+    let ids = workload::tool_ids(tools);
+    let mut fresh = Vec::new();
     let fired = workload::fired(&st.store);
     let measurements = st.batch.len() * workload::PARAMS.len();
     // Nothing else runs between the passes, so the simulated caches see what the bench does.
     callgrind::request(callgrind::START_INSTRUMENTATION);
     for pass in 0..passes {
         st.advance();
+        if decoded {
+            workload::decoded(&st.batch, &ids, &mut fresh);
+        }
         let last = pass + 1 == passes;
         if last {
             callgrind::request(callgrind::TOGGLE_COLLECT);
         }
         let (t, cpu) = (Instant::now(), cpu_ns());
-        timed_pass(&m, &mut st.store, &st.batch, &mut sink, batched);
+        if decoded {
+            timed_pass(&m, &mut st.store, &fresh, &mut sink, batched);
+        } else {
+            timed_pass(&m, &mut st.store, &st.batch, &mut sink, batched);
+        }
         let dt = t.elapsed().as_secs_f64();
         let dcpu = (cpu_ns() - cpu) as f64 / 1e9;
         if last {

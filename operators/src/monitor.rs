@@ -12,8 +12,8 @@ use crate::defaults;
 use crate::operator::KeyedOperator;
 use crate::signal::{Rule, Signal};
 use crate::spc::{Chart, ChartSpec, ChartState, ChartType, SpecError};
+use crate::state::GroupMut;
 use crate::state::{ChartKeyRef, KeyedState, short_eq};
-use crate::state::{GroupMut, Prefetch};
 
 /// Monitor configuration (the `CHARTS.toml` file, or the `[spc]` part of a pipeline config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -447,18 +447,9 @@ impl SpcMonitor {
         records: &[R],
         out: &mut Vec<Alert>,
     ) -> RecordStats {
-        /// Records between the prefetch steps.
-        const AHEAD: usize = 4;
         let mut total = RecordStats::default();
-        let ahead = |i: usize, depth: Prefetch, store: &KeyedState<SpcState>| {
-            if let Some(r) = records.get(i) {
-                store.prefetch(r.tool_id(), r.recipe_id(), depth);
-            }
-        };
         for (i, record) in records.iter().enumerate() {
-            ahead(i + 3 * AHEAD, Prefetch::Slot, store);
-            ahead(i + 2 * AHEAD, Prefetch::Group, store);
-            ahead(i + AHEAD, Prefetch::Entries, store);
+            store.prefetch_ahead(i, |j| records.get(j).map(|r| (r.tool_id(), r.recipe_id())));
             let stats = self.process_record(store, record, out);
             total.routed += stats.routed;
             total.non_finite += stats.non_finite;
@@ -1091,6 +1082,46 @@ mod tests {
         assert_eq!(m.process_records(&mut borrowed, &views, &mut c), stats);
         assert_eq!(a, c);
         assert_eq!(one.sorted(), borrowed.sorted());
+    }
+
+    #[test]
+    fn a_batch_over_more_keys_than_cache_matches_one_at_a_time() {
+        // Enough (tool, recipe) keys that `process_records` prefetches ahead: tools in a
+        // scrambled order, some records for a recipe the tool has not run before (a group
+        // created inside the batch), some with a sample far from the target.
+        let m = monitor(600.0);
+        let tools = crate::state::PREFETCH_MIN_KEYS + 300;
+        let records: Vec<Telemetry> = (0..tools * 6)
+            .map(|i| {
+                let (round, t) = (i / tools, (i % tools) * 7_919 % tools);
+                let beam = if (i * 31) % 211 == 0 {
+                    1.05
+                } else {
+                    1.0 + 0.001 * (i % 7) as f64
+                };
+                let mut r = record(round as i64 * 10, beam);
+                r.tool_id = format!("ION-{t:05}");
+                if round == 4 && t % 5 == 0 {
+                    r.recipe_id = "R2".into();
+                }
+                r
+            })
+            .collect();
+        let (warm, rest) = records.split_at(tools);
+        let (mut one, mut batch) = (KeyedState::default(), KeyedState::default());
+        let (mut a, mut b) = (vec![], vec![]);
+        for r in warm {
+            m.process_record(&mut one, r, &mut a);
+            m.process_record(&mut batch, r, &mut b);
+        }
+        assert!(batch.prefetch_lookahead() > 0, "{} keys", batch.len());
+        for r in rest {
+            m.process_record(&mut one, r, &mut a);
+        }
+        m.process_records(&mut batch, rest, &mut b);
+        assert!(a.len() > 10, "{} alerts", a.len());
+        assert_eq!(a, b);
+        assert_eq!(one.sorted(), batch.sorted());
     }
 
     #[test]

@@ -86,3 +86,42 @@ fn streamed_alerts_equal_the_backtest() {
     let changelog = read_all(&setup.bootstrap, &setup.changelog());
     assert!(!changelog.is_empty());
 }
+
+/// More chart states in one partition than `PREFETCH_MIN_KEYS` (1,400 tools, about 6,300
+/// charts): the partition task then decodes a few messages ahead of the one it processes
+/// and loads their chart states in advance. The alerts still equal the backtest's.
+#[test]
+fn a_partition_holding_thousands_of_charts_gives_the_backtest_alerts() {
+    let setup = Setup::new(bootstrap(), "manykeys", 1);
+    // Each tool sends its three samples in a row, a second apart (event time rises through
+    // the stream), so records that share charts sit next to each other: processed out of
+    // order, their alerts would differ.
+    let mut records = telemetry(700, 3, 11);
+    records.sort_by(|a, b| a.tool_id.cmp(&b.tool_id));
+    let start = records[0].event_time;
+    for (i, r) in records.iter_mut().enumerate() {
+        r.event_time = start + i as i64 * 1_000;
+        // Phase I needs hundreds of points, so with three samples a chart only spec limits
+        // fire: every other RTP tool's gas flow leaves its ±5 sccm specification on its
+        // second and third samples (one alert, then a repeat folded into it).
+        if let Some(v) = r.measurements.get_mut("gas_flow_deviation_sccm")
+            && (i / 3) % 2 == 0
+            && i % 3 > 0
+        {
+            *v = if i % 3 == 1 { 6.0 } else { -7.5 };
+        }
+    }
+    let expected = backtest_alerts(setup.dir.path(), &records);
+    assert!(expected.len() >= 20, "{} backtest alerts", expected.len());
+    setup.produce_telemetry(&records);
+    let config = setup.write_config("job", "exactly_once", "a", "");
+    let mut job = setup.start(&config, "job");
+    setup.wait_caught_up(Duration::from_secs(120), &[&job]);
+    let keys = job.metric("spcvm_keys").unwrap_or(0.0);
+    assert!(
+        keys >= spcvm_operators::state::PREFETCH_MIN_KEYS as f64,
+        "{keys} chart states"
+    );
+    assert!(job.terminate(Duration::from_secs(30)), "{}", job.log_text());
+    assert_same_alerts(&setup.alerts(), &expected);
+}

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use spcvm_operators::{ChartSpec, ChartType, KeyedState, MonitorConfig, SpcMonitor, SpcState};
-use spcvm_schemas::{Alert, Telemetry, ToolType};
+use spcvm_schemas::{Alert, Telemetry, TelemetryView, ToolType};
 
 /// The four charts every record feeds, one per measurement.
 pub const PARAMS: [(&str, ChartType); 4] = [
@@ -175,4 +175,75 @@ pub fn fired(store: &KeyedState<SpcState>) -> u64 {
         .iter()
         .map(|(_, s)| s.chart.fired.iter().map(|&n| u64::from(n)).sum::<u64>())
         .sum()
+}
+
+/// A record as the runtimes hand it to the monitor: decoded a moment ago from a payload that
+/// is still in cache, its strings borrowed from that payload. The bench keeps these in one
+/// array (its strings in one arena), so reading the input costs what reading a freshly
+/// decoded record costs, and the misses left are the chart states'.
+#[derive(Debug, Clone, Copy)]
+pub struct Decoded {
+    tool_id: &'static str,
+    recipe_id: &'static str,
+    event_time: i64,
+    /// Sorted by name, as [`TelemetryView::measurements`] requires.
+    measurements: [(&'static str, f64); 4],
+}
+
+impl TelemetryView for Decoded {
+    fn tool_id(&self) -> &str {
+        self.tool_id
+    }
+    fn tool_type(&self) -> ToolType {
+        ToolType::IonImplant
+    }
+    fn recipe_id(&self) -> &str {
+        self.recipe_id
+    }
+    fn lot_id(&self) -> Option<&str> {
+        None
+    }
+    fn wafer_id(&self) -> Option<&str> {
+        None
+    }
+    fn event_time(&self) -> i64 {
+        self.event_time
+    }
+    fn measurements(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.measurements.iter().copied()
+    }
+    fn measurement(&self, parameter: &str) -> Option<f64> {
+        self.measurements
+            .iter()
+            .find(|(name, _)| *name == parameter)
+            .map(|&(_, v)| v)
+    }
+    fn measurement_count(&self) -> usize {
+        self.measurements.len()
+    }
+}
+
+/// The tool ids of `tools` tools, in one leaked arena (bench setup only).
+pub fn tool_ids(tools: usize) -> Vec<&'static str> {
+    let arena: &'static str = (0..tools)
+        .map(|t| format!("TOOL-{t:06}"))
+        .collect::<String>()
+        .leak();
+    (0..tools).map(|t| &arena[t * 11..(t + 1) * 11]).collect()
+}
+
+/// `batch` as [`Decoded`] records, into `out` (cleared first).
+pub fn decoded(batch: &[Telemetry], ids: &[&'static str], out: &mut Vec<Decoded>) {
+    out.clear();
+    out.extend(batch.iter().map(|r| {
+        let tool: usize = r.tool_id[5..].parse().expect("bench tool id");
+        let mut measurements = PARAMS.map(|(p, _)| (p, r.measurements[p]));
+        measurements.sort_by(|a, b| a.0.cmp(b.0));
+        Decoded {
+            tool_id: ids[tool],
+            recipe_id: "RCP",
+            event_time: r.event_time,
+            measurements,
+        }
+    }));
 }

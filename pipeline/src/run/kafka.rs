@@ -25,7 +25,7 @@
 //! stops the process with an error: the restart restores state and offsets from the last
 //! commit, which is the only state known to be consistent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
@@ -947,8 +947,30 @@ impl PartitionTask {
     ) -> Result<(), RunError> {
         let mut deliveries = Vec::new();
         let mut alerting = 0;
-        for message in batch.iter() {
-            if self.record(processor, &message, &mut deliveries).await? > 0 {
+        let job = self.shared.job.clone();
+        // Messages are decoded a few ahead of the one processed when the partition's charts
+        // outgrow the cache, so that their chart states can be loaded in advance.
+        let mut messages = batch.iter();
+        let mut window = VecDeque::new();
+        loop {
+            while window.len() <= processor.lookahead()
+                && let Some(message) = messages.next()
+            {
+                let decoded = decode_with_retry(&job, message.payload.unwrap_or_default()).await;
+                window.push_back((message, decoded));
+            }
+            let Some((message, decoded)) = window.pop_front() else {
+                break;
+            };
+            processor.prefetch_ahead(|j| match window.get(j.wrapping_sub(1)) {
+                Some((_, Ok(r))) => Some((r.tool_id.as_ref(), r.recipe_id.as_ref())),
+                _ => None,
+            });
+            if self
+                .record(processor, &message, decoded, &mut deliveries)
+                .await?
+                > 0
+            {
                 alerting += 1;
             }
             self.next_offset = Some(message.offset + 1);
@@ -958,17 +980,17 @@ impl PartitionTask {
         Ok(())
     }
 
-    /// Processes one message, adding its outputs' deliveries; returns its alert count.
+    /// Processes one decoded message, adding its outputs' deliveries; returns its alert
+    /// count.
     async fn record(
         &mut self,
         processor: &mut PartitionProcessor,
         message: &BatchMessage<'_>,
+        decoded: Result<TelemetryRef<'_>, crate::decode::DecodeError>,
         deliveries: &mut Vec<(Output, rdkafka::producer::DeliveryFuture)>,
     ) -> Result<usize, RunError> {
         let shared = self.shared.clone();
         let (job, sink) = (&shared.job, &shared.sink);
-        let payload = message.payload.unwrap_or_default();
-        let decoded = decode_with_retry(job, payload).await;
         let mut alert_count = 0;
         match decoded {
             Ok(record) => {

@@ -75,6 +75,20 @@ impl PartitionProcessor {
         stats
     }
 
+    /// How many records ahead of the one about to be processed
+    /// [`PartitionProcessor::prefetch_ahead`] wants to see (0: none, the charts fit in cache).
+    pub fn lookahead(&self) -> usize {
+        self.store.prefetch_lookahead()
+    }
+
+    /// Before processing a record: starts loading the chart states of the coming records,
+    /// whose (tool, recipe) `key(j)` gives for `j` = 1 ..= [`PartitionProcessor::lookahead`]
+    /// records ahead (see `KeyedState::prefetch_ahead`). A hint: it changes nothing.
+    pub fn prefetch_ahead<'k>(&self, key: impl Fn(usize) -> Option<(&'k str, &'k str)>) {
+        // `KeyedState` counts from the record being processed (index 0).
+        self.store.prefetch_ahead(0, key);
+    }
+
     /// Moves the watermark to `event_time - lateness` if that is newer, and every
     /// [`SWEEP_EVERY_MS`] of event time closes the dedup windows that ended before it.
     fn advance(&mut self, event_time: i64, out: &mut Vec<Alert>) {
