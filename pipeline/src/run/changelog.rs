@@ -84,6 +84,14 @@ pub struct GroupSnapshot {
     pub charts: Vec<(String, SpcState)>,
 }
 
+/// A [`GroupSnapshot`] that borrows the states it encodes, so that a checkpoint writes them
+/// straight from the store: [`encode_value`] gives the same bytes for both.
+#[derive(Debug, Serialize)]
+pub struct GroupSnapshotRef<'a> {
+    /// (parameter, state) in the group's order.
+    pub charts: Vec<(&'a str, &'a SpcState)>,
+}
+
 /// A partition's event-time bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PartitionMeta {
@@ -112,10 +120,18 @@ pub enum ChangelogError {
 
 /// Encodes a value: the version byte, then MessagePack with field names.
 pub fn encode_value<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_VERSION];
-    rmp_serde::encode::write_named(&mut out, value)
-        .expect("in-memory MessagePack encoding of plain data cannot fail");
+    let mut out = Vec::new();
+    encode_value_into(value, &mut out);
     out
+}
+
+/// [`encode_value`] into `out`, replacing its contents and keeping its capacity: a caller
+/// encoding many values reuses one buffer instead of growing a new one for each.
+pub fn encode_value_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(FORMAT_VERSION);
+    rmp_serde::encode::write_named(out, value)
+        .expect("in-memory MessagePack encoding of plain data cannot fail");
 }
 
 /// Decodes a value written by [`encode_value`].
@@ -155,6 +171,49 @@ mod tests {
         assert!(ChangelogKey::decode(b"[]").is_err());
         assert!(ChangelogKey::decode(b"[\"a\",\"b\"]").is_err());
         assert!(ChangelogKey::decode(b"\xff").is_err());
+    }
+
+    #[test]
+    fn a_borrowed_snapshot_encodes_as_the_owned_one() {
+        use spcvm_operators::{KeyedState, MonitorConfig, SpcMonitor};
+        use spcvm_schemas::{Telemetry, ToolType};
+        let monitor = SpcMonitor::new(&MonitorConfig::default()).unwrap();
+        let mut store = KeyedState::default();
+        let mut alerts = Vec::new();
+        for i in 0..260i64 {
+            // In control through Phase I, then shifted: rules fire and dedup windows open.
+            let shift = if i >= 230 { 0.05 } else { 0.0 };
+            let noise = ((i * 7_919) % 13 - 6) as f64 * 0.001;
+            let record = Telemetry {
+                tool_id: "ION-01".into(),
+                tool_type: ToolType::IonImplant,
+                recipe_id: "B11".into(),
+                lot_id: Some(format!("LOT-{}", i / 25)),
+                wafer_id: Some(format!("W{i}")),
+                event_time: 1_772_440_200_000 + i * 60_000,
+                measurements: [
+                    ("beam_current_mA".to_string(), 1.0 + shift + noise),
+                    ("dose_uniformity_pct".to_string(), 95.5 + noise * 100.0),
+                ]
+                .into(),
+            };
+            monitor.process_record(&mut store, &record, &mut alerts);
+        }
+        assert!(!alerts.is_empty());
+        let entries: Vec<(&str, &SpcState)> =
+            store.group_entries("ION-01", "B11").unwrap().collect();
+        assert!(entries.len() >= 2, "{} charts", entries.len());
+        let owned = GroupSnapshot {
+            charts: entries
+                .iter()
+                .map(|&(p, s)| (p.to_string(), s.clone()))
+                .collect(),
+        };
+        // Whatever the buffer held before is replaced.
+        let mut buffer = vec![7u8; 3];
+        encode_value_into(&GroupSnapshotRef { charts: entries }, &mut buffer);
+        assert_eq!(buffer, encode_value(&owned));
+        assert_eq!(decode_value::<GroupSnapshot>(&buffer).unwrap(), owned);
     }
 
     #[test]

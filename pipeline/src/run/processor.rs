@@ -14,7 +14,8 @@ use spcvm_operators::{KeyedState, RecordStats, SpcMonitor, SpcState};
 use spcvm_schemas::{Alert, TelemetryView};
 
 use super::changelog::{
-    ChangelogError, ChangelogKey, GroupSnapshot, PartitionMeta, decode_value, encode_value,
+    ChangelogError, ChangelogKey, GroupSnapshot, GroupSnapshotRef, PartitionMeta, decode_value,
+    encode_value, encode_value_into,
 };
 
 /// Event time between two sweeps of a partition's charts for expired dedup windows.
@@ -43,6 +44,8 @@ pub struct PartitionProcessor {
     /// by [`PartitionProcessor::end`]).
     lateness_ms: Option<i64>,
     since_checkpoint: u64,
+    /// Where [`PartitionProcessor::checkpoint`] encodes each group.
+    scratch: Vec<u8>,
 }
 
 impl PartitionProcessor {
@@ -60,6 +63,7 @@ impl PartitionProcessor {
             meta_dirty: false,
             lateness_ms,
             since_checkpoint: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -153,9 +157,10 @@ impl PartitionProcessor {
             let Some(entries) = self.store.group_entries(&tool_id, &recipe_id) else {
                 continue;
             };
-            let snapshot = GroupSnapshot {
-                charts: entries.map(|(p, s)| (p.to_string(), s.clone())).collect(),
+            let snapshot = GroupSnapshotRef {
+                charts: entries.collect(),
             };
+            encode_value_into(&snapshot, &mut self.scratch);
             let key = ChangelogKey::Group {
                 topic: self.topic.clone(),
                 tool_id,
@@ -163,7 +168,8 @@ impl PartitionProcessor {
             };
             records.push(StateRecord {
                 key: key.encode(),
-                value: encode_value(&snapshot),
+                // An exact-size copy of the encoding; the buffer stays for the next group.
+                value: self.scratch.clone(),
             });
         }
         if self.meta_dirty {
