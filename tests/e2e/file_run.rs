@@ -319,8 +319,9 @@ impl Lcg {
 fn kill_9_at_random_points_then_restart_gives_the_uninterrupted_output() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("telemetry.jsonl");
-    // 50 implanters and 50 RTP tools, 2100 wafers each: 210 000 records.
-    let records = telemetry(50, 2100, 5);
+    // 50 implanters and 50 RTP tools, 3000 wafers each: 300 000 records, about two seconds
+    // of work for the optimized test binary, so that several kills land mid-run.
+    let records = telemetry(50, 3000, 5);
     let bad = bad_lines();
     write_input(&input, &records, &bad, 30_000);
     drop(records);
@@ -344,8 +345,8 @@ fn kill_9_at_random_points_then_restart_gives_the_uninterrupted_output() {
     for round in 0..40 {
         let log = dir.path().join(format!("killed-{round}.log"));
         let mut job = start_run(&config, &log);
-        // Up to 8 kills, each 0.3 to 1.5 s after the start; then the run may finish.
-        let wait = Duration::from_millis(300 + rng.next(1200));
+        // Up to 8 kills, each 0.1 to 0.9 s after the start; then the run may finish.
+        let wait = Duration::from_millis(100 + rng.next(800));
         let started = Instant::now();
         while started.elapsed() < wait && job.running() {
             std::thread::sleep(Duration::from_millis(10));
