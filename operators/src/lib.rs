@@ -51,4 +51,4 @@ pub use operator::KeyedOperator;
 pub use rules::{RuleSet, RuleState};
 pub use signal::{Plot, Rule, Signal};
 pub use spc::{ChartSpec, ChartState, ChartType, Limits};
-pub use state::{ChartKey, ChartKeyRef, KeyedState, Prefetch};
+pub use state::{ChartKey, ChartKeyRef, GroupId, KeyedState, Prefetch};

@@ -223,6 +223,18 @@ struct Group<S> {
     entries: Vec<Entry<S>>,
 }
 
+/// A (tool, recipe) group of a [`KeyedState`]: its position, stable for the life of the
+/// store (groups are never removed), so a caller can keep per-group marks in a vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroupId(usize);
+
+impl GroupId {
+    /// The position, from 0 to [`KeyedState::group_count`].
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
 /// Prefetches the cache line at `p` (a hint; a no-op off x86-64).
 #[inline(always)]
 fn prefetch<T>(p: *const T) {
@@ -594,6 +606,39 @@ impl<S> KeyedState<S> {
                 .iter()
                 .map(move |e| (e.name.get(long), &e.state)),
         )
+    }
+
+    /// The id of the (tool, recipe) group, if it has ever been seen: the group looked up
+    /// last is answered without hashing.
+    pub fn group_id(&self, tool_id: &str, recipe_id: &str) -> Option<GroupId> {
+        let g = match self.groups.get(self.last) {
+            Some(g) if g.key.is(tool_id, recipe_id, &self.long_keys) => self.last,
+            _ => self.find(tool_id, recipe_id)?,
+        };
+        Some(GroupId(g))
+    }
+
+    /// The tool, the recipe and the (parameter, state) entries of a group, in insertion
+    /// order; `None` for an id this store did not hand out.
+    #[allow(clippy::type_complexity)]
+    pub fn group_at(
+        &self,
+        id: GroupId,
+    ) -> Option<((&str, &str), impl Iterator<Item = (&str, &S)>)> {
+        let group = self.groups.get(id.0)?;
+        let long = &self.long_names;
+        Some((
+            group.key.get(&self.long_keys),
+            group
+                .entries
+                .iter()
+                .map(move |e| (e.name.get(long), &e.state)),
+        ))
+    }
+
+    /// Groups held (ids run from 0 to this, exclusive).
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
     }
 
     /// Number of keys.

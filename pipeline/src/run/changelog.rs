@@ -43,15 +43,23 @@ pub enum ChangelogKey {
 impl ChangelogKey {
     /// The key's bytes (a JSON array).
     pub fn encode(&self) -> Vec<u8> {
-        let parts: Vec<&str> = match self {
+        match self {
             ChangelogKey::Group {
                 topic,
                 tool_id,
                 recipe_id,
-            } => vec![topic, tool_id, recipe_id],
-            ChangelogKey::Partition { topic } => vec![topic],
-        };
-        serde_json::to_vec(&parts).expect("a list of strings always serializes")
+            } => Self::encode_group(topic, tool_id, recipe_id),
+            ChangelogKey::Partition { topic } => {
+                serde_json::to_vec(&[topic]).expect("a list of strings always serializes")
+            }
+        }
+    }
+
+    /// The bytes of the [`ChangelogKey::Group`] key of (topic, tool, recipe), from borrowed
+    /// parts.
+    pub fn encode_group(topic: &str, tool_id: &str, recipe_id: &str) -> Vec<u8> {
+        serde_json::to_vec(&[topic, tool_id, recipe_id])
+            .expect("a list of strings always serializes")
     }
 
     /// Parses a key written by [`ChangelogKey::encode`].

@@ -9,8 +9,7 @@
 
 use std::sync::Arc;
 
-use indexmap::IndexSet;
-use spcvm_operators::{KeyedState, RecordStats, SpcMonitor, SpcState};
+use spcvm_operators::{GroupId, KeyedState, RecordStats, SpcMonitor, SpcState};
 use spcvm_schemas::{Alert, TelemetryView};
 
 use super::changelog::{
@@ -36,8 +35,10 @@ pub struct PartitionProcessor {
     monitor: Arc<SpcMonitor>,
     topic: String,
     store: KeyedState<SpcState>,
-    /// (tool, recipe) groups changed since the last checkpoint.
-    dirty: IndexSet<(String, String)>,
+    /// (tool, recipe) groups changed since the last checkpoint, in first-change order.
+    dirty: Vec<GroupId>,
+    /// Whether each group (by [`GroupId::index`]) is in `dirty`.
+    is_dirty: Vec<bool>,
     meta: PartitionMeta,
     meta_dirty: bool,
     /// Watermark lag behind the newest event time; `None`: no sweeps (bounded input, ended
@@ -58,7 +59,8 @@ impl PartitionProcessor {
             monitor,
             topic: topic.to_string(),
             store: KeyedState::default(),
-            dirty: IndexSet::new(),
+            dirty: Vec::new(),
+            is_dirty: Vec::new(),
             meta: PartitionMeta::default(),
             meta_dirty: false,
             lateness_ms,
@@ -71,10 +73,7 @@ impl PartitionProcessor {
     pub fn process(&mut self, record: &impl TelemetryView, out: &mut Vec<Alert>) -> RecordStats {
         self.since_checkpoint += 1;
         let stats = self.monitor.process_record(&mut self.store, record, out);
-        let group = (record.tool_id(), record.recipe_id());
-        if !self.dirty.contains(&group as &dyn GroupKey) {
-            self.dirty.insert((group.0.to_owned(), group.1.to_owned()));
-        }
+        self.mark(record.tool_id(), record.recipe_id());
         self.advance(record.event_time(), out);
         stats
     }
@@ -124,13 +123,23 @@ impl PartitionProcessor {
 
     fn mark_alerted(&mut self, start: usize, out: &[Alert]) {
         for alert in &out[start..] {
-            if !self
-                .dirty
-                .contains(&(alert.tool_id.as_str(), alert.recipe_id.as_str()) as &dyn GroupKey)
-            {
-                self.dirty
-                    .insert((alert.tool_id.clone(), alert.recipe_id.clone()));
-            }
+            self.mark(&alert.tool_id, &alert.recipe_id);
+        }
+    }
+
+    /// Notes that the (tool, recipe) group changed, unless already noted since the last
+    /// checkpoint.
+    fn mark(&mut self, tool_id: &str, recipe_id: &str) {
+        let Some(id) = self.store.group_id(tool_id, recipe_id) else {
+            return;
+        };
+        if self.is_dirty.len() <= id.index() {
+            self.is_dirty
+                .resize(self.store.group_count().max(id.index() + 1), false);
+        }
+        if !self.is_dirty[id.index()] {
+            self.is_dirty[id.index()] = true;
+            self.dirty.push(id);
         }
     }
 
@@ -153,21 +162,17 @@ impl PartitionProcessor {
     /// in first-change order, then the partition record), and forgets the changes.
     pub fn checkpoint(&mut self) -> Vec<StateRecord> {
         let mut records = Vec::with_capacity(self.dirty.len() + 1);
-        for (tool_id, recipe_id) in self.dirty.drain(..) {
-            let Some(entries) = self.store.group_entries(&tool_id, &recipe_id) else {
+        for id in self.dirty.drain(..) {
+            self.is_dirty[id.index()] = false;
+            let Some(((tool_id, recipe_id), entries)) = self.store.group_at(id) else {
                 continue;
             };
             let snapshot = GroupSnapshotRef {
                 charts: entries.collect(),
             };
             encode_value_into(&snapshot, &mut self.scratch);
-            let key = ChangelogKey::Group {
-                topic: self.topic.clone(),
-                tool_id,
-                recipe_id,
-            };
             records.push(StateRecord {
-                key: key.encode(),
+                key: ChangelogKey::encode_group(&self.topic, tool_id, recipe_id),
                 // An exact-size copy of the encoding; the buffer stays for the next group.
                 value: self.scratch.clone(),
             });
@@ -219,39 +224,75 @@ impl PartitionProcessor {
     }
 }
 
-/// Borrowed lookup of an owned `(String, String)` group key.
-trait GroupKey {
-    fn parts(&self) -> (&str, &str);
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spcvm_operators::MonitorConfig;
+    use spcvm_schemas::{Telemetry, ToolType};
 
-impl GroupKey for (String, String) {
-    fn parts(&self) -> (&str, &str) {
-        (&self.0, &self.1)
+    fn record(tool_id: &str, recipe_id: &str, minute: i64) -> Telemetry {
+        Telemetry {
+            tool_id: tool_id.into(),
+            tool_type: ToolType::IonImplant,
+            recipe_id: recipe_id.into(),
+            lot_id: None,
+            wafer_id: None,
+            event_time: 1_772_440_200_000 + minute * 60_000,
+            measurements: [("beam_current_mA".to_string(), 1.0 + 0.001 * minute as f64)].into(),
+        }
     }
-}
 
-impl GroupKey for (&str, &str) {
-    fn parts(&self) -> (&str, &str) {
-        (self.0, self.1)
+    /// The (tool, recipe) of each group record of a checkpoint, in order.
+    fn groups(records: &[StateRecord]) -> Vec<(String, String)> {
+        records
+            .iter()
+            .filter_map(|r| match ChangelogKey::decode(&r.key).unwrap() {
+                ChangelogKey::Group {
+                    tool_id, recipe_id, ..
+                } => Some((tool_id, recipe_id)),
+                ChangelogKey::Partition { .. } => None,
+            })
+            .collect()
     }
-}
 
-impl<'a> std::borrow::Borrow<dyn GroupKey + 'a> for (String, String) {
-    fn borrow(&self) -> &(dyn GroupKey + 'a) {
-        self
-    }
-}
+    #[test]
+    fn a_checkpoint_writes_each_changed_group_once_in_first_change_order() {
+        let monitor = Arc::new(SpcMonitor::new(&MonitorConfig::default()).unwrap());
+        let mut p = PartitionProcessor::new(monitor.clone(), "t", Some(60_000));
+        let mut out = Vec::new();
+        for (i, (tool, recipe)) in [
+            ("B", "R1"),
+            ("A", "R1"),
+            ("B", "R1"),
+            ("A", "R2"),
+            ("B", "R1"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            p.process(&record(tool, recipe, i as i64), &mut out);
+        }
+        let first = p.checkpoint();
+        let pair = |t: &str, r: &str| (t.to_string(), r.to_string());
+        assert_eq!(
+            groups(&first),
+            [pair("B", "R1"), pair("A", "R1"), pair("A", "R2")]
+        );
+        // The partition record comes last.
+        assert!(matches!(
+            ChangelogKey::decode(&first.last().unwrap().key).unwrap(),
+            ChangelogKey::Partition { .. }
+        ));
+        // Each value holds the group's charts as the store has them, and restores them.
+        let mut restored = PartitionProcessor::new(monitor, "t", Some(60_000));
+        for r in &first {
+            assert!(restored.restore(&r.key, &r.value).unwrap());
+        }
+        assert_eq!(restored.store().sorted(), p.store().sorted());
 
-impl PartialEq for dyn GroupKey + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for dyn GroupKey + '_ {}
-
-impl std::hash::Hash for dyn GroupKey + '_ {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.parts().hash(state);
+        // Only what changed since: nothing, then one group.
+        assert!(groups(&p.checkpoint()).is_empty());
+        p.process(&record("A", "R2", 9), &mut out);
+        assert_eq!(groups(&p.checkpoint()), [pair("A", "R2")]);
     }
 }
