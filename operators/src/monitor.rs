@@ -297,6 +297,9 @@ pub struct SpcMonitor {
     routes: Routes,
     /// Per tool type, the charts tied to it (missing-parameter accounting).
     expected: [Vec<(String, ChartId)>; 2],
+    /// Per tool type, by chart id: whether the chart is in `expected` (a record that routed
+    /// a measurement to each of them lacks none, and is not searched for the others).
+    is_expected: [Vec<bool>; 2],
     window_ms: i64,
 }
 
@@ -319,6 +322,7 @@ impl SpcMonitor {
             tags: MONITORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 16,
             routes: Routes::default(),
             expected: [Vec::new(), Vec::new()],
+            is_expected: [Vec::new(), Vec::new()],
             window_ms: (config.dedup.window_s * 1000.0).round() as i64,
         };
         for (index, spec) in config.charts.iter().enumerate() {
@@ -353,6 +357,9 @@ impl SpcMonitor {
         }
         let id = self.charts.len() as ChartId;
         entry[s] = Some(id);
+        for (i, is_expected) in self.is_expected.iter_mut().enumerate() {
+            is_expected.push(tool_type.is_some_and(|t| slot(Some(t)) == i));
+        }
         if let Some(t) = tool_type {
             self.expected[slot(Some(t))].push((chart.spec.parameter.clone(), id));
         }
@@ -400,11 +407,13 @@ impl SpcMonitor {
         let mut group = store.group(ctx.tool_id, ctx.recipe_id);
         let t = slot(Some(ctx.tool_type));
         let mut next = self.routes.first();
+        let mut expected_seen = 0;
         for (parameter, value) in record.measurements() {
             let route = self.routes.get_near(parameter, &mut next);
             match route.and_then(|e| e[t].or(e[2])) {
                 Some(id) => {
                     stats.routed += 1;
+                    expected_seen += usize::from(self.is_expected[t][id as usize]);
                     stats.non_finite += u32::from(!value.is_finite());
                     let state = self.state_in(&mut group, parameter, id, ctx.tool_type);
                     self.step(
@@ -418,6 +427,9 @@ impl SpcMonitor {
                 }
                 None => stats.unmonitored += 1,
             }
+        }
+        if expected_seen == self.expected[t].len() {
+            return stats;
         }
         for (parameter, id) in &self.expected[t] {
             if record.measurement(parameter).is_none() {

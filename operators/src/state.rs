@@ -255,8 +255,8 @@ const PREFETCH_LINES: usize = 3;
 
 /// Records between the steps of [`KeyedState::prefetch_ahead`]. On the shuffled
 /// 100,000-key workload with decoded input (`examples/monitor_load.rs --shuffle --decoded
-/// --batched`, runs alternated), 2 ran at 6.7–10.1 M measurements/s where 4, the value
-/// before, ran at 4.0–8.4 M/s; 1 and 3 did no better than 2.
+/// --batched`), 2 beat 4, the value before, in each of three alternated rounds (6.7–10.1
+/// against 4.0–8.4 M measurements/s); 1 and 3 were not consistently ahead of 2.
 pub const PREFETCH_DISTANCE: usize = 2;
 
 /// Chart states below which [`KeyedState::prefetch_ahead`] does nothing: about 1.6 MB of
