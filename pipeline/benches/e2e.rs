@@ -22,7 +22,8 @@
 //!    note when the two differ). Both (a) and (b) also print CPU time per record from
 //!    `/proc/PID/stat`: the bench process's while it drains, the job's over its measured
 //!    interval, and the broker's in both (the process listening on the bootstrap port, when
-//!    it runs on this machine).
+//!    it runs on this machine). For (b) it also prints the job's checkpoints, alerts and
+//!    changelog records (per input record: about one when tools are many, `--tools`).
 //! 2. **Latency.** With the job caught up, records are produced at a paced rate (default
 //!    10,000/s for 10 s) while a read_committed consumer reads the alert topic. Reported:
 //!    (1) the job's own `spcvm_processing_latency_seconds` histogram (receipt of a record to
@@ -1471,16 +1472,22 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
     let job_records = opts.records as f64 - timings.first_seen;
     let measured = job_records / timings.rate_committed;
     let (n_ckpt, ckpt_secs) = checkpoints("", &tp_metrics);
+    // Every checkpoint writes one changelog record per (tool, recipe) changed since the last:
+    // about one per input record when tools are many and each reports rarely.
+    let state_records = metric_sum(&tp_metrics, "spcvm_changelog_records_total", "");
     println!(
         "job during the throughput phase: {} checkpoints taking {:.2} s in all ({:.0} % of the \
-         {:.2} s measured; mean {:.1} ms), {} transactions committed, {} alerts",
+         {:.2} s measured; mean {:.1} ms), {} transactions committed, {} alerts, {} changelog \
+         records ({:.3} per input record)",
         n_ckpt,
         ckpt_secs,
         100.0 * ckpt_secs / measured,
         measured,
         1e3 * ckpt_secs / n_ckpt.max(1.0),
         metric_sum(&tp_metrics, "spcvm_transactions_total", "committed"),
-        thousands(metric_sum(&tp_metrics, "spcvm_alerts_total", ""))
+        thousands(metric_sum(&tp_metrics, "spcvm_alerts_total", "")),
+        thousands(state_records),
+        state_records / opts.records as f64,
     );
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let job_cpu = format!(
