@@ -17,8 +17,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use spcvm_operators::{KeyedState, SpcMonitor, SpcState};
-use spcvm_schemas::{Alert, TelemetryView};
+use spcvm_operators::SpcMonitor;
+use spcvm_schemas::Alert;
 
 mod workload;
 use workload::{PARAMS, Setup};
@@ -52,18 +52,6 @@ fn setup(m: &SpcMonitor, label: &str, tools: usize, batch_len: usize) -> Setup {
         sink.len(),
     );
     st
-}
-
-/// One record at a time, as `SpcMonitor::process_record` is called without batching.
-fn pass<R: TelemetryView>(
-    m: &SpcMonitor,
-    store: &mut KeyedState<SpcState>,
-    batch: &[R],
-    out: &mut Vec<Alert>,
-) {
-    for r in batch {
-        m.process_record(store, r, out);
-    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -113,15 +101,10 @@ fn bench(c: &mut Criterion) {
                         workload::decoded(&st.batch, &ids, &mut fresh);
                     }
                     let start = Instant::now();
-                    match (decoded, batched) {
-                        (false, false) => pass(&m, &mut st.store, &st.batch, &mut sink),
-                        (false, true) => {
-                            m.process_records(&mut st.store, &st.batch, &mut sink);
-                        }
-                        (true, false) => pass(&m, &mut st.store, &fresh, &mut sink),
-                        (true, true) => {
-                            m.process_records(&mut st.store, &fresh, &mut sink);
-                        }
+                    if decoded {
+                        workload::pass(&m, &mut st.store, &fresh, &mut sink, batched);
+                    } else {
+                        workload::pass(&m, &mut st.store, &st.batch, &mut sink, batched);
                     }
                     black_box(sink.len());
                     elapsed += start.elapsed();

@@ -24,8 +24,7 @@
 
 use std::time::Instant;
 
-use spcvm_operators::{KeyedState, SpcMonitor, SpcState};
-use spcvm_schemas::{Alert, TelemetryView};
+use spcvm_schemas::Alert;
 
 #[path = "../benches/workload/mod.rs"]
 mod workload;
@@ -64,25 +63,6 @@ mod callgrind {
     /// Client requests need x86_64 here; elsewhere the driver runs without them.
     #[cfg(not(target_arch = "x86_64"))]
     pub fn request(_code: u64) {}
-}
-
-/// One pass over the batch: what the bench times (or, `batched`, the same through
-/// [`SpcMonitor::process_records`]).
-#[inline(never)]
-fn timed_pass<R: TelemetryView>(
-    m: &SpcMonitor,
-    store: &mut KeyedState<SpcState>,
-    batch: &[R],
-    out: &mut Vec<Alert>,
-    batched: bool,
-) {
-    if batched {
-        m.process_records(store, batch, out);
-        return;
-    }
-    for r in batch {
-        m.process_record(store, r, out);
-    }
 }
 
 /// Nanoseconds this thread has spent on a CPU (Linux; 0 elsewhere): unlike the wall clock,
@@ -168,9 +148,9 @@ fn main() {
         }
         let (t, cpu) = (Instant::now(), cpu_ns());
         if decoded {
-            timed_pass(&m, &mut st.store, &fresh, &mut sink, batched);
+            workload::pass(&m, &mut st.store, &fresh, &mut sink, batched);
         } else {
-            timed_pass(&m, &mut st.store, &st.batch, &mut sink, batched);
+            workload::pass(&m, &mut st.store, &st.batch, &mut sink, batched);
         }
         let dt = t.elapsed().as_secs_f64();
         let dcpu = (cpu_ns() - cpu) as f64 / 1e9;

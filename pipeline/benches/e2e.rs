@@ -515,7 +515,6 @@ fn committed_reached(watcher: &BaseConsumer, topic: &str, highs: &[(i32, i64)]) 
 
 // ------------------------------------------------------------------------------ the job
 
-/// A running `spcvm run`, killed on drop.
 /// CPU time (user and system, all threads, exited ones included) process `pid` has used,
 /// from `/proc/PID/stat` in Linux's clock ticks of 1/100 s; `None` where that cannot be
 /// read.
@@ -566,6 +565,7 @@ fn listener_pid(bootstrap: &str) -> Option<u32> {
         })
 }
 
+/// A running `spcvm run`, killed on drop.
 struct Job {
     child: Child,
     log: PathBuf,
@@ -926,7 +926,6 @@ listen = "127.0.0.1:0"
 
 // ------------------------------------------------------------------------------ phases
 
-/// (a) of the throughput phase: a bare consumer drains the input.
 /// What [`drain_bare`] measured.
 struct BareDrain {
     records: u64,
@@ -942,6 +941,7 @@ struct BareDrain {
     cpu_window_secs: f64,
 }
 
+/// (a) of the throughput phase: a bare consumer drains the input.
 fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<BareDrain> {
     let c = consumer(&setup.bootstrap, &unique("bench-bare"), true)?;
     let mut tpl = TopicPartitionList::new();

@@ -169,6 +169,26 @@ pub fn warm(m: &SpcMonitor, tools: usize, batch_len: usize) -> Setup {
     }
 }
 
+/// One pass over `batch`: each record through `SpcMonitor::process_record`, or with
+/// `batched` the whole batch through `SpcMonitor::process_records` (which prefetches).
+/// Not inlined, so that a profile shows the pass as one function.
+#[inline(never)]
+pub fn pass<R: TelemetryView>(
+    m: &SpcMonitor,
+    store: &mut KeyedState<SpcState>,
+    batch: &[R],
+    out: &mut Vec<Alert>,
+    batched: bool,
+) {
+    if batched {
+        m.process_records(store, batch, out);
+        return;
+    }
+    for r in batch {
+        m.process_record(store, r, out);
+    }
+}
+
 /// Rule firings counted on every chart of `store`.
 pub fn fired(store: &KeyedState<SpcState>) -> u64 {
     store

@@ -134,8 +134,7 @@ impl PartitionProcessor {
             return;
         };
         if self.is_dirty.len() <= id.index() {
-            self.is_dirty
-                .resize(self.store.group_count().max(id.index() + 1), false);
+            self.is_dirty.resize(self.store.group_count(), false);
         }
         if !self.is_dirty[id.index()] {
             self.is_dirty[id.index()] = true;
