@@ -14,7 +14,7 @@ use crate::decode::DecodeConfig;
 /// Prefix of environment variables that override the file (`__` separates table levels).
 pub const ENV_PREFIX: &str = "SPCVM__";
 
-/// Largest `delivery.queue_capacity`: messages buffered per partition.
+/// Largest `delivery.queue_capacity`: messages a partition task takes at a time.
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
 
 /// The whole `spcvm run` configuration.
@@ -268,10 +268,10 @@ pub struct DeliveryConfig {
     pub checkpoint_interval_ms: u64,
     /// Checkpoint as soon as this many messages are processed but not checkpointed.
     pub max_uncheckpointed: u64,
-    /// Messages buffered per partition between the consumer and the partition's task (at
-    /// most [`MAX_QUEUE_CAPACITY`]); a full queue stops the consumer's dispatch, so a slow
-    /// task or producer slows consumption. A checkpoint barrier waits behind at most this
-    /// many messages.
+    /// Most messages a partition task takes from its partition's librdkafka queue at a
+    /// time (at most [`MAX_QUEUE_CAPACITY`]); a checkpoint barrier waits behind at most this
+    /// many. What is buffered ahead of the task is librdkafka's prefetch, bounded by the
+    /// consumer's `queued.max.messages.kbytes`: a slow task or producer stops the fetching.
     pub queue_capacity: usize,
     /// `transaction.timeout.ms` of the producer.
     pub transaction_timeout_ms: u32,
@@ -286,7 +286,7 @@ impl Default for DeliveryConfig {
             mode: DeliveryMode::ExactlyOnce,
             checkpoint_interval_ms: 100,
             max_uncheckpointed: 10_000,
-            queue_capacity: 16_384,
+            queue_capacity: 1_024,
             transaction_timeout_ms: 60_000,
             watermark_lateness_ms: 300_000,
         }

@@ -1,23 +1,30 @@
 //! The Kafka runtime: `spcvm run` with `source = "kafka"`.
 //!
 //! ```text
-//! poll thread (owns the BaseConsumer, coordinates)            partition tasks (tokio, one each)
-//!   poll ──Batch──> bounded queue of each partition ────────> decode ─> PartitionProcessor
-//!     │                                                          │ alerts, dead letters ─> KafkaSink
-//!     │ every checkpoint_interval_ms / max_uncheckpointed:       │   (once the gate is open)
-//!     ├──Checkpoint barrier of epoch E (in queue order) ─────> changelog records ─> KafkaSink
-//!     │                                                          │ then: outputs wait for gate >= E
-//!     └─ commit thread <──────── next offset (after acks in at-least-once) ─┘
+//! librdkafka fetch ──> each assigned partition's own queue ([`PartitionQueue`], split off
+//!                      the consumer queue)
+//!                          │ take a batch (no copy)
+//!                          v
+//! poll thread              partition tasks (tokio, one each)
+//! (owns the BaseConsumer,    decode ─> PartitionProcessor
+//!  polls its queue for       │ alerts, dead letters ─> KafkaSink (once the gate is open)
+//!  rebalances, coordinates)  │
+//!     │ every checkpoint_interval_ms / max_uncheckpointed:
+//!     ├──Checkpoint barrier of epoch E ───> changelog records ─> KafkaSink
+//!     │                                     │ then: outputs wait for gate >= E
+//!     └─ commit thread <──── next offset (after acks in at-least-once) ─┘
 //!          exactly_once: send_offsets_to_transaction + commit, begin transaction E, gate = E
 //!          at_least_once: the poll thread commits the acknowledged offsets
 //! rebalance (inside poll):
 //!   revoke ─> finish the commit in flight, checkpoint (abort when the commit fails),
-//!             stop the partition tasks
-//!   assign ─> restore each partition from its changelog partition ─> start its task
+//!             stop the partition tasks (their queues go with them)
+//!   assign ─> split each partition's queue, restore it from its changelog partition,
+//!             start its task
 //! ```
 //!
-//! The queue to a partition task carries records and checkpoint barriers in order, so a
-//! barrier's offset covers exactly the records whose outputs and state changes are in the
+//! A task takes its messages from its partition's queue in batches and answers a barrier
+//! between two batches, with the offset after the last message it processed, so a barrier's
+//! offset covers exactly the records whose outputs and state changes are in the
 //! transaction. The commit runs on its own thread while the tasks go on decoding and
 //! charting; a task that has passed barrier E sends nothing until transaction E has begun
 //! (the gate), so no output of a later record lands in the transaction being committed. A
@@ -26,7 +33,7 @@
 //! commit, which is the only state known to be consistent.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
@@ -37,20 +44,17 @@ use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use spcvm_schemas::TelemetryRef;
-use spcvm_sinks::kafka::owned_headers;
 use spcvm_sinks::{AlertEncoding, DeadLetter, KafkaSink, KafkaSinkError, SinkTopics};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 
-use super::batch::{Batch, BatchMessage, Polled};
 use super::config::{AlertFormat, DeliveryMode, PipelineConfig};
 use super::processor::PartitionProcessor;
+use super::queue::{Messages, PartitionQueue, QueuedMessage};
 use super::{Job, RunError, record_stats};
 
-/// How long the poll thread waits for a message before looking at timers and flags.
-const POLL_TIMEOUT: Duration = Duration::from_millis(20);
-/// Most messages taken from the consumer before they are handed to the partition tasks
-/// (one queue send and one task wake-up per partition and batch, not per message).
-const MAX_BATCH: usize = 512;
+/// How long the poll thread waits for an event (a rebalance) before it looks at the
+/// checkpoint timer, the count of unchecked messages and the flags.
+const POLL_TIMEOUT: Duration = Duration::from_millis(5);
 /// Timeout of transaction calls.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a restore may take before the job gives up.
@@ -61,16 +65,17 @@ const COMMIT_RETRIES: u32 = 5;
 /// A topic partition.
 type Tp = (String, i32);
 
-/// What the poll thread sends a partition task, in order.
-enum Work {
-    /// Messages of the partition, in offset order, when they were received, and their
-    /// places in the partition's queue (freed once the task has processed them).
-    Records(Batch, Instant, OwnedSemaphorePermit),
-    /// Checkpoint barrier: write changelog records for changed state and reply with the next
-    /// offset to consume (after every earlier output is acknowledged, in at-least-once).
-    /// The epoch is the transaction that outputs after the barrier belong to: the task
-    /// sends nothing more until that transaction has begun (the gate reaches it).
-    Checkpoint(CheckpointSender, u64),
+/// Checkpoint barrier, sent by the poll thread to a partition task: write changelog
+/// records for changed state and reply with the next offset to consume (after every
+/// earlier output is acknowledged, in at-least-once). The epoch is the transaction that
+/// outputs after the barrier belong to: the task sends nothing more until that transaction
+/// has begun (the gate reaches it).
+/// A last barrier (a revocation or a shutdown) also tells the task to take no more
+/// messages: whatever it processed after the barrier would belong to no commit.
+struct Barrier {
+    reply: CheckpointSender,
+    epoch: u64,
+    last: bool,
 }
 
 /// A partition task's answer to a checkpoint barrier.
@@ -91,10 +96,7 @@ enum Output {
 
 /// A running partition task.
 struct Worker {
-    tx: mpsc::Sender<Work>,
-    /// Places for messages in the task's queue (`delivery.queue_capacity`): the queue is
-    /// bounded in messages, whatever the size of the batches it carries.
-    room: Arc<Semaphore>,
+    tx: mpsc::Sender<Barrier>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -109,6 +111,10 @@ struct Shared {
     /// of epoch E waits for the gate to reach E before it sends again, so a commit runs
     /// while the tasks go on processing, and no output lands in the wrong transaction.
     gate: tokio::sync::watch::Sender<u64>,
+    /// Messages the tasks have taken since the last barrier (`delivery.max_uncheckpointed`).
+    uncheckpointed: AtomicU64,
+    /// Most messages a task takes from its queue at a time (`delivery.queue_capacity`).
+    batch: usize,
 }
 
 impl Shared {
@@ -132,8 +138,6 @@ struct Coordinator {
     workers: HashMap<Tp, Worker>,
     restore: BaseConsumer,
     changelog: String,
-    /// Records dispatched since the last checkpoint.
-    uncheckpointed: u64,
     /// Barriers sent so far (the epoch of the transaction now filling).
     epoch: u64,
     /// The checkpoint being completed on its own thread, and when it started.
@@ -150,9 +154,6 @@ struct Coordinator {
 struct Ctx {
     coordinator: Arc<Mutex<Coordinator>>,
     job: Arc<Job>,
-    /// Bumped by every rebalance callback: a batch polled across a rebalance is dropped
-    /// (its messages come again from the committed offsets of the new assignment).
-    generation: std::sync::atomic::AtomicU64,
 }
 
 impl ClientContext for Ctx {
@@ -173,7 +174,6 @@ impl ClientContext for Ctx {
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut c = self.coordinator.lock().unwrap_or_else(|p| p.into_inner());
             tracing::info!(partitions = tpl.count(), "partitions revoked");
@@ -183,8 +183,7 @@ impl ConsumerContext for Ctx {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let mut c = self.coordinator.lock().unwrap_or_else(|p| p.into_inner());
             let tps: Vec<Tp> = tpl
@@ -193,7 +192,7 @@ impl ConsumerContext for Ctx {
                 .map(|e| (e.topic().to_string(), e.partition()))
                 .collect();
             tracing::info!(partitions = tps.len(), "partitions assigned");
-            if let Err(e) = c.assign(&tps) {
+            if let Err(e) = c.assign(consumer.client().native_ptr(), &tps) {
                 c.error.get_or_insert(e);
             }
         }
@@ -292,6 +291,8 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         mode,
         fatal: Mutex::new(None),
         gate: tokio::sync::watch::Sender::new(0),
+        uncheckpointed: AtomicU64::new(0),
+        batch: config.delivery.queue_capacity,
     });
     let coordinator = Arc::new(Mutex::new(Coordinator {
         shared: shared.clone(),
@@ -299,7 +300,6 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         workers: HashMap::new(),
         restore,
         changelog,
-        uncheckpointed: 0,
         epoch: 0,
         in_flight: None,
         last_checkpoint: Instant::now(),
@@ -309,9 +309,11 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         .create_with_context(Ctx {
             coordinator: coordinator.clone(),
             job: job.clone(),
-            generation: std::sync::atomic::AtomicU64::new(0),
         })
         .map_err(|e| RunError::Kafka(format!("cannot create the consumer: {e}")))?;
+    // The partition tasks read queues split off this consumer: they stop before it is
+    // dropped, however this function is left (declared after it, so dropped before it).
+    let _tasks = StopTasksOnDrop(&coordinator);
     let topics: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
     check_changelog_partitions(&consumer, &topics, &coordinator_changelog(&coordinator))?;
     consumer
@@ -320,43 +322,36 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
     tracing::info!(?topics, group = %config.kafka.group_id, ?mode, "consuming");
     let interval = Duration::from_millis(config.delivery.checkpoint_interval_ms);
     let max_uncheckpointed = config.delivery.max_uncheckpointed;
-    let mut consumed: HashMap<String, prometheus::IntCounter> = HashMap::new();
-    let mut polled = Polled::new(config.delivery.queue_capacity);
     let result = (|| -> Result<(), RunError> {
         while !stop.load(Ordering::Relaxed) {
-            // Poll without holding the coordinator: a rebalance callback inside `poll` takes it.
-            let generation = consumer.context().generation.load(Ordering::SeqCst);
-            let mut timeout = POLL_TIMEOUT;
-            for _ in 0..MAX_BATCH {
-                match consumer.poll(timeout) {
-                    Some(Ok(message)) => polled.push(&message),
-                    Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-                    None => break,
+            // Poll without holding the coordinator: a rebalance callback inside `poll` takes
+            // it. Messages arrive on their partitions' own queues, read by the tasks; this
+            // queue carries rebalances, statistics and errors.
+            match consumer.poll(POLL_TIMEOUT) {
+                Some(Ok(message)) => {
+                    return Err(RunError::Kafka(format!(
+                        "message from {}[{}] at offset {} arrived on the consumer queue instead \
+                         of its partition's queue (fetched before the queue was split off at \
+                         assignment); stopping so that a restart resumes from the last commit",
+                        message.topic(),
+                        message.partition(),
+                        message.offset()
+                    )));
                 }
-                timeout = Duration::ZERO;
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                None => {}
             }
             let mut c = coordinator.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(e) = c.error.take().or_else(|| shared.take_fatal()) {
                 return Err(e);
             }
-            if consumer.context().generation.load(Ordering::SeqCst) != generation {
-                // Polled across a rebalance: these messages may belong to the old assignment.
-                polled.clear();
-            }
-            for ((topic, _), batch) in polled.iter() {
-                if !consumed.contains_key(topic) {
-                    let counter = job.metrics.messages_consumed.with_label_values(&[topic]);
-                    consumed.insert(topic.clone(), counter);
-                }
-                consumed[topic].inc_by(batch.len() as u64);
-            }
-            c.dispatch(&mut polled)?;
             if c.in_flight.as_ref().is_some_and(|(h, _)| h.is_finished()) {
                 c.finish_in_flight(&consumer)?;
             }
+            let pending = shared.uncheckpointed.load(Ordering::Relaxed);
             if c.in_flight.is_none()
-                && (c.uncheckpointed >= max_uncheckpointed
-                    || (c.uncheckpointed > 0 && c.last_checkpoint.elapsed() >= interval))
+                && (pending >= max_uncheckpointed
+                    || (pending > 0 && c.last_checkpoint.elapsed() >= interval))
             {
                 c.start_checkpoint(&consumer)?;
             }
@@ -392,56 +387,27 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
 }
 
 impl Coordinator {
-    /// Hands each batch of `polled` (a partition's messages, at most `queue_capacity`) to
-    /// its partition's task, in order, waiting while the task's queue is full, and empties
-    /// `polled`.
-    fn dispatch(&mut self, polled: &mut Polled) -> Result<(), RunError> {
-        let received = Instant::now();
-        for (tp, batch) in polled.drain() {
-            let Some(worker) = self.workers.get(&tp) else {
-                return Err(RunError::Kafka(format!(
-                    "message from {}[{}] at offset {} arrived for a partition not assigned here",
-                    tp.0,
-                    tp.1,
-                    batch.first_offset().unwrap_or(-1)
-                )));
-            };
-            let n = batch.len();
-            let ended = || {
-                self.shared
-                    .take_fatal()
-                    .unwrap_or_else(|| RunError::Kafka(format!("task of {}[{}] ended", tp.0, tp.1)))
-            };
-            // Waits while the task's queue holds `queue_capacity` messages.
-            let permit = self
-                .rt
-                .block_on(worker.room.clone().acquire_many_owned(n as u32))
-                .map_err(|_| ended())?;
-            worker
-                .tx
-                .blocking_send(Work::Records(batch, received, permit))
-                .map_err(|_| ended())?;
-            self.uncheckpointed += n as u64;
-        }
-        Ok(())
-    }
-
-    /// Sends the checkpoint barrier to every task (in queue order, after every record
-    /// dispatched so far) and returns where their answers will arrive.
-    fn barrier(&mut self) -> Vec<(Tp, std_mpsc::Receiver<Result<CheckpointReply, RunError>>)> {
+    /// Sends the checkpoint barrier to every task (answered between two of its batches) and
+    /// returns where their answers will arrive. After a `last` barrier the tasks take no
+    /// more messages.
+    fn barrier(
+        &mut self,
+        last: bool,
+    ) -> Vec<(Tp, std_mpsc::Receiver<Result<CheckpointReply, RunError>>)> {
         self.epoch += 1;
         let mut replies = Vec::with_capacity(self.workers.len());
         for (tp, worker) in &self.workers {
-            let (tx, rx) = std_mpsc::sync_channel(1);
-            if worker
-                .tx
-                .blocking_send(Work::Checkpoint(tx, self.epoch))
-                .is_ok()
-            {
+            let (reply, rx) = std_mpsc::sync_channel(1);
+            let barrier = Barrier {
+                reply,
+                epoch: self.epoch,
+                last,
+            };
+            if worker.tx.blocking_send(barrier).is_ok() {
                 replies.push((tp.clone(), rx));
             }
         }
-        self.uncheckpointed = 0;
+        self.shared.uncheckpointed.store(0, Ordering::Relaxed);
         self.last_checkpoint = Instant::now();
         replies
     }
@@ -452,7 +418,7 @@ impl Coordinator {
         consumer: &BaseConsumer<C>,
     ) -> Result<(), RunError> {
         let group = self.group_metadata(consumer)?;
-        let replies = self.barrier();
+        let replies = self.barrier(false);
         let (shared, epoch) = (self.shared.clone(), self.epoch);
         let handle = std::thread::Builder::new()
             .name("spcvm-commit".into())
@@ -477,7 +443,8 @@ impl Coordinator {
         self.finished(consumer, completed, started, CommitMode::Async)
     }
 
-    /// A whole checkpoint on this thread: barrier, then commit (revocation, shutdown).
+    /// A whole checkpoint on this thread: barrier, then commit (revocation, shutdown); the
+    /// tasks take no more messages after it.
     fn checkpoint<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -485,7 +452,7 @@ impl Coordinator {
         self.finish_in_flight(consumer)?;
         let started = Instant::now();
         let group = self.group_metadata(consumer)?;
-        let replies = self.barrier();
+        let replies = self.barrier(true);
         let completed = complete(&self.shared, replies, self.epoch, group.as_ref())?;
         self.finished(consumer, completed, started, CommitMode::Sync)
     }
@@ -550,9 +517,13 @@ impl Coordinator {
         }
     }
 
-    fn stop_workers(&mut self) {
+    /// Stops every task once it has served what it holds (`abort`: at its next await).
+    fn stop_workers_with(&mut self, abort: bool) {
         for ((topic, partition), worker) in self.workers.drain() {
             drop(worker.tx);
+            if abort {
+                worker.task.abort();
+            }
             let _ = self.rt.block_on(worker.task);
             self.shared.job.metrics.forget_partition(&topic, partition);
         }
@@ -560,10 +531,32 @@ impl Coordinator {
         self.shared.job.metrics.keys.set(0);
     }
 
-    /// Assignment: restore every partition from the changelog, then start its task.
-    fn assign(&mut self, tps: &[Tp]) -> Result<(), RunError> {
+    fn stop_workers(&mut self) {
+        self.stop_workers_with(false);
+    }
+
+    /// Assignment of `tps` on the consumer `rk`: split each partition's queue off the
+    /// consumer queue (first, before the fetcher delivers anything), restore every
+    /// partition from the changelog, then start its task.
+    fn assign(
+        &mut self,
+        rk: *mut rdkafka::bindings::rd_kafka_t,
+        tps: &[Tp],
+    ) -> Result<(), RunError> {
         let started = Instant::now();
         let job = self.shared.job.clone();
+        let mut queues = Vec::with_capacity(tps.len());
+        for (topic, partition) in tps {
+            // SAFETY: `rk` is the live consumer whose rebalance is being served; the queues
+            // go with the tasks, which `run` stops before it drops the consumer.
+            let queue =
+                unsafe { PartitionQueue::split(rk, topic, *partition) }.ok_or_else(|| {
+                    RunError::Kafka(format!(
+                        "cannot split the queue of {topic}[{partition}] off the consumer queue"
+                    ))
+                })?;
+            queues.push(queue);
+        }
         let mut restored: Vec<(Tp, PartitionProcessor)> = tps
             .iter()
             .map(|tp| {
@@ -582,20 +575,18 @@ impl Coordinator {
             .restore_duration
             .observe(started.elapsed().as_secs_f64());
         let mut keys = 0;
-        for (tp, processor) in restored {
+        for ((tp, processor), queue) in restored.into_iter().zip(queues) {
             keys += processor.keys();
-            // Each batch holds at least one message, so the queue never holds more batches
-            // than messages; the semaphore bounds the messages.
-            let capacity = job.config.delivery.queue_capacity;
-            let (tx, rx) = mpsc::channel(capacity);
+            // The poll thread sends one barrier at a time and waits for its answers.
+            let (tx, rx) = mpsc::channel(1);
             let task = self.rt.spawn(partition_task(
                 self.shared.clone(),
                 tp.clone(),
                 processor,
+                queue,
                 rx,
             ));
-            let room = Arc::new(Semaphore::new(capacity));
-            self.workers.insert(tp, Worker { tx, room, task });
+            self.workers.insert(tp, Worker { tx, task });
         }
         job.metrics.keys.set(keys as i64);
         job.metrics
@@ -699,6 +690,17 @@ impl Coordinator {
             .map_err(|e| RunError::Kafka(e.to_string()))?;
         tracing::info!(records, changelog = %self.changelog, "state restored");
         Ok(())
+    }
+}
+
+/// Aborts the partition tasks left running when [`run`] is left early (an error on the way
+/// out, a panic), before the consumer their queues were split from is destroyed.
+struct StopTasksOnDrop<'a>(&'a Mutex<Coordinator>);
+
+impl Drop for StopTasksOnDrop<'_> {
+    fn drop(&mut self) {
+        let mut c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        c.stop_workers_with(true);
     }
 }
 
@@ -843,14 +845,21 @@ fn complete(
     Ok(Completed { offsets, keys })
 }
 
-/// One partition's task: decodes its records in order, runs them through its processor,
-/// sends the outputs, and answers checkpoint barriers.
+/// One partition's task: takes its messages from the partition's queue in batches,
+/// decodes them in order, runs them through its processor, sends the outputs, and answers
+/// checkpoint barriers between batches.
 async fn partition_task(
     shared: Arc<Shared>,
     tp: Tp,
     mut processor: PartitionProcessor,
-    mut rx: mpsc::Receiver<Work>,
+    queue: PartitionQueue,
+    mut rx: mpsc::Receiver<Barrier>,
 ) {
+    let consumed = shared
+        .job
+        .metrics
+        .messages_consumed
+        .with_label_values(&[&tp.0]);
     let mut task = PartitionTask {
         gate: shared.gate.subscribe(),
         required_epoch: *shared.gate.borrow(),
@@ -860,6 +869,13 @@ async fn partition_task(
         acks: FuturesOrdered::new(),
         alerts: Vec::new(),
     };
+    let mut messages = Messages::default();
+    // Whether the queue may hold messages: false once a take came back empty, until
+    // librdkafka signals an arrival.
+    let mut readable = true;
+    // Cleared by a last barrier (revocation, shutdown): what the task processed after it
+    // would belong to no commit.
+    let mut taking = true;
     loop {
         tokio::select! {
             biased;
@@ -869,23 +885,34 @@ async fn partition_task(
                     return;
                 }
             }
-            work = rx.recv() => {
-                let result = match work {
-                    None => return,
-                    Some(Work::Records(batch, received, places)) => {
-                        let result = task.records(&mut processor, &batch, received).await;
-                        drop(places);
-                        result
-                    }
-                    Some(Work::Checkpoint(reply, epoch)) => {
-                        let result = task.checkpoint(&mut processor, reply).await;
-                        task.required_epoch = epoch;
-                        result
-                    }
+            barrier = rx.recv() => {
+                let Some(Barrier { reply, epoch, last }) = barrier else {
+                    return;
                 };
+                let result = task.checkpoint(&mut processor, reply).await;
+                task.required_epoch = epoch;
+                taking &= !last;
                 if let Err(e) = result {
                     shared.fail(e);
                     return;
+                }
+            }
+            () = queue.readable(), if taking && !readable => readable = true,
+            () = std::future::ready(()), if taking && readable => {
+                let taken = queue.take(shared.batch, &mut messages);
+                if taken == 0 {
+                    readable = false;
+                } else {
+                    consumed.inc_by(taken as u64);
+                    shared.uncheckpointed.fetch_add(taken as u64, Ordering::Relaxed);
+                    let result = task.records(&mut processor, &messages, Instant::now()).await;
+                    messages.clear();
+                    if let Err(e) = result {
+                        shared.fail(e);
+                        return;
+                    }
+                    // Taking from the queue never waits: give the other tasks their turn.
+                    tokio::task::yield_now().await;
                 }
             }
         }
@@ -942,7 +969,7 @@ impl PartitionTask {
     async fn records(
         &mut self,
         processor: &mut PartitionProcessor,
-        batch: &Batch,
+        batch: &Messages,
         received: Instant,
     ) -> Result<(), RunError> {
         let mut deliveries = Vec::new();
@@ -956,7 +983,14 @@ impl PartitionTask {
             while window.len() <= processor.lookahead()
                 && let Some(message) = messages.next()
             {
-                let decoded = decode_with_retry(&job, message.payload.unwrap_or_default()).await;
+                if let Some(error) = message.error() {
+                    // librdkafka reports a fetch problem in the message's place; it carries
+                    // no record (and was logged as a consumer error before queues were split).
+                    tracing::warn!(topic = %self.tp.0, partition = self.tp.1, %error, "consumer error");
+                    continue;
+                }
+                let payload = message.payload().unwrap_or_default();
+                let decoded = decode_with_retry(&job, payload).await;
                 window.push_back((message, decoded));
             }
             let Some((message, decoded)) = window.pop_front() else {
@@ -973,7 +1007,7 @@ impl PartitionTask {
             {
                 alerting += 1;
             }
-            self.next_offset = Some(message.offset + 1);
+            self.next_offset = Some(message.offset() + 1);
         }
         self.acks
             .push_back(acks_of(self.shared.clone(), deliveries, received, alerting));
@@ -985,7 +1019,7 @@ impl PartitionTask {
     async fn record(
         &mut self,
         processor: &mut PartitionProcessor,
-        message: &BatchMessage<'_>,
+        message: &QueuedMessage<'_>,
         decoded: Result<TelemetryRef<'_>, crate::decode::DecodeError>,
         deliveries: &mut Vec<(Output, rdkafka::producer::DeliveryFuture)>,
     ) -> Result<usize, RunError> {
@@ -994,7 +1028,7 @@ impl PartitionTask {
         let mut alert_count = 0;
         match decoded {
             Ok(record) => {
-                if let Some(key) = message.key
+                if let Some(key) = message.key()
                     && key != record.tool_id.as_bytes()
                 {
                     job.metrics.key_mismatches.inc();
@@ -1038,21 +1072,22 @@ impl PartitionTask {
     async fn dead_letter(
         shared: &Shared,
         tp: &Tp,
-        message: &BatchMessage<'_>,
+        message: &QueuedMessage<'_>,
         kind: &str,
         error: &str,
     ) -> Result<rdkafka::producer::DeliveryFuture, RunError> {
-        let headers = owned_headers(message.headers);
-        tracing::debug!(topic = %tp.0, partition = tp.1, offset = message.offset, kind, error, "dead letter");
+        let headers = message.headers();
+        let offset = message.offset();
+        tracing::debug!(topic = %tp.0, partition = tp.1, offset, kind, error, "dead letter");
         Ok(shared
             .sink
             .send_dead_letter(&DeadLetter {
-                key: message.key,
-                payload: message.payload,
+                key: message.key(),
+                payload: message.payload(),
                 headers: &headers,
                 topic: &tp.0,
                 partition: tp.1,
-                offset: message.offset,
+                offset,
                 kind,
                 error,
             })

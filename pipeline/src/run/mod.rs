@@ -8,8 +8,8 @@
 //! - [`changelog`]: the state records written to the changelog topic / checkpoint file.
 //! - [`kafka`]: the Kafka runtime (consumer group, partition tasks, transactions,
 //!   changelog restore).
-//! - [`batch`]: [`batch::Batch`], consumed messages of one partition copied into one buffer
-//!   on their way from the poll thread to the partition's task.
+//! - [`queue`]: [`queue::PartitionQueue`], an assigned partition's own librdkafka queue, from
+//!   which its task takes messages in batches (no copy).
 //! - [`file`](mod@file): the file runtime, the embedded default that needs no broker.
 //! - [`topics`]: `spcvm topics create`.
 //!
@@ -23,12 +23,12 @@
 //! Metrics + Health ──http::serve──> /metrics /healthz /readyz
 //! ```
 
-pub mod batch;
 pub mod changelog;
 pub mod config;
 pub mod file;
 pub mod kafka;
 pub mod processor;
+pub mod queue;
 pub mod topics;
 
 use std::path::PathBuf;
