@@ -974,7 +974,9 @@ impl PartitionTask {
     ) -> Result<(), RunError> {
         let mut deliveries = Vec::new();
         let mut alerting = 0;
-        let job = self.shared.job.clone();
+        // One clone a batch (a clone a record was a contended atomic pair on every record).
+        let shared = self.shared.clone();
+        let job = &shared.job;
         // Messages are decoded a few ahead of the one processed when the partition's charts
         // outgrow the cache, so that their chart states can be loaded in advance.
         let mut messages = batch.iter();
@@ -990,7 +992,7 @@ impl PartitionTask {
                     continue;
                 }
                 let payload = message.payload().unwrap_or_default();
-                let decoded = decode_with_retry(&job, payload).await;
+                let decoded = decode_with_retry(job, payload).await;
                 window.push_back((message, decoded));
             }
             let Some((message, decoded)) = window.pop_front() else {
@@ -1001,7 +1003,7 @@ impl PartitionTask {
                 _ => None,
             });
             if self
-                .record(processor, &message, decoded, &mut deliveries)
+                .record(&shared, processor, &message, decoded, &mut deliveries)
                 .await?
                 > 0
             {
@@ -1018,12 +1020,12 @@ impl PartitionTask {
     /// count.
     async fn record(
         &mut self,
+        shared: &Shared,
         processor: &mut PartitionProcessor,
         message: &QueuedMessage<'_>,
         decoded: Result<TelemetryRef<'_>, crate::decode::DecodeError>,
         deliveries: &mut Vec<(Output, rdkafka::producer::DeliveryFuture)>,
     ) -> Result<usize, RunError> {
-        let shared = self.shared.clone();
         let (job, sink) = (&shared.job, &shared.sink);
         let mut alert_count = 0;
         match decoded {
@@ -1038,8 +1040,7 @@ impl PartitionTask {
                     self.gate_open().await?;
                     deliveries.push((
                         Output::DeadLetter,
-                        Self::dead_letter(&self.shared, &self.tp, message, "non_finite", &reason)
-                            .await?,
+                        Self::dead_letter(shared, &self.tp, message, "non_finite", &reason).await?,
                     ));
                 }
                 let stats = processor.process(&record, &mut self.alerts);
@@ -1059,8 +1060,7 @@ impl PartitionTask {
                 self.gate_open().await?;
                 deliveries.push((
                     Output::DeadLetter,
-                    Self::dead_letter(&self.shared, &self.tp, message, e.kind(), &e.to_string())
-                        .await?,
+                    Self::dead_letter(shared, &self.tp, message, e.kind(), &e.to_string()).await?,
                 ));
             }
         }
