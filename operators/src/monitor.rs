@@ -507,10 +507,7 @@ impl SpcMonitor {
         out: &mut Vec<Alert>,
     ) {
         let window_ms = self.window_ms;
-        let mut keys: Vec<_> = store
-            .iter_mut()
-            .filter(|(_, state)| state.expires(watermark_ms, window_ms))
-            .collect();
+        let mut keys = store.collect_mut_where(|state| state.expires(watermark_ms, window_ms));
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, state) in keys {
             self.on_watermark(key, state, watermark_ms, out);

@@ -687,6 +687,30 @@ impl<S> KeyedState<S> {
         })
     }
 
+    /// The keys whose state `keep` accepts, with their states, mutably, in no particular
+    /// order. Unlike filtering [`iter_mut`](Self::iter_mut), a key is spelled out only for
+    /// the states kept (a sweep that keeps few pays for few keys).
+    pub fn collect_mut_where(
+        &mut self,
+        mut keep: impl FnMut(&S) -> bool,
+    ) -> Vec<(ChartKeyRef<'_>, &mut S)> {
+        let (names, keys) = (&self.long_names, &self.long_keys);
+        let mut out = Vec::new();
+        for Group { key, entries, .. } in &mut self.groups {
+            let mut ids = None;
+            for e in entries.iter_mut().filter(|e| keep(&e.state)) {
+                let (tool_id, recipe_id) = *ids.get_or_insert_with(|| key.get(keys));
+                let chart = ChartKeyRef {
+                    tool_id,
+                    recipe_id,
+                    parameter: e.name.get(names),
+                };
+                out.push((chart, &mut e.state));
+            }
+        }
+        out
+    }
+
     /// Every key and its state, sorted by key (deterministic order for reports and flushes).
     pub fn sorted(&self) -> Vec<(ChartKeyRef<'_>, &S)> {
         let mut v: Vec<_> = self.iter().collect();
@@ -736,6 +760,52 @@ mod tests {
         assert_eq!(entries, vec![("b", &1), ("a", &3)]);
         assert!(store.group_entries("T2", "R1").is_none());
         assert!(store.group_entries("T1", "R3").is_none());
+    }
+
+    /// `collect_mut_where` gives exactly the kept states with their keys (short and long
+    /// ids alike), and its states are the store's own.
+    #[test]
+    fn collect_mut_where_gives_the_kept_states_with_their_keys() {
+        let mut store = KeyedState::<u32>::default();
+        let long_tool = "IMPLANTER-WITH-A-NAME-TOO-LONG-TO-KEEP-INLINE";
+        let long_parameter = "a_parameter_name_longer_than_the_inline_room";
+        let key = |tool_id, recipe_id, parameter| ChartKeyRef {
+            tool_id,
+            recipe_id,
+            parameter,
+        };
+        for (i, k) in [
+            key("T1", "R1", "a"),
+            key("T1", "R1", "b"),
+            key("T2", "R1", "a"),
+            key(long_tool, "R9", long_parameter),
+            key(long_tool, "R9", "c"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            store.insert(k, i as u32);
+        }
+        let mut kept: Vec<(ChartKeyRef<'_>, u32)> = store
+            .collect_mut_where(|v| v % 2 == 1 || *v == 4)
+            .into_iter()
+            .map(|(k, v)| {
+                *v += 10;
+                (k, *v)
+            })
+            .collect();
+        kept.sort();
+        let mut expected = vec![
+            (key("T1", "R1", "b"), 11),
+            (key(long_tool, "R9", long_parameter), 13),
+            (key(long_tool, "R9", "c"), 14),
+        ];
+        expected.sort();
+        assert_eq!(kept, expected);
+        let mut all: Vec<u32> = store.iter().map(|(_, v)| *v).collect();
+        all.sort();
+        assert_eq!(all, vec![0, 2, 11, 13, 14]);
+        assert!(store.collect_mut_where(|_| false).is_empty());
     }
 
     #[test]
