@@ -977,39 +977,55 @@ impl PartitionTask {
         // One clone a batch (a clone a record was a contended atomic pair on every record).
         let shared = self.shared.clone();
         let job = &shared.job;
-        // Messages are decoded a few ahead of the one processed when the partition's charts
-        // outgrow the cache, so that their chart states can be loaded in advance.
         let mut messages = batch.iter();
-        let mut window = VecDeque::new();
-        loop {
-            while window.len() <= processor.lookahead()
-                && let Some(message) = messages.next()
-            {
-                if let Some(error) = message.error() {
-                    // librdkafka reports a fetch problem in the message's place; it carries
-                    // no record (and was logged as a consumer error before queues were split).
-                    tracing::warn!(topic = %self.tp.0, partition = self.tp.1, %error, "consumer error");
+        if processor.lookahead() == 0 {
+            // The partition's charts fit in cache: one message at a time.
+            for message in messages {
+                if is_consumer_error(&self.tp, &message) {
                     continue;
                 }
                 let payload = message.payload().unwrap_or_default();
-                let decoded = decode_with_retry(job, payload).await;
-                window.push_back((message, decoded));
+                let decoded = match decode_now(job, payload) {
+                    Some(decoded) => decoded,
+                    None => decode_with_retry(job, payload).await,
+                };
+                let alerts = self
+                    .record(&shared, processor, &message, decoded, &mut deliveries)
+                    .await?;
+                alerting += usize::from(alerts > 0);
+                self.next_offset = Some(message.offset() + 1);
             }
-            let Some((message, decoded)) = window.pop_front() else {
-                break;
-            };
-            processor.prefetch_ahead(|j| match window.get(j.wrapping_sub(1)) {
-                Some((_, Ok(r))) => Some((r.tool_id.as_ref(), r.recipe_id.as_ref())),
-                _ => None,
-            });
-            if self
-                .record(&shared, processor, &message, decoded, &mut deliveries)
-                .await?
-                > 0
-            {
-                alerting += 1;
+        } else {
+            // Messages are decoded a few ahead of the one processed when the partition's
+            // charts outgrow the cache, so that their chart states can be loaded in advance.
+            let mut window = VecDeque::new();
+            loop {
+                while window.len() <= processor.lookahead()
+                    && let Some(message) = messages.next()
+                {
+                    if is_consumer_error(&self.tp, &message) {
+                        continue;
+                    }
+                    let payload = message.payload().unwrap_or_default();
+                    let decoded = match decode_now(job, payload) {
+                        Some(decoded) => decoded,
+                        None => decode_with_retry(job, payload).await,
+                    };
+                    window.push_back((message, decoded));
+                }
+                let Some((message, decoded)) = window.pop_front() else {
+                    break;
+                };
+                processor.prefetch_ahead(|j| match window.get(j.wrapping_sub(1)) {
+                    Some((_, Ok(r))) => Some((r.tool_id.as_ref(), r.recipe_id.as_ref())),
+                    _ => None,
+                });
+                let alerts = self
+                    .record(&shared, processor, &message, decoded, &mut deliveries)
+                    .await?;
+                alerting += usize::from(alerts > 0);
+                self.next_offset = Some(message.offset() + 1);
             }
-            self.next_offset = Some(message.offset() + 1);
         }
         self.acks
             .push_back(acks_of(self.shared.clone(), deliveries, received, alerting));
@@ -1168,6 +1184,29 @@ impl PartitionTask {
             next_offset: self.next_offset,
             keys: processor.keys(),
         })
+    }
+}
+
+/// Whether `message` is librdkafka's report of a fetch problem in a message's place (it
+/// carries no record); logs it.
+fn is_consumer_error(tp: &Tp, message: &QueuedMessage<'_>) -> bool {
+    let Some(error) = message.error() else {
+        return false;
+    };
+    tracing::warn!(topic = %tp.0, partition = tp.1, %error, "consumer error");
+    true
+}
+
+/// Decodes `payload`, or `None` on a transient failure (for [`decode_with_retry`]): the
+/// usual outcome is returned straight, not through that function's larger future.
+#[inline]
+fn decode_now<'a>(
+    job: &Job,
+    payload: &'a [u8],
+) -> Option<Result<TelemetryRef<'a>, crate::decode::DecodeError>> {
+    match job.decoder.decode_ref(payload) {
+        Err(e) if e.is_transient() => None,
+        decoded => Some(decoded),
     }
 }
 
