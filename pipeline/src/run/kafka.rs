@@ -27,7 +27,9 @@
 //! offset covers exactly the records whose outputs and state changes are in the
 //! transaction. The commit runs on its own thread while the tasks go on decoding and
 //! charting; a task that has passed barrier E sends nothing until transaction E has begun
-//! (the gate), so no output of a later record lands in the transaction being committed. A
+//! (the gate), so no output of a later record lands in the transaction being committed:
+//! it holds those outputs back, in order, and goes on processing (up to `MAX_HELD`
+//! outputs), and sends them once the gate opens, before anything else of that epoch. A
 //! commit that fails for any other reason than a retriable one aborts the transaction and
 //! stops the process with an error: the restart restores state and offsets from the last
 //! commit, which is the only state known to be consistent.
@@ -55,6 +57,9 @@ use super::{Job, RunError, record_stats};
 /// How long the poll thread waits for an event (a rebalance) before it looks at the
 /// checkpoint timer, the count of unchecked messages and the flags.
 const POLL_TIMEOUT: Duration = Duration::from_millis(5);
+/// Most outputs a partition task holds back while the transaction they belong to has not
+/// begun (exactly-once); beyond this it waits for the transaction instead of processing on.
+const MAX_HELD: usize = 16_384;
 /// Timeout of transaction calls.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a restore may take before the job gives up.
@@ -868,6 +873,8 @@ async fn partition_task(
         next_offset: None,
         acks: FuturesOrdered::new(),
         alerts: Vec::new(),
+        held: VecDeque::new(),
+        held_outputs: 0,
     };
     let mut messages = Messages::default();
     // Whether the queue may hold messages: false once a take came back empty, until
@@ -893,6 +900,13 @@ async fn partition_task(
                 task.required_epoch = epoch;
                 taking &= !last;
                 if let Err(e) = result {
+                    shared.fail(e);
+                    return;
+                }
+            }
+            // The transaction that held outputs wait for may have begun.
+            _ = task.gate.changed(), if !task.held.is_empty() => {
+                if let Err(e) = task.flush_if_open().await {
                     shared.fail(e);
                     return;
                 }
@@ -948,9 +962,103 @@ struct PartitionTask {
     next_offset: Option<i64>,
     acks: Acks,
     alerts: Vec<spcvm_schemas::Alert>,
+    /// Outputs of whole batches held back, in order, while the transaction they belong to
+    /// has not begun (exactly-once: the previous one is committing); sent once it has.
+    held: VecDeque<HeldBatch>,
+    /// Outputs in `held`.
+    held_outputs: usize,
+}
+
+/// Where the outputs of a batch go. Whether they can be sent is decided when the batch
+/// starts: the gate only opens further while a batch is processed (it is required to reach
+/// a later epoch only at a barrier, between batches).
+enum Outbox {
+    /// Sent as they come: at-least-once, or the transaction they belong to has begun.
+    Sending(Vec<(Output, rdkafka::producer::DeliveryFuture)>),
+    /// Held back in order (copied, as the messages go back to librdkafka after the batch).
+    Holding(Vec<Held>),
+}
+
+/// An output held back (see [`PartitionTask::held`]).
+enum Held {
+    Alert(spcvm_schemas::Alert),
+    DeadLetter {
+        key: Option<Vec<u8>>,
+        payload: Option<Vec<u8>>,
+        headers: Vec<(String, Option<Vec<u8>>)>,
+        offset: i64,
+        kind: &'static str,
+        error: String,
+    },
+}
+
+/// The held outputs of one batch, with what their acknowledgement reports.
+struct HeldBatch {
+    received: Instant,
+    alerting: usize,
+    outputs: Vec<Held>,
 }
 
 impl PartitionTask {
+    /// Whether this task's outputs may be sent now: at-least-once, or the transaction they
+    /// belong to has begun.
+    fn gate_is_open(&self) -> bool {
+        self.shared.mode != DeliveryMode::ExactlyOnce || *self.gate.borrow() >= self.required_epoch
+    }
+
+    /// Sends every held output, in order (the gate must be open), one acknowledgement
+    /// future per batch.
+    async fn flush(&mut self) -> Result<(), RunError> {
+        let shared = self.shared.clone();
+        while let Some(batch) = self.held.pop_front() {
+            let mut deliveries = Vec::with_capacity(batch.outputs.len());
+            for output in batch.outputs {
+                deliveries.push(match output {
+                    Held::Alert(alert) => (Output::Alert, shared.sink.send_alert(&alert).await?),
+                    Held::DeadLetter {
+                        key,
+                        payload,
+                        headers,
+                        offset,
+                        kind,
+                        error,
+                    } => {
+                        let letter = DeadLetter {
+                            key: key.as_deref(),
+                            payload: payload.as_deref(),
+                            headers: &headers,
+                            topic: &self.tp.0,
+                            partition: self.tp.1,
+                            offset,
+                            kind,
+                            error: &error,
+                        };
+                        (
+                            Output::DeadLetter,
+                            shared.sink.send_dead_letter(&letter).await?,
+                        )
+                    }
+                });
+            }
+            self.acks.push_back(acks_of(
+                shared.clone(),
+                deliveries,
+                batch.received,
+                batch.alerting,
+            ));
+        }
+        self.held_outputs = 0;
+        Ok(())
+    }
+
+    /// Sends the held outputs if their transaction has begun.
+    async fn flush_if_open(&mut self) -> Result<(), RunError> {
+        if !self.held.is_empty() && self.gate_is_open() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Waits until the transaction this task's outputs belong to has begun.
     async fn gate_open(&mut self) -> Result<(), RunError> {
         if self.shared.mode == DeliveryMode::ExactlyOnce
@@ -965,14 +1073,25 @@ impl PartitionTask {
         Ok(())
     }
 
-    /// Processes a batch of messages, then queues one future for all their deliveries.
+    /// Processes a batch of messages, then queues one future for all their deliveries, or,
+    /// in exactly-once while the transaction they belong to has not begun, holds their
+    /// outputs back (up to [`MAX_HELD`]) and goes on.
     async fn records(
         &mut self,
         processor: &mut PartitionProcessor,
         batch: &Messages,
         received: Instant,
     ) -> Result<(), RunError> {
-        let mut deliveries = Vec::new();
+        self.flush_if_open().await?;
+        if self.held_outputs >= MAX_HELD {
+            self.gate_open().await?;
+            self.flush().await?;
+        }
+        let mut outbox = if self.held.is_empty() && self.gate_is_open() {
+            Outbox::Sending(Vec::new())
+        } else {
+            Outbox::Holding(Vec::new())
+        };
         let mut alerting = 0;
         // One clone a batch (a clone a record was a contended atomic pair on every record).
         let shared = self.shared.clone();
@@ -990,7 +1109,7 @@ impl PartitionTask {
                     None => decode_with_retry(job, payload).await,
                 };
                 let alerts = self
-                    .record(&shared, processor, &message, decoded, &mut deliveries)
+                    .record(&shared, processor, &message, decoded, &mut outbox)
                     .await?;
                 alerting += usize::from(alerts > 0);
                 self.next_offset = Some(message.offset() + 1);
@@ -1021,14 +1140,28 @@ impl PartitionTask {
                     _ => None,
                 });
                 let alerts = self
-                    .record(&shared, processor, &message, decoded, &mut deliveries)
+                    .record(&shared, processor, &message, decoded, &mut outbox)
                     .await?;
                 alerting += usize::from(alerts > 0);
                 self.next_offset = Some(message.offset() + 1);
             }
         }
-        self.acks
-            .push_back(acks_of(self.shared.clone(), deliveries, received, alerting));
+        match outbox {
+            Outbox::Sending(deliveries) => {
+                self.acks
+                    .push_back(acks_of(shared.clone(), deliveries, received, alerting));
+            }
+            Outbox::Holding(outputs) if !outputs.is_empty() => {
+                self.held_outputs += outputs.len();
+                self.held.push_back(HeldBatch {
+                    received,
+                    alerting,
+                    outputs,
+                });
+                self.flush_if_open().await?;
+            }
+            Outbox::Holding(_) => {}
+        }
         Ok(())
     }
 
@@ -1040,7 +1173,7 @@ impl PartitionTask {
         processor: &mut PartitionProcessor,
         message: &QueuedMessage<'_>,
         decoded: Result<TelemetryRef<'_>, crate::decode::DecodeError>,
-        deliveries: &mut Vec<(Output, rdkafka::producer::DeliveryFuture)>,
+        outbox: &mut Outbox,
     ) -> Result<usize, RunError> {
         let (job, sink) = (&shared.job, &shared.sink);
         let mut alert_count = 0;
@@ -1053,61 +1186,70 @@ impl PartitionTask {
                 }
                 if let Some(reason) = super::non_finite(&record) {
                     job.metrics.dead_letter("non_finite");
-                    self.gate_open().await?;
-                    deliveries.push((
-                        Output::DeadLetter,
-                        Self::dead_letter(shared, &self.tp, message, "non_finite", &reason).await?,
-                    ));
+                    Self::dead_letter(shared, &self.tp, outbox, message, "non_finite", reason)
+                        .await?;
                 }
                 let stats = processor.process(&record, &mut self.alerts);
                 record_stats(&job.metrics, &stats);
-                if !self.alerts.is_empty() {
-                    self.gate_open().await?;
-                }
                 for alert in self.alerts.drain(..) {
                     job.metrics.record_alert(&alert);
-                    deliveries.push((Output::Alert, sink.send_alert(&alert).await?));
+                    match outbox {
+                        Outbox::Sending(deliveries) => {
+                            deliveries.push((Output::Alert, sink.send_alert(&alert).await?));
+                        }
+                        Outbox::Holding(held) => held.push(Held::Alert(alert)),
+                    }
                     alert_count += 1;
                 }
             }
             Err(e) => {
                 job.metrics.decode_failure(e.kind());
                 job.metrics.dead_letter(e.kind());
-                self.gate_open().await?;
-                deliveries.push((
-                    Output::DeadLetter,
-                    Self::dead_letter(shared, &self.tp, message, e.kind(), &e.to_string()).await?,
-                ));
+                Self::dead_letter(shared, &self.tp, outbox, message, e.kind(), e.to_string())
+                    .await?;
             }
         }
         Ok(alert_count)
     }
 
-    /// Sends `message` to the dead-letter topic (a free-standing future: it must not borrow
-    /// the task, whose ack queue is not `Sync`).
+    /// Sends `message` to the dead-letter topic, or holds a copy of it (a free-standing
+    /// future: it must not borrow the task, whose ack queue is not `Sync`).
     async fn dead_letter(
         shared: &Shared,
         tp: &Tp,
+        outbox: &mut Outbox,
         message: &QueuedMessage<'_>,
-        kind: &str,
-        error: &str,
-    ) -> Result<rdkafka::producer::DeliveryFuture, RunError> {
+        kind: &'static str,
+        error: String,
+    ) -> Result<(), RunError> {
         let headers = message.headers();
         let offset = message.offset();
-        tracing::debug!(topic = %tp.0, partition = tp.1, offset, kind, error, "dead letter");
-        Ok(shared
-            .sink
-            .send_dead_letter(&DeadLetter {
-                key: message.key(),
-                payload: message.payload(),
-                headers: &headers,
-                topic: &tp.0,
-                partition: tp.1,
+        tracing::debug!(topic = %tp.0, partition = tp.1, offset, kind, %error, "dead letter");
+        match outbox {
+            Outbox::Sending(deliveries) => {
+                let letter = DeadLetter {
+                    key: message.key(),
+                    payload: message.payload(),
+                    headers: &headers,
+                    topic: &tp.0,
+                    partition: tp.1,
+                    offset,
+                    kind,
+                    error: &error,
+                };
+                let delivery = shared.sink.send_dead_letter(&letter).await?;
+                deliveries.push((Output::DeadLetter, delivery));
+            }
+            Outbox::Holding(held) => held.push(Held::DeadLetter {
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+                headers,
                 offset,
                 kind,
                 error,
-            })
-            .await?)
+            }),
+        }
+        Ok(())
     }
 
     fn acknowledged(&mut self, ack: Result<Acked, RunError>) -> Result<(), RunError> {
@@ -1163,8 +1305,10 @@ impl PartitionTask {
         &mut self,
         processor: &mut PartitionProcessor,
     ) -> Result<CheckpointReply, RunError> {
-        // The changelog records belong to the transaction this task is filling.
+        // The changelog records belong to the transaction this task is filling, after the
+        // outputs it holds for that transaction.
         self.gate_open().await?;
+        self.flush().await?;
         let sink = &self.shared.sink;
         let mut deliveries = Vec::new();
         for record in processor.checkpoint() {
