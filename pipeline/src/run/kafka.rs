@@ -11,7 +11,7 @@
 //!  rebalances, coordinates)  │
 //!     │ every checkpoint_interval_ms / max_uncheckpointed:
 //!     ├──Checkpoint barrier of epoch E ───> changelog records ─> KafkaSink
-//!     │                                     │ then: outputs wait for gate >= E
+//!     │                                     │ then: outputs held until gate >= E
 //!     └─ commit thread <──── next offset (after acks in at-least-once) ─┘
 //!          exactly_once: send_offsets_to_transaction + commit, begin transaction E, gate = E
 //!          at_least_once: the poll thread commits the acknowledged offsets
