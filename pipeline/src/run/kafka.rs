@@ -29,7 +29,8 @@
 //! charting; a task that has passed barrier E sends nothing until transaction E has begun
 //! (the gate), so no output of a later record lands in the transaction being committed:
 //! it holds those outputs back, in order, and goes on processing (up to `MAX_HELD`
-//! outputs), and sends them once the gate opens, before anything else of that epoch. A
+//! outputs and `MAX_HELD_BYTES`), and sends them once the gate opens, before anything else
+//! of that epoch. A
 //! commit that fails for any other reason than a retriable one aborts the transaction and
 //! stops the process with an error: the restart restores state and offsets from the last
 //! commit, which is the only state known to be consistent.
@@ -60,6 +61,10 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(5);
 /// Most outputs a partition task holds back while the transaction they belong to has not
 /// begun (exactly-once); beyond this it waits for the transaction instead of processing on.
 const MAX_HELD: usize = 16_384;
+/// Most bytes of held outputs (dead letters carry their message, up to the producer's
+/// limit) before a task waits for the transaction instead of processing on. A batch is
+/// held whole, so this can be exceeded by at most one batch's own outputs.
+const MAX_HELD_BYTES: usize = 64 << 20;
 /// Timeout of transaction calls.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a restore may take before the job gives up.
@@ -875,6 +880,7 @@ async fn partition_task(
         alerts: Vec::new(),
         held: VecDeque::new(),
         held_outputs: 0,
+        held_bytes: 0,
     };
     let mut messages = Messages::default();
     // Whether the queue may hold messages: false once a take came back empty, until
@@ -967,6 +973,8 @@ struct PartitionTask {
     held: VecDeque<HeldBatch>,
     /// Outputs in `held`.
     held_outputs: usize,
+    /// Their approximate size in bytes.
+    held_bytes: usize,
 }
 
 /// Where the outputs of a batch go. Whether they can be sent is decided when the batch
@@ -990,6 +998,33 @@ enum Held {
         kind: &'static str,
         error: String,
     },
+}
+
+impl Held {
+    /// Approximate memory held, in bytes.
+    fn bytes(&self) -> usize {
+        const ALERT: usize = std::mem::size_of::<spcvm_schemas::Alert>() + 256;
+        match self {
+            Held::Alert(_) => ALERT,
+            Held::DeadLetter {
+                key,
+                payload,
+                headers,
+                error,
+                ..
+            } => {
+                let header_bytes: usize = headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                    .sum();
+                std::mem::size_of::<Held>()
+                    + key.as_ref().map_or(0, Vec::len)
+                    + payload.as_ref().map_or(0, Vec::len)
+                    + header_bytes
+                    + error.len()
+            }
+        }
+    }
 }
 
 /// The held outputs of one batch, with what their acknowledgement reports.
@@ -1048,6 +1083,7 @@ impl PartitionTask {
             ));
         }
         self.held_outputs = 0;
+        self.held_bytes = 0;
         Ok(())
     }
 
@@ -1075,7 +1111,7 @@ impl PartitionTask {
 
     /// Processes a batch of messages, then queues one future for all their deliveries, or,
     /// in exactly-once while the transaction they belong to has not begun, holds their
-    /// outputs back (up to [`MAX_HELD`]) and goes on.
+    /// outputs back (up to [`MAX_HELD`] outputs and [`MAX_HELD_BYTES`]) and goes on.
     async fn records(
         &mut self,
         processor: &mut PartitionProcessor,
@@ -1083,7 +1119,7 @@ impl PartitionTask {
         received: Instant,
     ) -> Result<(), RunError> {
         self.flush_if_open().await?;
-        if self.held_outputs >= MAX_HELD {
+        if self.held_outputs >= MAX_HELD || self.held_bytes >= MAX_HELD_BYTES {
             self.gate_open().await?;
             self.flush().await?;
         }
@@ -1153,6 +1189,7 @@ impl PartitionTask {
             }
             Outbox::Holding(outputs) if !outputs.is_empty() => {
                 self.held_outputs += outputs.len();
+                self.held_bytes += outputs.iter().map(Held::bytes).sum::<usize>();
                 self.held.push_back(HeldBatch {
                     received,
                     alerting,
