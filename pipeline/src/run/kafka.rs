@@ -56,7 +56,7 @@ use super::queue::{Messages, PartitionQueue, QueuedMessage};
 use super::{Job, RunError, record_stats};
 
 /// How long the poll thread waits for an event (a rebalance) before it looks at the
-/// checkpoint timer, the count of unchecked messages and the flags.
+/// checkpoint timer, the count of messages not yet checkpointed and the flags.
 const POLL_TIMEOUT: Duration = Duration::from_millis(5);
 /// Most outputs a partition task holds back while the transaction they belong to has not
 /// begun (exactly-once); beyond this it waits for the transaction instead of processing on.
@@ -78,8 +78,9 @@ type Tp = (String, i32);
 /// Checkpoint barrier, sent by the poll thread to a partition task: write changelog
 /// records for changed state and reply with the next offset to consume (after every
 /// earlier output is acknowledged, in at-least-once). The epoch is the transaction that
-/// outputs after the barrier belong to: the task sends nothing more until that transaction
+/// outputs after the barrier belong to: the task holds them back until that transaction
 /// has begun (the gate reaches it).
+///
 /// A last barrier (a revocation or a shutdown) also tells the task to take no more
 /// messages: whatever it processed after the barrier would belong to no commit.
 struct Barrier {
@@ -118,8 +119,8 @@ struct Shared {
     /// The first fatal error of a task (a refused send, a failed delivery).
     fatal: Mutex<Option<RunError>>,
     /// The epoch of the open transaction (exactly-once): a task that has passed the barrier
-    /// of epoch E waits for the gate to reach E before it sends again, so a commit runs
-    /// while the tasks go on processing, and no output lands in the wrong transaction.
+    /// of epoch E holds its outputs back until the gate reaches E, so a commit runs while
+    /// the tasks go on processing, and no output lands in the wrong transaction.
     gate: tokio::sync::watch::Sender<u64>,
     /// Messages the tasks have taken since the last barrier (`delivery.max_uncheckpointed`).
     uncheckpointed: AtomicU64,
@@ -527,7 +528,8 @@ impl Coordinator {
         }
     }
 
-    /// Stops every task once it has served what it holds (`abort`: at its next await).
+    /// Stops every task and waits for it: at its next turn of the loop, when it sees its
+    /// barrier channel closed (`abort`: at its next await, wherever that is).
     fn stop_workers_with(&mut self, abort: bool) {
         for ((topic, partition), worker) in self.workers.drain() {
             drop(worker.tx);
@@ -1135,14 +1137,10 @@ impl PartitionTask {
         let mut messages = batch.iter();
         if processor.lookahead() == 0 {
             // The partition's charts fit in cache: one message at a time.
-            for message in messages {
-                if is_consumer_error(&self.tp, &message) {
-                    continue;
-                }
-                let payload = message.payload().unwrap_or_default();
-                let decoded = match decode_now(job, payload) {
+            while let Some((message, decoded)) = next_decoded(&self.tp, job, &mut messages) {
+                let decoded = match decoded {
                     Some(decoded) => decoded,
-                    None => decode_with_retry(job, payload).await,
+                    None => decode_with_retry(job, message.payload().unwrap_or_default()).await,
                 };
                 let alerts = self
                     .record(&shared, processor, &message, decoded, &mut outbox)
@@ -1156,15 +1154,11 @@ impl PartitionTask {
             let mut window = VecDeque::new();
             loop {
                 while window.len() <= processor.lookahead()
-                    && let Some(message) = messages.next()
+                    && let Some((message, decoded)) = next_decoded(&self.tp, job, &mut messages)
                 {
-                    if is_consumer_error(&self.tp, &message) {
-                        continue;
-                    }
-                    let payload = message.payload().unwrap_or_default();
-                    let decoded = match decode_now(job, payload) {
+                    let decoded = match decoded {
                         Some(decoded) => decoded,
-                        None => decode_with_retry(job, payload).await,
+                        None => decode_with_retry(job, message.payload().unwrap_or_default()).await,
                     };
                     window.push_back((message, decoded));
                 }
@@ -1368,27 +1362,34 @@ impl PartitionTask {
     }
 }
 
-/// Whether `message` is librdkafka's report of a fetch problem in a message's place (it
-/// carries no record); logs it.
-fn is_consumer_error(tp: &Tp, message: &QueuedMessage<'_>) -> bool {
-    let Some(error) = message.error() else {
-        return false;
-    };
-    tracing::warn!(topic = %tp.0, partition = tp.1, %error, "consumer error");
-    true
-}
+/// A decoded message, or `None` for a transient failure (left to [`decode_with_retry`]).
+type Decoded<'m> = Option<Result<TelemetryRef<'m>, crate::decode::DecodeError>>;
 
-/// Decodes `payload`, or `None` on a transient failure (for [`decode_with_retry`]): the
-/// usual outcome is returned straight, not through that function's larger future.
+/// The next message of `messages` that carries a record, decoded. librdkafka's reports of a
+/// fetch problem in a message's place are logged and skipped. A transient failure comes
+/// back as `None` for the caller to retry: the usual outcome is returned straight, not
+/// through the retrying function's larger future.
 #[inline]
-fn decode_now<'a>(
+fn next_decoded<'m>(
+    tp: &Tp,
     job: &Job,
-    payload: &'a [u8],
-) -> Option<Result<TelemetryRef<'a>, crate::decode::DecodeError>> {
-    match job.decoder.decode_ref(payload) {
-        Err(e) if e.is_transient() => None,
-        decoded => Some(decoded),
+    messages: &mut impl Iterator<Item = QueuedMessage<'m>>,
+) -> Option<(QueuedMessage<'m>, Decoded<'m>)> {
+    for message in messages.by_ref() {
+        if let Some(error) = message.error() {
+            tracing::warn!(topic = %tp.0, partition = tp.1, %error, "consumer error");
+            continue;
+        }
+        let decoded = match job
+            .decoder
+            .decode_ref(message.payload().unwrap_or_default())
+        {
+            Err(e) if e.is_transient() => None,
+            decoded => Some(decoded),
+        };
+        return Some((message, decoded));
     }
+    None
 }
 
 /// Decodes `payload`, waiting and retrying while the failure is transient (the schema
