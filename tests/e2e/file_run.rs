@@ -319,17 +319,22 @@ impl Lcg {
 fn kill_9_at_random_points_then_restart_gives_the_uninterrupted_output() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("telemetry.jsonl");
-    // 50 implanters and 50 RTP tools, 3000 wafers each: 300 000 records, about two seconds
-    // of work for the optimized test binary, so that several kills land mid-run.
+    // 50 implanters and 50 RTP tools, 3000 wafers each: 300 000 records, a second or two
+    // of work for the optimized test binary.
     let records = telemetry(50, 3000, 5);
     let bad = bad_lines();
     write_input(&input, &records, &bad, 30_000);
     drop(records);
 
-    // The reference: one uninterrupted run, alongside the killed ones.
+    // The reference: one uninterrupted run, first, timed, so that the kills below land at
+    // points of the run however fast this machine is.
     let straight = Outputs::new(dir.path(), "straight");
     let straight_config = file_config(dir.path(), "straight", &input, &straight, false, 500, false);
+    let started = Instant::now();
     let mut reference = start_run(&straight_config, &dir.path().join("straight.log"));
+    let status = reference.wait_exit(Duration::from_secs(120));
+    assert!(status.success(), "{}", reference.log_text());
+    let whole_ms = started.elapsed().as_millis() as u64;
 
     let out = Outputs::new(dir.path(), "killed");
     let config = file_config(dir.path(), "killed", &input, &out, false, 500, false);
@@ -345,8 +350,10 @@ fn kill_9_at_random_points_then_restart_gives_the_uninterrupted_output() {
     for round in 0..40 {
         let log = dir.path().join(format!("killed-{round}.log"));
         let mut job = start_run(&config, &log);
-        // Up to 8 kills, each 0.1 to 0.9 s after the start; then the run may finish.
-        let wait = Duration::from_millis(100 + rng.next(800));
+        // Up to 8 kills, each after 5 to 25 % of the uninterrupted run's time (a restart
+        // resumes from its checkpoint, so at least three land before the input runs out);
+        // then the run may finish.
+        let wait = Duration::from_millis(whole_ms / 20 + rng.next(whole_ms / 5 + 1));
         let started = Instant::now();
         while started.elapsed() < wait && job.running() {
             std::thread::sleep(Duration::from_millis(10));
@@ -367,7 +374,10 @@ fn kill_9_at_random_points_then_restart_gives_the_uninterrupted_output() {
         break;
     }
     let completed = completed.expect("the job completed");
-    eprintln!("killed after {kills:?} ms; the last run resumed after line {resumed_after:?}");
+    eprintln!(
+        "killed after {kills:?} ms (an uninterrupted run: {whole_ms} ms); the last run resumed \
+         after line {resumed_after:?}"
+    );
     assert!(
         kills.len() >= 3,
         "only {} kill(s) landed mid-run (the input is too small?)",
@@ -377,8 +387,6 @@ fn kill_9_at_random_points_then_restart_gives_the_uninterrupted_output() {
     // The last run resumed from a checkpoint rather than starting over.
     assert!(resumed_after[0] > 0, "{completed}");
 
-    let status = reference.wait_exit(Duration::from_secs(120));
-    assert!(status.success(), "{}", reference.log_text());
     let (want_alerts, want_dlq) = (straight.alerts(), straight.dlq());
     assert!(!want_alerts.is_empty());
     let got_alerts = out.alerts();
