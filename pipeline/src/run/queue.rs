@@ -56,9 +56,9 @@ unsafe extern "C" fn queue_nonempty(_rk: *mut rdsys::rd_kafka_t, opaque: *mut c_
 }
 
 impl PartitionQueue {
-    /// Splits the fetch queue of `topic` [`partition`] off the consumer queue of `rk`, so
-    /// that the partition's messages from now on arrive only here. `None` when librdkafka
-    /// does not know the partition (or the topic name holds a NUL byte).
+    /// Splits the fetch queue of partition `partition` of `topic` off the consumer queue of
+    /// `rk`, so that the partition's messages from now on arrive only here. `None` when
+    /// librdkafka does not know the partition (or the topic name holds a NUL byte).
     ///
     /// # Safety
     ///
