@@ -881,8 +881,6 @@ async fn partition_task(
         acks: FuturesOrdered::new(),
         alerts: Vec::new(),
         held: VecDeque::new(),
-        held_outputs: 0,
-        held_bytes: 0,
     };
     let mut messages = Messages::default();
     // Whether the queue may hold messages: false once a take came back empty, until
@@ -973,10 +971,6 @@ struct PartitionTask {
     /// Outputs of whole batches held back, in order, while the transaction they belong to
     /// has not begun (exactly-once: the previous one is committing); sent once it has.
     held: VecDeque<HeldBatch>,
-    /// Outputs in `held`.
-    held_outputs: usize,
-    /// Their approximate size in bytes.
-    held_bytes: usize,
 }
 
 /// Where the outputs of a batch go. Whether they can be sent is decided when the batch
@@ -1034,6 +1028,8 @@ struct HeldBatch {
     received: Instant,
     alerting: usize,
     outputs: Vec<Held>,
+    /// Approximate size of `outputs` in bytes.
+    bytes: usize,
 }
 
 impl PartitionTask {
@@ -1084,8 +1080,6 @@ impl PartitionTask {
                 batch.alerting,
             ));
         }
-        self.held_outputs = 0;
-        self.held_bytes = 0;
         Ok(())
     }
 
@@ -1121,7 +1115,10 @@ impl PartitionTask {
         received: Instant,
     ) -> Result<(), RunError> {
         self.flush_if_open().await?;
-        if self.held_outputs >= MAX_HELD || self.held_bytes >= MAX_HELD_BYTES {
+        let (outputs, bytes) = self.held.iter().fold((0, 0), |(outputs, bytes), batch| {
+            (outputs + batch.outputs.len(), bytes + batch.bytes)
+        });
+        if outputs >= MAX_HELD || bytes >= MAX_HELD_BYTES {
             self.gate_open().await?;
             self.flush().await?;
         }
@@ -1182,11 +1179,10 @@ impl PartitionTask {
                     .push_back(acks_of(shared.clone(), deliveries, received, alerting));
             }
             Outbox::Holding(outputs) if !outputs.is_empty() => {
-                self.held_outputs += outputs.len();
-                self.held_bytes += outputs.iter().map(Held::bytes).sum::<usize>();
                 self.held.push_back(HeldBatch {
                     received,
                     alerting,
+                    bytes: outputs.iter().map(Held::bytes).sum(),
                     outputs,
                 });
                 self.flush_if_open().await?;
