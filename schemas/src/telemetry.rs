@@ -197,9 +197,13 @@ impl<'a> TelemetryRef<'a> {
         event_time: i64,
         mut measurements: Vec<(Cow<'a, str>, f64)>,
     ) -> Option<Self> {
-        measurements.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        if measurements.windows(2).any(|w| w[0].0 == w[1].0) {
-            return None;
+        // Gateways that serialize a map usually send the names in order already: strictly
+        // increasing names are sorted and unique, and need no sort.
+        if !measurements.is_sorted_by(|a, b| a.0 < b.0) {
+            measurements.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            if measurements.windows(2).any(|w| w[0].0 == w[1].0) {
+                return None;
+            }
         }
         Some(TelemetryRef {
             tool_id,

@@ -80,6 +80,62 @@ fn eight_digits(chunk: &[u8]) -> Option<u64> {
     Some((w * 10_000 + (w >> 32)) & 0xFFFF_FFFF)
 }
 
+/// `mantissa * 10^scale` rounded to the nearest `f64` (ties to even), for
+/// `2^53 < mantissa < 2^64` and `|scale| <= 22`: exact integer arithmetic on `u128`;
+/// `None` for a product of 2^128 or more (left to `f64::from_str`).
+///
+/// A positive scale gives an integer, whose conversion rounds correctly. For a
+/// negative one the mantissa is shifted to the top of a `u128` and divided by `10^-scale`
+/// (below 2^74), which leaves a quotient of 54 or 55 bits: 53 for the result, the rest
+/// and the remainder decide the rounding. The result is a normal number (at least
+/// 2^53 / 10^22), so no subnormal or overflow case arises.
+fn wide_decimal(mantissa: u64, scale: i32) -> Option<f64> {
+    debug_assert!(mantissa > 1 << 53 && scale.abs() <= 22);
+    let power = 10u128.pow(scale.unsigned_abs());
+    if scale >= 0 {
+        return u128::from(mantissa).checked_mul(power).map(|v| v as f64);
+    }
+    let shift = 64 + mantissa.leading_zeros();
+    let numerator = u128::from(mantissa) << shift;
+    let quotient = numerator / power;
+    let exact = quotient * power == numerator;
+    let dropped_bits = (128 - quotient.leading_zeros()) - 53;
+    let mut result = (quotient >> dropped_bits) as u64;
+    let dropped = quotient & ((1 << dropped_bits) - 1);
+    let half = 1u128 << (dropped_bits - 1);
+    if dropped > half || (dropped == half && (!exact || result & 1 == 1)) {
+        result += 1;
+    }
+    // result * 2^(dropped_bits - shift), result in [2^52, 2^53] (2^53 is exact as f64).
+    let exponent = dropped_bits as i32 - shift as i32;
+    Some(result as f64 * f64::from_bits(((1023 + exponent) as u64) << 52))
+}
+
+/// The members of a telemetry object, and any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    ToolId,
+    ToolType,
+    RecipeId,
+    LotId,
+    WaferId,
+    EventTime,
+    Measurements,
+    Other,
+}
+
+/// The fields' names, each with its closing quote, grouped by first letter for
+/// [`Scanner::field_name`].
+const FIELDS: [(&[u8], Field); 7] = [
+    (b"tool_id\"", Field::ToolId),
+    (b"tool_type\"", Field::ToolType),
+    (b"recipe_id\"", Field::RecipeId),
+    (b"lot_id\"", Field::LotId),
+    (b"wafer_id\"", Field::WaferId),
+    (b"event_time\"", Field::EventTime),
+    (b"measurements\"", Field::Measurements),
+];
+
 /// A number token (see [`Scanner::number`]).
 struct Number<'a> {
     text: &'a str,
@@ -148,6 +204,39 @@ impl<'a> Scanner<'a> {
         Some(&self.text[start..start + len])
     }
 
+    /// A member name of the telemetry object. The fields' names are compared in place,
+    /// closing quote included (one or two word compares after a switch on the first
+    /// letter); other names are scanned as strings.
+    #[inline]
+    fn field_name(&mut self) -> Option<Field> {
+        self.expect(b'"')?;
+        let rest = &self.bytes[self.at..];
+        let candidates: &[(&[u8], Field)] = match rest.first()? {
+            b't' => &FIELDS[..2],
+            b'r' => &FIELDS[2..3],
+            b'l' => &FIELDS[3..4],
+            b'w' => &FIELDS[4..5],
+            b'e' => &FIELDS[5..6],
+            b'm' => &FIELDS[6..],
+            _ => &[],
+        };
+        for &(name, field) in candidates {
+            if rest.starts_with(name) {
+                self.at += name.len();
+                return Some(field);
+            }
+        }
+        // Back to the opening quote for the general scan.
+        self.at -= 1;
+        let name = self.string()?;
+        Some(
+            FIELDS
+                .iter()
+                .find(|(n, _)| n.strip_suffix(b"\"") == Some(name.as_bytes()))
+                .map_or(Field::Other, |&(_, f)| f),
+        )
+    }
+
     /// `true`, `false` or `null` spelled out (the caller peeked the first letter).
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.at + word.len();
@@ -155,9 +244,10 @@ impl<'a> Scanner<'a> {
     }
 
     /// A number in JSON's grammar: its text, whether it is an integer (no fraction, no
-    /// exponent), and its value when Clinger's fast path gives it exactly: a mantissa of at
-    /// most 2^53 times or divided by a power of ten of at most 10^22 is one correctly
-    /// rounded IEEE operation on two exact operands. Other numbers are left to
+    /// exponent), and its value when it has at most 19 significant digits and a power of
+    /// ten of at most 10^22 either way: Clinger's fast path for a mantissa of at most 2^53
+    /// (one correctly rounded IEEE operation on two exact operands), [`wide_decimal`] for
+    /// larger ones (full-precision values, 17 digits). Other numbers are left to
     /// `f64::from_str`.
     #[inline]
     fn number(&mut self) -> Option<Number<'a>> {
@@ -233,15 +323,19 @@ impl<'a> Scanner<'a> {
             integer = false;
         }
         self.at = i;
-        let exact = (digits <= 19 && mantissa <= 1 << 53 && scale.abs() <= 22).then(|| {
+        let exact = if digits > 19 || scale.abs() > 22 {
+            None
+        } else if mantissa <= 1 << 53 {
             let m = mantissa as f64;
-            let v = if scale >= 0 {
+            Some(if scale >= 0 {
                 m * POW10[scale as usize]
             } else {
                 m / POW10[scale.unsigned_abs() as usize]
-            };
-            if negative { -v } else { v }
-        });
+            })
+        } else {
+            wide_decimal(mantissa, scale)
+        }
+        .map(|v| if negative { -v } else { v });
         Some(Number {
             text: &self.text[start..i],
             integer,
@@ -368,11 +462,11 @@ impl<'a> Scanner<'a> {
         }
         self.expect(b'{')?;
         loop {
-            let key = self.string()?;
+            let field = self.field_name()?;
             self.expect(b':')?;
-            match key {
-                "tool_id" => once(&mut tool_id, self.string())?,
-                "tool_type" => {
+            match field {
+                Field::ToolId => once(&mut tool_id, self.string())?,
+                Field::ToolType => {
                     let t = match self.string()? {
                         "ion_implant" => Some(ToolType::IonImplant),
                         "rtp" => Some(ToolType::Rtp),
@@ -380,12 +474,12 @@ impl<'a> Scanner<'a> {
                     };
                     once(&mut tool_type, t)?
                 }
-                "recipe_id" => once(&mut recipe_id, self.string())?,
-                "lot_id" => once(&mut lot_id, self.optional_string())?,
-                "wafer_id" => once(&mut wafer_id, self.optional_string())?,
-                "event_time" => once(&mut event_time, self.int64())?,
-                "measurements" => once(&mut measurements, self.measurements())?,
-                _ => self.skip_value(0)?,
+                Field::RecipeId => once(&mut recipe_id, self.string())?,
+                Field::LotId => once(&mut lot_id, self.optional_string())?,
+                Field::WaferId => once(&mut wafer_id, self.optional_string())?,
+                Field::EventTime => once(&mut event_time, self.int64())?,
+                Field::Measurements => once(&mut measurements, self.measurements())?,
+                Field::Other => self.skip_value(0)?,
             }
             if !self.more()? {
                 break;
@@ -407,7 +501,7 @@ impl<'a> Scanner<'a> {
 mod tests {
     use proptest::prelude::*;
 
-    use super::{eight_digits, parse};
+    use super::{eight_digits, parse, wide_decimal};
     use crate::json::{decode_telemetry_json, decode_telemetry_json_ref};
     use crate::telemetry::Telemetry;
 
@@ -774,6 +868,56 @@ mod tests {
         {
             let text = format!("{n:08}");
             assert_eq!(eight_digits(text.as_bytes()), Some(n), "{text}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// Any mantissa past 2^53 and any scale it takes: the standard library's parse of
+        /// the same decimal is the reference (correctly rounded).
+        #[test]
+        fn wide_decimal_rounds_like_the_standard_library(
+            mantissa in (1u64 << 53) + 1..,
+            scale in -22i32..=22,
+        ) {
+            let expected: f64 = format!("{mantissa}e{scale}").parse().unwrap();
+            match wide_decimal(mantissa, scale) {
+                Some(got) => prop_assert_eq!(got.to_bits(), expected.to_bits()),
+                None => prop_assert!(u128::from(mantissa).checked_mul(10u128.pow(scale as u32)).is_none()),
+            }
+        }
+
+        /// Decimals that are exact binary fractions `j / 2^k` of 54 or 55 bits: every
+        /// halfway case (ties go to the even neighbour) and exact values next to them.
+        #[test]
+        fn wide_decimal_breaks_ties_to_even(j in (1u64 << 53)..(1u64 << 55), k in 1u32..=3) {
+            let mantissa = j * 5u64.pow(k);
+            prop_assume!(mantissa > 1 << 53);
+            let scale = -(k as i32);
+            let expected: f64 = format!("{mantissa}e{scale}").parse().unwrap();
+            prop_assert_eq!(wide_decimal(mantissa, scale).map(f64::to_bits), Some(expected.to_bits()));
+        }
+    }
+
+    /// Full-precision values as gateways print them (shortest round trip, 16-17 digits)
+    /// decode to the very `f64` that was printed.
+    #[test]
+    fn full_precision_values_round_trip() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Magnitudes of process values: 1e-6 to 1e6.
+            let value = f64::from_bits(state >> 12 | 0x3ff0_0000_0000_0000) - 1.0;
+            let value = value * 10f64.powi((state % 13) as i32 - 6);
+            let doc = format!(
+                r#"{{"tool_id":"T","tool_type":"rtp","recipe_id":"R","event_time":1,"measurements":{{"x":{value}}}}}"#
+            );
+            let parsed = parse(doc.as_bytes()).expect("a plain document takes the fast path");
+            let got = parsed.into_owned().measurements["x"];
+            assert_eq!(got.to_bits(), value.to_bits(), "{value}");
         }
     }
 
