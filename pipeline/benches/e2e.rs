@@ -41,7 +41,10 @@
 //! 200000], `--tools N` [E2E_TOOLS, 50], `--partitions N` [E2E_PARTITIONS, 4], `--mode
 //! exactly_once|at_least_once` [E2E_MODE], `--rate N` [E2E_RATE, 10000], `--latency-secs S`
 //! [E2E_LATENCY_SECS, 10], `--fetch-wait-ms MS` [E2E_FETCH_WAIT_MS, librdkafka's 500: the
-//! job's and the bench's consumers], `--spcvm PATH` [SPCVM_BIN, target/release/spcvm],
+//! job's and the bench's consumers], `--paced-linger-ms MS` [E2E_PACED_LINGER_MS, 1: the
+//! latency phase's producer], `--client-property KEY=VALUE` (repeatable)
+//! [E2E_CLIENT_PROPERTIES, comma-separated: a librdkafka property for every client, the
+//! job's (`kafka.properties`) and the bench's], `--spcvm PATH` [SPCVM_BIN, target/release/spcvm],
 //! `--keep` (keep the topics, the job's config and log; `SPCVM_BENCH_LOG` sets the job's
 //! `RUST_LOG`, e.g. `info,spcvm=debug` to log each commit's phases). The broker is `KAFKA_BOOTSTRAP`, else
 //! `scripts/broker.sh start tansu` is run and its `KAFKA_BOOTSTRAP=` line read.
@@ -66,7 +69,8 @@ use spcvm_schemas::{Alert, Telemetry, ToolType, decode_alert_json, encode_teleme
 
 /// The job's checkpoint interval (the default of `delivery.checkpoint_interval_ms`).
 const CHECKPOINT_INTERVAL_MS: u64 = 100;
-/// `linger.ms` of the paced producer of the latency phase (a gateway sending as it reads).
+/// Default `linger.ms` of the paced producer of the latency phase (a gateway sending as it
+/// reads), `--paced-linger-ms`.
 const PACED_LINGER_MS: u32 = 1;
 /// Round from which tools drift (after every chart's Phase I of 200 points / 25 subgroups).
 const DRIFT_FROM: usize = 230;
@@ -78,6 +82,8 @@ const EPISODE_ON: usize = 120;
 const START_MS: i64 = 1_772_440_200_000;
 /// `--fetch-wait-ms`, for every consumer the bench makes.
 static FETCH_WAIT_MS: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+/// `--client-property`, for every client the bench makes and the job's.
+static CLIENT_PROPERTIES: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
 /// Name of the job's latency histogram.
 const LATENCY_METRIC: &str = "spcvm_processing_latency_seconds";
 
@@ -104,13 +110,18 @@ struct Opts {
     /// `fetch.wait.max.ms` for the job's and the bench's consumers (librdkafka's 500 when
     /// absent).
     fetch_wait_ms: Option<u32>,
+    /// librdkafka properties for every client, the job's and the bench's.
+    client_properties: Vec<(String, String)>,
+    /// `linger.ms` of the latency phase's paced producer.
+    paced_linger_ms: u32,
 }
 
 const USAGE: &str = "usage: cargo bench -p spcvm --bench e2e -- [--records N] [--tools N] \
 [--partitions N] [--mode exactly_once|at_least_once] [--rate RECORDS_PER_S] \
-[--latency-secs S] [--fetch-wait-ms MS] [--spcvm PATH] [--keep]
+[--latency-secs S] [--fetch-wait-ms MS] [--paced-linger-ms MS] [--client-property KEY=VALUE]... \
+[--spcvm PATH] [--keep]
 env: E2E_RECORDS E2E_TOOLS E2E_PARTITIONS E2E_MODE E2E_RATE E2E_LATENCY_SECS \
-E2E_FETCH_WAIT_MS SPCVM_BIN \
+E2E_FETCH_WAIT_MS E2E_PACED_LINGER_MS E2E_CLIENT_PROPERTIES (KEY=VALUE,...) SPCVM_BIN \
 KAFKA_BOOTSTRAP (default: start tansu with scripts/broker.sh)";
 
 fn workspace_root() -> PathBuf {
@@ -146,6 +157,8 @@ impl Opts {
                 .unwrap_or_else(|| target.join("release/spcvm")),
             keep: false,
             fetch_wait_ms: None,
+            client_properties: Vec::new(),
+            paced_linger_ms: PACED_LINGER_MS,
         };
         let set = |o: &mut Opts, key: &str, value: &str| -> Result<()> {
             match key {
@@ -158,6 +171,15 @@ impl Opts {
                 "spcvm" => o.spcvm = PathBuf::from(value),
                 "bootstrap" => o.bootstrap = Some(value.to_string()),
                 "fetch-wait-ms" => o.fetch_wait_ms = Some(parse_num(key, value)?),
+                "paced-linger-ms" => o.paced_linger_ms = parse_num(key, value)?,
+                "client-property" => {
+                    for pair in value.split(',').filter(|p| !p.is_empty()) {
+                        let (k, v) = pair.split_once('=').ok_or_else(|| {
+                            anyhow!("--client-property: `{pair}` is not KEY=VALUE\n{USAGE}")
+                        })?;
+                        o.client_properties.push((k.trim().into(), v.trim().into()));
+                    }
+                }
                 _ => bail!("unknown option --{key}\n{USAGE}"),
             }
             Ok(())
@@ -170,6 +192,8 @@ impl Opts {
             ("E2E_RATE", "rate"),
             ("E2E_LATENCY_SECS", "latency-secs"),
             ("E2E_FETCH_WAIT_MS", "fetch-wait-ms"),
+            ("E2E_CLIENT_PROPERTIES", "client-property"),
+            ("E2E_PACED_LINGER_MS", "paced-linger-ms"),
         ] {
             if let Some(v) = env(var) {
                 set(&mut o, key, &v).with_context(|| format!("environment variable {var}"))?;
@@ -402,15 +426,26 @@ impl ProducerContext for Counting {
 type BenchProducer = ThreadedProducer<Counting>;
 
 fn producer(bootstrap: &str, linger_ms: u32) -> Result<BenchProducer> {
-    ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("partitioner", "murmur2_random")
-        .set("linger.ms", linger_ms.to_string())
         .set("enable.idempotence", "true")
         .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
+        .set("queue.buffering.max.kbytes", "1048576");
+    // The bench's own linger wins over a `--client-property linger.ms` meant for the job.
+    with_client_properties(&mut config)
+        .set("linger.ms", linger_ms.to_string())
         .create_with_context(Counting::new())
         .context("cannot create the producer")
+}
+
+/// `config` with the `--client-property` settings added.
+fn with_client_properties(config: &mut ClientConfig) -> &mut ClientConfig {
+    for (k, v) in CLIENT_PROPERTIES.get().into_iter().flatten() {
+        config.set(k, v);
+    }
+    config
 }
 
 /// Sends one record, waiting while the local queue is full.
@@ -479,7 +514,8 @@ fn consumer(bootstrap: &str, group: &str, eof: bool) -> Result<BaseConsumer> {
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("receive.message.max.bytes", "100000000")
-        .set("enable.partition.eof", if eof { "true" } else { "false" })
+        .set("enable.partition.eof", if eof { "true" } else { "false" });
+    with_client_properties(&mut config)
         .create()
         .context("cannot create a consumer")
 }
@@ -863,6 +899,12 @@ impl Setup {
             .map_or_else(String::new, |ms| {
                 format!("\"fetch.wait.max.ms\" = \"{ms}\"\n")
             });
+        let properties: String = CLIENT_PROPERTIES
+            .get()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k:?} = {v:?}\n"))
+            .collect();
         format!(
             r#"source = "kafka"
 [kafka]
@@ -870,7 +912,8 @@ bootstrap_servers = "{bootstrap}"
 group_id = "{group}"
 instance_id = "bench"
 session_timeout_ms = 6000
-[kafka.consumer_properties]
+[kafka.properties]
+{properties}[kafka.consumer_properties]
 "heartbeat.interval.ms" = "500"
 {fetch_wait}[topics]
 input = ["{input}"]
@@ -1198,7 +1241,7 @@ fn latency_phase(
     let count = ((opts.rate as f64) * opts.latency_secs).round() as usize;
     let records = encode(data, opts.records..opts.records + count);
     let (reader, expected_tx) = alert_reader(&setup.bootstrap, &setup.alerts, setup.partitions)?;
-    let p = producer(&setup.bootstrap, PACED_LINGER_MS)?;
+    let p = producer(&setup.bootstrap, opts.paced_linger_ms)?;
     // Connect the producer and get its idempotent producer id before the clock starts (the
     // first records would wait for both): one record to the bench's own dead-letter topic,
     // which nothing reads.
@@ -1315,6 +1358,7 @@ fn latency_phase(
 fn run() -> Result<()> {
     let opts = Opts::parse()?;
     let _ = FETCH_WAIT_MS.set(opts.fetch_wait_ms);
+    let _ = CLIENT_PROPERTIES.set(opts.client_properties.clone());
     ensure!(
         opts.spcvm.is_file(),
         "the spcvm binary {} is missing: build it first with `cargo build --release -p spcvm` \
@@ -1567,7 +1611,8 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
         thousands(lat.e2e.len() as f64)
     );
     println!(
-        "| (for scale) broker ack of the bench's paced producer (linger.ms={PACED_LINGER_MS}, acks=all) | {} | {} | {} | {} records |",
+        "| (for scale) broker ack of the bench's paced producer (linger.ms={}, acks=all) | {} | {} | {} | {} records |",
+        opts.paced_linger_ms,
         ms_opt(quantile(&lat.acks, 0.5)),
         ms_opt(quantile(&lat.acks, 0.99)),
         ms_opt(lat.acks.last().copied()),
@@ -1611,7 +1656,8 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
         }
     );
     println!(
-        "(2) adds the producer's linger.ms={PACED_LINGER_MS}, the job's fetch from the broker{}",
+        "(2) adds the producer's linger.ms={}, the job's fetch from the broker{}",
+        opts.paced_linger_ms,
         if opts.mode == "exactly_once" {
             format!(
                 " and the transaction commit (checkpoint_interval_ms = {CHECKPOINT_INTERVAL_MS}) \
