@@ -90,6 +90,7 @@ struct BacktestArgs {
 }
 
 fn main() -> ExitCode {
+    tune_malloc();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Backtest(args) => backtest_command(args),
@@ -101,6 +102,27 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("spcvm: error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Keeps glibc's allocator from handing memory back to the kernel after every burst.
+///
+/// librdkafka allocates a buffer for each fetch response and frees it once its messages
+/// are consumed; with glibc's defaults freed memory at the top of a heap is trimmed (and
+/// blocks past a moving threshold are mapped and unmapped), so the next responses fault
+/// fresh pages in: 2-3 % of the job's CPU in a profile at 900,000 records/s. Blocks below
+/// 32 MiB now come from the heaps and up to 128 MiB of free memory stays in each, which
+/// bounds what the job keeps beyond its peak use. A `GLIBC_TUNABLES` setting of the
+/// allocator's own wins.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if !std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.")) {
+        // SAFETY: mallopt only sets allocator parameters (it takes the allocator's own
+        // lock); it is called before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
         }
     }
 }
