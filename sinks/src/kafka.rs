@@ -167,7 +167,12 @@ impl std::fmt::Debug for KafkaSink {
 
 impl KafkaSink {
     /// Creates the producer from librdkafka `properties`. With a `transactional_id` it is
-    /// transactional (and idempotent); otherwise idempotent with `acks=all`. Keys are
+    /// transactional (and idempotent); otherwise idempotent with `acks=all`. `linger.ms` is
+    /// 2 unless `properties` say otherwise: each produce request costs the producer's broker
+    /// thread a wake-up and a pass over every partition it writes, and at 1 ms that thread
+    /// took a fifth of the job's CPU at 900,000 records/s (2 ms: 8 % less CPU a record;
+    /// alert acknowledgement p99 at 10,000 records/s 4.9-7.5 ms on noida-db against 3.1-18.4
+    /// ms at 1 ms; 5 ms saves 17 % but puts the p99 past 10 ms). Keys are
     /// partitioned with murmur2, as Java clients do, so alerts of a tool land where a Java
     /// producer would put them.
     ///
@@ -186,7 +191,7 @@ impl KafkaSink {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random")
-            .set("linger.ms", "1")
+            .set("linger.ms", "2")
             .set("message.max.bytes", MAX_MESSAGE_BYTES.to_string())
             .set("compression.type", "lz4");
         if let Some(id) = transactional_id {
