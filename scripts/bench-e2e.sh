@@ -8,7 +8,10 @@
 #   scripts/bench-e2e.sh [BENCH OPTIONS]
 #     --records N (200000)  --tools N (50)  --partitions N (4)
 #     --mode exactly_once|at_least_once (exactly_once)  --rate N (10000)  --latency-secs S (10)
-#     --fetch-wait-ms MS (librdkafka's 500)  --keep (keep topics, job config and log)
+#     --fetch-wait-ms MS (librdkafka's 500)  --paced-linger-ms MS (1: the latency phase's producer)
+#     --client-property KEY=VALUE (every client, the job's included; repeatable)
+#     --repeat N (1: throughput rounds on the same input, the ratio judged on their median)
+#     --spcvm PATH (another binary)  --keep (keep topics, job config and log)
 #   KAFKA_BOOTSTRAP=HOST:PORT picks the broker; unset, tansu is started (scripts/broker.sh).
 #
 # Run it on a quiet machine: the broker, the job and the bench share its cores.

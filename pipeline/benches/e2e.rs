@@ -44,7 +44,10 @@
 //! job's and the bench's consumers], `--paced-linger-ms MS` [E2E_PACED_LINGER_MS, 1: the
 //! latency phase's producer], `--client-property KEY=VALUE` (repeatable)
 //! [E2E_CLIENT_PROPERTIES, comma-separated: a librdkafka property for every client, the
-//! job's (`kafka.properties`) and the bench's], `--spcvm PATH` [SPCVM_BIN, target/release/spcvm],
+//! job's (`kafka.properties`) and the bench's], `--repeat N` [E2E_REPEAT, 1: throughput
+//! rounds on the same input, each a bare drain then the job in a fresh group with fresh
+//! output topics; the ratio is judged on their median, as the two rates move from run to
+//! run on a shared machine], `--spcvm PATH` [SPCVM_BIN, target/release/spcvm],
 //! `--keep` (keep the topics, the job's config and log; `SPCVM_BENCH_LOG` sets the job's
 //! `RUST_LOG`, e.g. `info,spcvm=debug` to log each commit's phases). The broker is `KAFKA_BOOTSTRAP`, else
 //! `scripts/broker.sh start tansu` is run and its `KAFKA_BOOTSTRAP=` line read.
@@ -114,14 +117,16 @@ struct Opts {
     client_properties: Vec<(String, String)>,
     /// `linger.ms` of the latency phase's paced producer.
     paced_linger_ms: u32,
+    /// Throughput rounds (bare consumer, then the job in a fresh group) on the same input.
+    repeat: usize,
 }
 
 const USAGE: &str = "usage: cargo bench -p spcvm --bench e2e -- [--records N] [--tools N] \
 [--partitions N] [--mode exactly_once|at_least_once] [--rate RECORDS_PER_S] \
 [--latency-secs S] [--fetch-wait-ms MS] [--paced-linger-ms MS] [--client-property KEY=VALUE]... \
-[--spcvm PATH] [--keep]
+[--repeat N] [--spcvm PATH] [--keep]
 env: E2E_RECORDS E2E_TOOLS E2E_PARTITIONS E2E_MODE E2E_RATE E2E_LATENCY_SECS \
-E2E_FETCH_WAIT_MS E2E_PACED_LINGER_MS E2E_CLIENT_PROPERTIES (KEY=VALUE,...) SPCVM_BIN \
+E2E_FETCH_WAIT_MS E2E_PACED_LINGER_MS E2E_REPEAT E2E_CLIENT_PROPERTIES (KEY=VALUE,...) SPCVM_BIN \
 KAFKA_BOOTSTRAP (default: start tansu with scripts/broker.sh)";
 
 fn workspace_root() -> PathBuf {
@@ -159,6 +164,7 @@ impl Opts {
             fetch_wait_ms: None,
             client_properties: Vec::new(),
             paced_linger_ms: PACED_LINGER_MS,
+            repeat: 1,
         };
         let set = |o: &mut Opts, key: &str, value: &str| -> Result<()> {
             match key {
@@ -172,6 +178,7 @@ impl Opts {
                 "bootstrap" => o.bootstrap = Some(value.to_string()),
                 "fetch-wait-ms" => o.fetch_wait_ms = Some(parse_num(key, value)?),
                 "paced-linger-ms" => o.paced_linger_ms = parse_num(key, value)?,
+                "repeat" => o.repeat = parse_num(key, value)?,
                 "client-property" => {
                     for pair in value.split(',').filter(|p| !p.is_empty()) {
                         let (k, v) = pair.split_once('=').ok_or_else(|| {
@@ -194,6 +201,7 @@ impl Opts {
             ("E2E_FETCH_WAIT_MS", "fetch-wait-ms"),
             ("E2E_CLIENT_PROPERTIES", "client-property"),
             ("E2E_PACED_LINGER_MS", "paced-linger-ms"),
+            ("E2E_REPEAT", "repeat"),
         ] {
             if let Some(v) = env(var) {
                 set(&mut o, key, &v).with_context(|| format!("environment variable {var}"))?;
@@ -234,6 +242,7 @@ impl Opts {
         ensure!(o.tools >= 2, "--tools must be at least 2");
         ensure!(o.partitions >= 1, "--partitions must be at least 1");
         ensure!(o.rate >= 1, "--rate must be at least 1");
+        ensure!(o.repeat >= 1, "--repeat must be at least 1");
         ensure!(o.latency_secs > 0.0, "--latency-secs must be positive");
         Ok(o)
     }
@@ -879,6 +888,7 @@ fn bootstrap(opts: &Opts) -> Result<String> {
 
 // ------------------------------------------------------------------------------ setup
 
+#[derive(Clone)]
 struct Setup {
     bootstrap: String,
     input: String,
@@ -937,6 +947,16 @@ listen = "127.0.0.1:0"
         )
     }
 
+    /// The setup of an extra throughput round: the same input, its own group and outputs.
+    fn for_round(&self, round: usize) -> Setup {
+        Setup {
+            alerts: format!("{}-r{round}", self.alerts),
+            dlq: format!("{}-r{round}", self.dlq),
+            group: format!("{}-r{round}", self.group),
+            ..self.clone()
+        }
+    }
+
     fn topics(&self) -> Vec<String> {
         vec![
             self.input.clone(),
@@ -946,8 +966,9 @@ listen = "127.0.0.1:0"
         ]
     }
 
-    /// Deletes the topics (best effort: the in-memory tansu would otherwise keep them).
-    fn delete_topics(&self) {
+    /// Deletes the topics, the input only `with_input` (best effort: the in-memory tansu
+    /// would otherwise keep them).
+    fn delete_topics(&self, with_input: bool) {
         let admin: Result<AdminClient<DefaultClientContext>, _> = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .create();
@@ -959,7 +980,11 @@ listen = "127.0.0.1:0"
             return;
         };
         let topics = self.topics();
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let names: Vec<&str> = topics
+            .iter()
+            .filter(|t| with_input || **t != self.input)
+            .map(String::as_str)
+            .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         if let Err(e) = rt.block_on(admin.delete_topics(&names, &opts)) {
             eprintln!("note: could not delete the bench topics: {e}");
@@ -1386,9 +1411,66 @@ fn run() -> Result<()> {
         eprintln!("job config and log kept in {}", kept.display());
     }
     if !opts.keep {
-        setup.delete_topics();
+        setup.delete_topics(true);
     }
     result
+}
+
+/// Creates `setup`'s topics through the job's own command (existing ones are kept).
+fn create_topics(opts: &Opts, setup: &Setup) -> Result<()> {
+    let topics_config = setup.dir.join("topics.toml");
+    std::fs::write(&topics_config, setup.config())?;
+    let out = Command::new(&opts.spcvm)
+        .args(["topics", "create", "--config"])
+        .arg(&topics_config)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "spcvm topics create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// One throughput round's headline figures.
+struct Round {
+    bare_rate: f64,
+    committed_rate: f64,
+    job_cpu_per_record: Option<f64>,
+}
+
+impl Round {
+    fn ratio(&self) -> f64 {
+        self.committed_rate / self.bare_rate
+    }
+}
+
+/// A throughput round: the bare consumer drains the input, then the job consumes it in
+/// `setup`'s group. Returns the round's figures, the running job and the group watcher.
+#[allow(clippy::type_complexity)]
+fn throughput_round(
+    opts: &Opts,
+    setup: &Setup,
+    highs: &[(i32, i64)],
+) -> Result<(Round, BareDrain, Job, JobTimings, String, BaseConsumer)> {
+    eprintln!("(a) bare consumer draining the input ...");
+    let bare = drain_bare(setup, highs)?;
+    ensure!(
+        bare.records == opts.records as u64,
+        "the bare consumer read {} records, not {}",
+        bare.records,
+        opts.records
+    );
+    eprintln!("(b) spcvm run ...");
+    let watcher = consumer(&setup.bootstrap, &setup.group, false)?;
+    let (job, timings, tp_metrics) = job_throughput(setup, opts, highs, &watcher)?;
+    let job_records = opts.records as f64 - timings.first_seen;
+    let round = Round {
+        bare_rate: (bare.records - 1) as f64 / bare.secs,
+        committed_rate: timings.rate_committed,
+        job_cpu_per_record: timings.cpu_secs.map(|cpu| cpu / job_records),
+    };
+    Ok((round, bare, job, timings, tp_metrics, watcher))
 }
 
 fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
@@ -1404,18 +1486,7 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
         setup.bootstrap,
         opts.spcvm.display()
     );
-    // Topics, through the job's own command.
-    let topics_config = setup.dir.join("topics.toml");
-    std::fs::write(&topics_config, setup.config())?;
-    let out = Command::new(&opts.spcvm)
-        .args(["topics", "create", "--config"])
-        .arg(&topics_config)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "spcvm topics create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    create_topics(opts, setup)?;
 
     // Throughput phase: produce N records as fast as possible.
     let mut data = Gen::new(opts.tools, 7);
@@ -1454,19 +1525,25 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
         );
     }
 
-    eprintln!("(a) bare consumer draining the input ...");
-    let bare = drain_bare(setup, &highs)?;
-    ensure!(
-        bare.records == opts.records as u64,
-        "the bare consumer read {} records, not {}",
-        bare.records,
-        opts.records
-    );
-    eprintln!("(b) spcvm run ...");
-    let watcher = consumer(&setup.bootstrap, &setup.group, false)?;
-    let (mut job, timings, tp_metrics) = job_throughput(setup, opts, &highs, &watcher)?;
-    let bare_rate = (bare.records - 1) as f64 / bare.secs;
-    let ratio = timings.rate_committed / bare_rate;
+    // Extra rounds first, each in its own group with its own outputs (its job stopped
+    // after it); the last round's job goes on to the latency phase.
+    let mut rounds = Vec::new();
+    for round in 1..opts.repeat {
+        eprintln!("throughput round {round} of {} ...", opts.repeat);
+        let extra = setup.for_round(round);
+        create_topics(opts, &extra)?;
+        let (figures, _, mut job, ..) = throughput_round(opts, &extra, &highs)?;
+        job.terminate(Duration::from_secs(30))?;
+        if !opts.keep {
+            extra.delete_topics(false);
+        }
+        rounds.push(figures);
+    }
+    let (figures, bare, mut job, timings, tp_metrics, watcher) =
+        throughput_round(opts, setup, &highs)?;
+    let bare_rate = figures.bare_rate;
+    let ratio = figures.ratio();
+    rounds.push(figures);
 
     eprintln!(
         "latency phase: {} records/s for {} s ...",
@@ -1508,11 +1585,55 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
         opts.mode,
         thousands(timings.rate_committed)
     );
-    println!(
-        "| **ratio job / bare** | **{:.0} %** | target >= 70 %: {} |",
-        ratio * 100.0,
-        if ratio >= 0.7 { "met" } else { "NOT met" }
-    );
+    let verdict = |ratio: f64| if ratio >= 0.7 { "met" } else { "NOT met" };
+    if rounds.len() == 1 {
+        println!(
+            "| **ratio job / bare** | **{:.0} %** | target >= 70 %: {} |",
+            ratio * 100.0,
+            verdict(ratio)
+        );
+    } else {
+        println!(
+            "| ratio job / bare | {:.0} % | this round (the last); all rounds below |",
+            ratio * 100.0
+        );
+        println!();
+        println!("| round | bare consumer | job, all committed | ratio | job CPU / record |");
+        println!("|---|---|---|---|---|");
+        for (i, r) in rounds.iter().enumerate() {
+            println!(
+                "| {} | {} | {} | {:.0} % | {} |",
+                i + 1,
+                thousands(r.bare_rate),
+                thousands(r.committed_rate),
+                r.ratio() * 100.0,
+                r.job_cpu_per_record
+                    .map_or_else(|| "n/a".into(), |c| format!("{:.2} µs", c * 1e6))
+            );
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        };
+        let ratios: Vec<f64> = rounds.iter().map(Round::ratio).collect();
+        let median_ratio = median(ratios.clone());
+        println!(
+            "| **median of {} rounds** | {} | {} | **{:.0} %** (range {:.0}-{:.0} %) | target >= 70 %: {} |",
+            rounds.len(),
+            thousands(median(rounds.iter().map(|r| r.bare_rate).collect())),
+            thousands(median(rounds.iter().map(|r| r.committed_rate).collect())),
+            median_ratio * 100.0,
+            ratios.iter().copied().fold(f64::INFINITY, f64::min) * 100.0,
+            ratios.iter().copied().fold(0.0, f64::max) * 100.0,
+            verdict(median_ratio)
+        );
+        println!();
+    }
     let job_records = opts.records as f64 - timings.first_seen;
     let measured = job_records / timings.rate_committed;
     let (n_ckpt, ckpt_secs) = checkpoints("", &tp_metrics);
