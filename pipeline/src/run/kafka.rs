@@ -1139,9 +1139,21 @@ impl PartitionTask {
                     Some(decoded) => decoded,
                     None => decode_with_retry(job, message.payload().unwrap_or_default()).await,
                 };
-                let alerts = self
-                    .record(&shared, processor, &message, decoded, &mut outbox)
-                    .await?;
+                let alerts = match decoded {
+                    // The usual case, without building the general path's future.
+                    Ok(record) if super::non_finite(&record).is_none() => {
+                        self.chart(&shared, processor, &message, &record);
+                        if self.alerts.is_empty() {
+                            0
+                        } else {
+                            self.send_alerts(&shared, &mut outbox).await?
+                        }
+                    }
+                    decoded => {
+                        self.record(&shared, processor, &message, decoded, &mut outbox)
+                            .await?
+                    }
+                };
                 alerting += usize::from(alerts > 0);
                 self.next_offset = Some(message.offset() + 1);
             }
@@ -1166,9 +1178,21 @@ impl PartitionTask {
                     Some((_, Ok(r))) => Some((r.tool_id.as_ref(), r.recipe_id.as_ref())),
                     _ => None,
                 });
-                let alerts = self
-                    .record(&shared, processor, &message, decoded, &mut outbox)
-                    .await?;
+                let alerts = match decoded {
+                    // The usual case, without building the general path's future.
+                    Ok(record) if super::non_finite(&record).is_none() => {
+                        self.chart(&shared, processor, &message, &record);
+                        if self.alerts.is_empty() {
+                            0
+                        } else {
+                            self.send_alerts(&shared, &mut outbox).await?
+                        }
+                    }
+                    decoded => {
+                        self.record(&shared, processor, &message, decoded, &mut outbox)
+                            .await?
+                    }
+                };
                 alerting += usize::from(alerts > 0);
                 self.next_offset = Some(message.offset() + 1);
             }
@@ -1193,7 +1217,8 @@ impl PartitionTask {
     }
 
     /// Processes one decoded message, adding its outputs' deliveries; returns its alert
-    /// count.
+    /// count. (Valid records without a non-finite value take [`Self::chart`] and
+    /// [`Self::send_alerts`] straight.)
     async fn record(
         &mut self,
         shared: &Shared,
@@ -1202,41 +1227,64 @@ impl PartitionTask {
         decoded: Result<TelemetryRef<'_>, crate::decode::DecodeError>,
         outbox: &mut Outbox,
     ) -> Result<usize, RunError> {
-        let (job, sink) = (&shared.job, &shared.sink);
-        let mut alert_count = 0;
+        let job = &shared.job;
         match decoded {
             Ok(record) => {
-                if let Some(key) = message.key()
-                    && key != record.tool_id.as_bytes()
-                {
-                    job.metrics.key_mismatches.inc();
-                }
                 if let Some(reason) = super::non_finite(&record) {
                     job.metrics.dead_letter("non_finite");
                     Self::dead_letter(shared, &self.tp, outbox, message, "non_finite", reason)
                         .await?;
                 }
-                let stats = processor.process(&record, &mut self.alerts);
-                record_stats(&job.metrics, &stats);
-                for alert in self.alerts.drain(..) {
-                    job.metrics.record_alert(&alert);
-                    match outbox {
-                        Outbox::Sending(deliveries) => {
-                            deliveries.push((Output::Alert, sink.send_alert(&alert).await?));
-                        }
-                        Outbox::Holding(held) => held.push(Held::Alert(alert)),
-                    }
-                    alert_count += 1;
-                }
+                self.chart(shared, processor, message, &record);
+                self.send_alerts(shared, outbox).await
             }
             Err(e) => {
                 job.metrics.decode_failure(e.kind());
                 job.metrics.dead_letter(e.kind());
                 Self::dead_letter(shared, &self.tp, outbox, message, e.kind(), e.to_string())
                     .await?;
+                Ok(0)
             }
         }
-        Ok(alert_count)
+    }
+
+    /// Feeds a valid record to the charts; their alerts wait in `self.alerts`.
+    #[inline]
+    fn chart(
+        &mut self,
+        shared: &Shared,
+        processor: &mut PartitionProcessor,
+        message: &QueuedMessage<'_>,
+        record: &TelemetryRef<'_>,
+    ) {
+        let job = &shared.job;
+        if let Some(key) = message.key()
+            && key != record.tool_id.as_bytes()
+        {
+            job.metrics.key_mismatches.inc();
+        }
+        let stats = processor.process(record, &mut self.alerts);
+        record_stats(&job.metrics, &stats);
+    }
+
+    /// Sends (or holds) the alerts waiting in `self.alerts`; returns how many there were.
+    async fn send_alerts(
+        &mut self,
+        shared: &Shared,
+        outbox: &mut Outbox,
+    ) -> Result<usize, RunError> {
+        let (job, sink) = (&shared.job, &shared.sink);
+        let count = self.alerts.len();
+        for alert in self.alerts.drain(..) {
+            job.metrics.record_alert(&alert);
+            match outbox {
+                Outbox::Sending(deliveries) => {
+                    deliveries.push((Output::Alert, sink.send_alert(&alert).await?));
+                }
+                Outbox::Holding(held) => held.push(Held::Alert(alert)),
+            }
+        }
+        Ok(count)
     }
 
     /// Sends `message` to the dead-letter topic, or holds a copy of it (a free-standing
