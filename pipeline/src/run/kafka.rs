@@ -1139,17 +1139,10 @@ impl PartitionTask {
                     Some(decoded) => decoded,
                     None => decode_with_retry(job, message.payload().unwrap_or_default()).await,
                 };
-                let alerts = match decoded {
-                    // The usual case, without building the general path's future.
-                    Ok(record) if super::non_finite(&record).is_none() => {
-                        self.chart(&shared, processor, &message, &record);
-                        if self.alerts.is_empty() {
-                            0
-                        } else {
-                            self.send_alerts(&shared, &mut outbox).await?
-                        }
-                    }
-                    decoded => {
+                let alerts = match self.chart_valid(&shared, processor, &message, decoded) {
+                    Charted::Valid(0) => 0,
+                    Charted::Valid(_) => self.send_alerts(&shared, &mut outbox).await?,
+                    Charted::Other(decoded) => {
                         self.record(&shared, processor, &message, decoded, &mut outbox)
                             .await?
                     }
@@ -1178,17 +1171,10 @@ impl PartitionTask {
                     Some((_, Ok(r))) => Some((r.tool_id.as_ref(), r.recipe_id.as_ref())),
                     _ => None,
                 });
-                let alerts = match decoded {
-                    // The usual case, without building the general path's future.
-                    Ok(record) if super::non_finite(&record).is_none() => {
-                        self.chart(&shared, processor, &message, &record);
-                        if self.alerts.is_empty() {
-                            0
-                        } else {
-                            self.send_alerts(&shared, &mut outbox).await?
-                        }
-                    }
-                    decoded => {
+                let alerts = match self.chart_valid(&shared, processor, &message, decoded) {
+                    Charted::Valid(0) => 0,
+                    Charted::Valid(_) => self.send_alerts(&shared, &mut outbox).await?,
+                    Charted::Other(decoded) => {
                         self.record(&shared, processor, &message, decoded, &mut outbox)
                             .await?
                     }
@@ -1217,7 +1203,7 @@ impl PartitionTask {
     }
 
     /// Processes one decoded message, adding its outputs' deliveries; returns its alert
-    /// count. (Valid records without a non-finite value take [`Self::chart`] and
+    /// count. (Valid records without a non-finite value take [`Self::chart_valid`] and
     /// [`Self::send_alerts`] straight.)
     async fn record(
         &mut self,
@@ -1245,6 +1231,26 @@ impl PartitionTask {
                     .await?;
                 Ok(0)
             }
+        }
+    }
+
+    /// The usual case, without building [`Self::record`]'s future: charts a valid record
+    /// without a non-finite value and returns how many alerts wait in `self.alerts`; hands
+    /// anything else back for [`Self::record`].
+    #[inline]
+    fn chart_valid<'m>(
+        &mut self,
+        shared: &Shared,
+        processor: &mut PartitionProcessor,
+        message: &QueuedMessage<'_>,
+        decoded: Result<TelemetryRef<'m>, crate::decode::DecodeError>,
+    ) -> Charted<'m> {
+        match decoded {
+            Ok(record) if super::non_finite(&record).is_none() => {
+                self.chart(shared, processor, message, &record);
+                Charted::Valid(self.alerts.len())
+            }
+            other => Charted::Other(other),
         }
     }
 
@@ -1404,6 +1410,14 @@ impl PartitionTask {
             keys: processor.keys(),
         })
     }
+}
+
+/// What [`PartitionTask::chart_valid`] did with a decoded message.
+enum Charted<'m> {
+    /// Charted; this many alerts wait to be sent.
+    Valid(usize),
+    /// Not a plain valid record (a decode failure, a non-finite value): for the general path.
+    Other(Result<TelemetryRef<'m>, crate::decode::DecodeError>),
 }
 
 /// A decoded message, or `None` for a transient failure (left to [`decode_with_retry`]).
