@@ -1132,6 +1132,22 @@ impl PartitionTask {
         let shared = self.shared.clone();
         let job = &shared.job;
         let mut messages = batch.iter();
+        // One message's step, for both loops below: a plain valid record is charted without
+        // building a future; one that raised alerts or needs a dead letter takes an async path.
+        macro_rules! step {
+            ($message:ident, $decoded:ident) => {
+                let alerts = match self.chart_valid(&shared, processor, &$message, $decoded) {
+                    Charted::Valid(0) => 0,
+                    Charted::Valid(_) => self.send_alerts(&shared, &mut outbox).await?,
+                    Charted::Other(decoded) => {
+                        self.record(&shared, processor, &$message, decoded, &mut outbox)
+                            .await?
+                    }
+                };
+                alerting += usize::from(alerts > 0);
+                self.next_offset = Some($message.offset() + 1);
+            };
+        }
         if processor.lookahead() == 0 {
             // The partition's charts fit in cache: one message at a time.
             while let Some((message, decoded)) = next_decoded(&self.tp, job, &mut messages) {
@@ -1139,16 +1155,7 @@ impl PartitionTask {
                     Some(decoded) => decoded,
                     None => decode_with_retry(job, message.payload().unwrap_or_default()).await,
                 };
-                let alerts = match self.chart_valid(&shared, processor, &message, decoded) {
-                    Charted::Valid(0) => 0,
-                    Charted::Valid(_) => self.send_alerts(&shared, &mut outbox).await?,
-                    Charted::Other(decoded) => {
-                        self.record(&shared, processor, &message, decoded, &mut outbox)
-                            .await?
-                    }
-                };
-                alerting += usize::from(alerts > 0);
-                self.next_offset = Some(message.offset() + 1);
+                step!(message, decoded);
             }
         } else {
             // Messages are decoded a few ahead of the one processed when the partition's
@@ -1171,16 +1178,7 @@ impl PartitionTask {
                     Some((_, Ok(r))) => Some((r.tool_id.as_ref(), r.recipe_id.as_ref())),
                     _ => None,
                 });
-                let alerts = match self.chart_valid(&shared, processor, &message, decoded) {
-                    Charted::Valid(0) => 0,
-                    Charted::Valid(_) => self.send_alerts(&shared, &mut outbox).await?,
-                    Charted::Other(decoded) => {
-                        self.record(&shared, processor, &message, decoded, &mut outbox)
-                            .await?
-                    }
-                };
-                alerting += usize::from(alerts > 0);
-                self.next_offset = Some(message.offset() + 1);
+                step!(message, decoded);
             }
         }
         match outbox {
