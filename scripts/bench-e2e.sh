@@ -10,7 +10,7 @@
 #     --mode exactly_once|at_least_once (exactly_once)  --rate N (10000)  --latency-secs S (10)
 #     --fetch-wait-ms MS (librdkafka's 500)  --paced-linger-ms MS (1: the latency phase's producer)
 #     --client-property KEY=VALUE (every client, the job's included; repeatable)
-#     --repeat N (1: throughput rounds on the same input, the ratio judged on their median)
+#     --repeat N (3: throughput rounds on the same input, the ratio judged on their median)
 #     --spcvm PATH (another binary)  --keep (keep topics, job config and log)
 #   KAFKA_BOOTSTRAP=HOST:PORT picks the broker; unset, tansu is started (scripts/broker.sh).
 #

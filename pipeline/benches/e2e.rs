@@ -24,6 +24,9 @@
 //!    interval, and the broker's in both (the process listening on the bootstrap port, when
 //!    it runs on this machine). For (b) it also prints the job's checkpoints, alerts and
 //!    changelog records (per input record: about one when tools are many, `--tools`).
+//!    (a) and (b) make one round; `--repeat N` runs N rounds on the same input (the job in
+//!    a fresh group with fresh outputs each time) and judges the target on the median
+//!    ratio; the last round's job goes on to the latency phase.
 //! 2. **Latency.** With the job caught up, records are produced at a paced rate (default
 //!    10,000/s for 10 s) while a read_committed consumer reads the alert topic. Reported:
 //!    (1) the job's own `spcvm_processing_latency_seconds` histogram (receipt of a record to
@@ -44,7 +47,7 @@
 //! job's and the bench's consumers], `--paced-linger-ms MS` [E2E_PACED_LINGER_MS, 1: the
 //! latency phase's producer], `--client-property KEY=VALUE` (repeatable)
 //! [E2E_CLIENT_PROPERTIES, comma-separated: a librdkafka property for every client, the
-//! job's (`kafka.properties`) and the bench's], `--repeat N` [E2E_REPEAT, 1: throughput
+//! job's (`kafka.properties`) and the bench's], `--repeat N` [E2E_REPEAT, 3: throughput
 //! rounds on the same input, each a bare drain then the job in a fresh group with fresh
 //! output topics; the ratio is judged on their median, as the two rates move from run to
 //! run on a shared machine], `--spcvm PATH` [SPCVM_BIN, target/release/spcvm],
@@ -164,7 +167,7 @@ impl Opts {
             fetch_wait_ms: None,
             client_properties: Vec::new(),
             paced_linger_ms: PACED_LINGER_MS,
-            repeat: 1,
+            repeat: 3,
         };
         let set = |o: &mut Opts, key: &str, value: &str| -> Result<()> {
             match key {
