@@ -1456,14 +1456,21 @@ impl Round {
     }
 }
 
+/// What [`throughput_round`] leaves: its figures, what they come from, the job (still
+/// running) and the watcher of its group.
+struct RoundRun {
+    figures: Round,
+    bare: BareDrain,
+    job: Job,
+    timings: JobTimings,
+    /// The job's metrics scraped at the end of the round.
+    metrics: String,
+    watcher: BaseConsumer,
+}
+
 /// A throughput round: the bare consumer drains the input, then the job consumes it in
-/// `setup`'s group. Returns the round's figures, the running job and the group watcher.
-#[allow(clippy::type_complexity)]
-fn throughput_round(
-    opts: &Opts,
-    setup: &Setup,
-    highs: &[(i32, i64)],
-) -> Result<(Round, BareDrain, Job, JobTimings, String, BaseConsumer)> {
+/// `setup`'s group.
+fn throughput_round(opts: &Opts, setup: &Setup, highs: &[(i32, i64)]) -> Result<RoundRun> {
     eprintln!("(a) bare consumer draining the input ...");
     let bare = drain_bare(setup, highs)?;
     ensure!(
@@ -1474,14 +1481,21 @@ fn throughput_round(
     );
     eprintln!("(b) spcvm run ...");
     let watcher = consumer(&setup.bootstrap, &setup.group, false)?;
-    let (job, timings, tp_metrics) = job_throughput(setup, opts, highs, &watcher)?;
+    let (job, timings, metrics) = job_throughput(setup, opts, highs, &watcher)?;
     let job_records = opts.records as f64 - timings.first_seen;
-    let round = Round {
+    let figures = Round {
         bare_rate: (bare.records - 1) as f64 / bare.secs,
         committed_rate: timings.rate_committed,
         job_cpu_per_record: timings.cpu_secs.map(|cpu| cpu / job_records),
     };
-    Ok((round, bare, job, timings, tp_metrics, watcher))
+    Ok(RoundRun {
+        figures,
+        bare,
+        job,
+        timings,
+        metrics,
+        watcher,
+    })
 }
 
 fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
@@ -1543,15 +1557,26 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
         eprintln!("throughput round {round} of {} ...", opts.repeat);
         let extra = setup.for_round(round);
         create_topics(opts, &extra)?;
-        let (figures, _, mut job, ..) = throughput_round(opts, &extra, &highs)?;
-        job.terminate(Duration::from_secs(30))?;
+        let run = throughput_round(opts, &extra, &highs);
+        let stopped = run.map(|mut run| {
+            run.job
+                .terminate(Duration::from_secs(30))
+                .map(|_| run.figures)
+        });
+        // The round's own topics go whatever happened (the input stays for the next).
         if !opts.keep {
             extra.delete_topics(false);
         }
-        rounds.push(figures);
+        rounds.push(stopped??);
     }
-    let (figures, bare, mut job, timings, tp_metrics, watcher) =
-        throughput_round(opts, setup, &highs)?;
+    let RoundRun {
+        figures,
+        bare,
+        mut job,
+        timings,
+        metrics: tp_metrics,
+        watcher,
+    } = throughput_round(opts, setup, &highs)?;
     let bare_rate = figures.bare_rate;
     let ratio = figures.ratio();
     rounds.push(figures);
