@@ -152,8 +152,15 @@ fn prometheus_rules_use_served_metrics() {
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
         used += 1;
+        // A histogram's series: `<name>_bucket`, `<name>_sum`, `<name>_count`.
+        let histogram = ["_bucket", "_sum", "_count"].iter().any(|suffix| {
+            name.strip_suffix(suffix)
+                .is_some_and(|base| served.contains(&format!("# TYPE {base} histogram")))
+        });
         assert!(
-            served.contains(&format!("# TYPE {name} ")) || served.contains(&format!("\n{name}{{")),
+            histogram
+                || served.contains(&format!("# TYPE {name} "))
+                || served.contains(&format!("\n{name}{{")),
             "{name} in spcvm-rules.yaml is not served"
         );
     }
