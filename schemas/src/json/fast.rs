@@ -90,8 +90,18 @@ fn eight_digits(chunk: &[u8]) -> Option<u64> {
 /// them and the remainder decide the rounding. The result is a normal number (at least
 /// 2^53 / 10^22), so no subnormal or overflow case arises.
 fn wide_decimal(mantissa: u64, scale: i32) -> Option<f64> {
+    /// `10^i` for `i` in `0..=22`.
+    const POW10: [u128; 23] = {
+        let mut table = [1u128; 23];
+        let mut i = 1;
+        while i < table.len() {
+            table[i] = table[i - 1] * 10;
+            i += 1;
+        }
+        table
+    };
     debug_assert!(mantissa > 1 << 53 && scale.abs() <= 22);
-    let power = 10u128.pow(scale.unsigned_abs());
+    let power = POW10[scale.unsigned_abs() as usize];
     if scale >= 0 {
         return u128::from(mantissa).checked_mul(power).map(|v| v as f64);
     }
@@ -124,17 +134,32 @@ enum Field {
     Other,
 }
 
-/// The fields' names, each with its closing quote, grouped by first letter for
-/// [`Scanner::field_name`].
+/// The fields' names, each with its closing quote.
+const TOOL_ID: &[u8; 8] = b"tool_id\"";
+const TOOL_TYPE: &[u8; 10] = b"tool_type\"";
+const RECIPE_ID: &[u8; 10] = b"recipe_id\"";
+const LOT_ID: &[u8; 7] = b"lot_id\"";
+const WAFER_ID: &[u8; 9] = b"wafer_id\"";
+const EVENT_TIME: &[u8; 11] = b"event_time\"";
+const MEASUREMENTS: &[u8; 13] = b"measurements\"";
+
+/// Every field with its name (for names [`Scanner::field_name`] scans as strings).
 const FIELDS: [(&[u8], Field); 7] = [
-    (b"tool_id\"", Field::ToolId),
-    (b"tool_type\"", Field::ToolType),
-    (b"recipe_id\"", Field::RecipeId),
-    (b"lot_id\"", Field::LotId),
-    (b"wafer_id\"", Field::WaferId),
-    (b"event_time\"", Field::EventTime),
-    (b"measurements\"", Field::Measurements),
+    (TOOL_ID, Field::ToolId),
+    (TOOL_TYPE, Field::ToolType),
+    (RECIPE_ID, Field::RecipeId),
+    (LOT_ID, Field::LotId),
+    (WAFER_ID, Field::WaferId),
+    (EVENT_TIME, Field::EventTime),
+    (MEASUREMENTS, Field::Measurements),
 ];
+
+/// `field` and the length of its `name` when `rest` starts with it. The length is a
+/// constant, so the compare is a word compare or two, not a call to `memcmp`.
+#[inline(always)]
+fn named<const N: usize>(rest: &[u8], name: &[u8; N], field: Field) -> Option<(usize, Field)> {
+    (rest.first_chunk::<N>() == Some(name)).then_some((N, field))
+}
 
 /// A number token (see [`Scanner::number`]).
 struct Number<'a> {
@@ -211,20 +236,19 @@ impl<'a> Scanner<'a> {
     fn field_name(&mut self) -> Option<Field> {
         self.expect(b'"')?;
         let rest = &self.bytes[self.at..];
-        let candidates: &[(&[u8], Field)] = match rest.first()? {
-            b't' => &FIELDS[..2],
-            b'r' => &FIELDS[2..3],
-            b'l' => &FIELDS[3..4],
-            b'w' => &FIELDS[4..5],
-            b'e' => &FIELDS[5..6],
-            b'm' => &FIELDS[6..],
-            _ => &[],
+        let known = match rest.first()? {
+            b't' => named(rest, TOOL_ID, Field::ToolId)
+                .or_else(|| named(rest, TOOL_TYPE, Field::ToolType)),
+            b'r' => named(rest, RECIPE_ID, Field::RecipeId),
+            b'l' => named(rest, LOT_ID, Field::LotId),
+            b'w' => named(rest, WAFER_ID, Field::WaferId),
+            b'e' => named(rest, EVENT_TIME, Field::EventTime),
+            b'm' => named(rest, MEASUREMENTS, Field::Measurements),
+            _ => None,
         };
-        for &(name, field) in candidates {
-            if rest.starts_with(name) {
-                self.at += name.len();
-                return Some(field);
-            }
+        if let Some((len, field)) = known {
+            self.at += len;
+            return Some(field);
         }
         // Back to the opening quote for the general scan.
         self.at -= 1;
