@@ -422,6 +422,53 @@ mod tests {
     use super::measurement_values::parse_special;
     use super::*;
 
+    /// Names come out sorted as `str`s sort and a repeated name is refused, whether the
+    /// names differ in their first byte or only later (or are empty).
+    #[test]
+    fn measurement_names_are_sorted_and_unique() {
+        let sample = |names: &[&'static str]| {
+            let measurements = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (Cow::Borrowed(*n), i as f64))
+                .collect();
+            TelemetryRef::new(
+                "T".into(),
+                ToolType::Rtp,
+                "R".into(),
+                None,
+                None,
+                0,
+                measurements,
+            )
+        };
+        let names = |names: &[&'static str]| {
+            let t = sample(names).expect("unique names");
+            t.measurements()
+                .map(|(n, _)| n.to_string())
+                .collect::<Vec<_>>()
+        };
+        for input in [
+            &["a", "b", "c"][..],
+            &["b", "a", "c"],
+            &["temp_b", "temp_a", "press"],
+            &["temp", "temp_a", ""],
+            &["é", "z", "e"],
+            &["ab", "a"],
+        ] {
+            let mut expected: Vec<String> = input.iter().map(|n| n.to_string()).collect();
+            expected.sort();
+            assert_eq!(names(input), expected, "{input:?}");
+        }
+        for repeated in [
+            &["a", "a"][..],
+            &["temp_a", "press", "temp_a"],
+            &["", "x", ""],
+        ] {
+            assert!(sample(repeated).is_none(), "{repeated:?}");
+        }
+    }
+
     #[test]
     fn tool_type_wire_names_round_trip() {
         for t in ToolType::ALL {
