@@ -180,6 +180,18 @@ impl<'a> Scanner<'a> {
         self.bytes.get(self.at).copied()
     }
 
+    /// The text from byte `from` to byte `to`, where each of the two is next to an ASCII
+    /// byte (its start or its end): a character boundary, as an ASCII byte is never part
+    /// of a longer UTF-8 sequence, so the bounds need no check of their own.
+    #[inline]
+    fn slice(&self, from: usize, to: usize) -> &'a str {
+        debug_assert!(self.text.is_char_boundary(from) && self.text.is_char_boundary(to));
+        assert!(from <= to && to <= self.text.len());
+        // SAFETY: `from <= to <= len` (asserted), and both are character boundaries (see
+        // above).
+        unsafe { self.text.get_unchecked(from..to) }
+    }
+
     #[inline]
     fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
@@ -226,7 +238,7 @@ impl<'a> Scanner<'a> {
             return None;
         }
         self.at = start + len + 1;
-        Some(&self.text[start..start + len])
+        Some(self.slice(start, start + len))
     }
 
     /// A member name of the telemetry object. The fields' names are compared in place,
@@ -361,7 +373,7 @@ impl<'a> Scanner<'a> {
         }
         .map(|v| if negative { -v } else { v });
         Some(Number {
-            text: &self.text[start..i],
+            text: self.slice(start, i),
             integer,
             exact,
         })
