@@ -113,6 +113,12 @@ fn records_keyed_by_another_name_are_charted_under_the_payloads_tool() {
         Some(records.len() as f64),
         "{metrics}"
     );
+    // The stuck-job alert of deploy/prometheus/spcvm-rules.yaml counts checkpoints, which
+    // at_least_once commits without a transaction.
+    assert!(
+        metric_value(&metrics, "spcvm_checkpoint_duration_seconds_count").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
     assert!(job.terminate(Duration::from_secs(30)), "{}", job.log_text());
 
     let streamed = setup.alerts();
