@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sets up everything the tests need and runs all of them: formatting, lints, unit, property,
-# statistical and end-to-end tests. Works on a fresh machine with a Rust toolchain.
+# Sets up everything the tests need and runs all of them: formatting, lints, doc links, unit,
+# property, statistical and end-to-end tests. Works on a fresh machine with a Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo doc (broken or ambiguous doc links fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
 echo "== test services: Python tools venv, Kafka-protocol brokers on 127.0.0.1"
 # The Confluent serializer (confluent-kafka) makes the Avro wire-format payloads the decoder
 # is checked against.

@@ -511,7 +511,7 @@ fn encode(ws: &[Window<'_>]) -> Option<Box<[u8]>> {
     Some(bytes.into_boxed_slice())
 }
 
-/// Reads what [`write`] wrote.
+/// Reads what [`write`](fn@write) wrote.
 struct Reader<'a> {
     bytes: &'a [u8],
 }
