@@ -97,7 +97,10 @@ pub struct KafkaConfig {
     pub sasl_username: Option<String>,
     /// `sasl.password` (prefer `SPCVM__KAFKA__SASL_PASSWORD` from a Kubernetes secret).
     pub sasl_password: Option<String>,
-    /// `ssl.ca.location`: CA certificate(s) to verify the brokers.
+    /// `ssl.ca.location`: CA certificate(s) to verify the brokers. Default with `ssl` and
+    /// `sasl_ssl` (unless `properties` name a CA): `probe`, the system's CA bundle at its
+    /// standard paths (`/etc/ssl/certs/ca-certificates.crt` on Debian); the OpenSSL built
+    /// into spcvm would otherwise look in `/usr/local/ssl`, where no system keeps one.
     pub ssl_ca_location: Option<String>,
     /// `ssl.certificate.location`: client certificate (mutual TLS).
     pub ssl_certificate_location: Option<String>,
@@ -160,6 +163,15 @@ impl KafkaConfig {
             }
         }
         p.extend(self.properties.clone());
+        let tls = p
+            .get("security.protocol")
+            .is_some_and(|v| v.eq_ignore_ascii_case("ssl") || v.eq_ignore_ascii_case("sasl_ssl"));
+        let ca_named = ["ssl.ca.location", "ssl.ca.pem", "ssl.ca.certificate.stores"]
+            .iter()
+            .any(|k| p.contains_key(*k));
+        if tls && !ca_named {
+            p.insert("ssl.ca.location".into(), "probe".into());
+        }
         p
     }
 
@@ -631,6 +643,37 @@ mod tests {
         assert_eq!(config.delivery.checkpoint_interval_ms, 250);
         assert_eq!(config.kafka.properties["client.rack"], "az1");
         assert_eq!(config.kafka.common_properties()["client.rack"], "az1");
+    }
+
+    /// TLS without a named CA probes the system's CA bundle; a CA named anywhere, or no
+    /// TLS, leaves `ssl.ca.location` alone.
+    #[test]
+    fn tls_without_a_ca_probes_the_system_bundle() {
+        let ca = |protocol: Option<&str>, ca: Option<&str>, property: Option<(&str, &str)>| {
+            let kafka = KafkaConfig {
+                security_protocol: protocol.map(String::from),
+                ssl_ca_location: ca.map(String::from),
+                properties: property
+                    .map(|(k, v)| BTreeMap::from([(k.to_string(), v.to_string())]))
+                    .unwrap_or_default(),
+                ..KafkaConfig::default()
+            };
+            kafka.common_properties().get("ssl.ca.location").cloned()
+        };
+        assert_eq!(ca(Some("sasl_ssl"), None, None).as_deref(), Some("probe"));
+        assert_eq!(ca(Some("SSL"), None, None).as_deref(), Some("probe"));
+        let via_properties = Some(("security.protocol", "ssl"));
+        assert_eq!(ca(None, None, via_properties).as_deref(), Some("probe"));
+        assert_eq!(
+            ca(Some("ssl"), Some("/etc/kafka/ca.pem"), None).as_deref(),
+            Some("/etc/kafka/ca.pem")
+        );
+        let pem = Some(("ssl.ca.pem", "-----BEGIN CERTIFICATE-----"));
+        assert_eq!(ca(Some("sasl_ssl"), None, pem), None);
+        let own = Some(("ssl.ca.location", "/ca"));
+        assert_eq!(ca(Some("sasl_ssl"), None, own).as_deref(), Some("/ca"));
+        assert_eq!(ca(None, None, None), None);
+        assert_eq!(ca(Some("sasl_plaintext"), None, None), None);
     }
 
     #[test]
