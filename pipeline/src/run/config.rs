@@ -143,10 +143,13 @@ impl Default for KafkaConfig {
 }
 
 impl KafkaConfig {
-    /// The librdkafka properties shared by every client: the named keys, then `properties`.
+    /// The librdkafka properties shared by every client: `client.id` `spcvm-<instance>`
+    /// (what broker logs, metrics and quotas name the clients by), the named keys, then
+    /// `properties`.
     pub fn common_properties(&self) -> BTreeMap<String, String> {
         let mut p = BTreeMap::new();
         p.insert("bootstrap.servers".into(), self.bootstrap_servers.clone());
+        p.insert("client.id".into(), format!("spcvm-{}", self.instance()));
         let named = [
             ("security.protocol", &self.security_protocol),
             ("sasl.mechanism", &self.sasl_mechanism),
@@ -643,6 +646,20 @@ mod tests {
         assert_eq!(config.delivery.checkpoint_interval_ms, 250);
         assert_eq!(config.kafka.properties["client.rack"], "az1");
         assert_eq!(config.kafka.common_properties()["client.rack"], "az1");
+    }
+
+    /// Clients are named after the instance, unless `properties` name them.
+    #[test]
+    fn clients_are_named_after_the_instance() {
+        let mut kafka = KafkaConfig {
+            instance_id: Some("pod-2".into()),
+            ..KafkaConfig::default()
+        };
+        assert_eq!(kafka.common_properties()["client.id"], "spcvm-pod-2");
+        kafka
+            .properties
+            .insert("client.id".into(), "fab7-spc".into());
+        assert_eq!(kafka.common_properties()["client.id"], "fab7-spc");
     }
 
     /// TLS without a named CA probes the system's CA bundle; a CA named anywhere, or no
