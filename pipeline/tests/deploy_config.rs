@@ -1,5 +1,8 @@
-//! `deploy/config/charts.toml` is the seed's monitors written out as configuration: it must
-//! load and describe exactly the built-in charts, so a fab can start from it.
+//! What `deploy/` ships must fit the binary: `config/charts.toml` is the seed's monitors
+//! written out as configuration (it must load and describe exactly the built-in charts, so
+//! a fab can start from it), `config/pipeline.example.toml` documents every key with its
+//! default, and the Kubernetes manifest and the Prometheus rules parse and name only the
+//! routes, port and metrics spcvm serves.
 
 use std::path::Path;
 
@@ -165,4 +168,95 @@ fn prometheus_rules_use_served_metrics() {
         );
     }
     assert!(used > 5);
+}
+
+/// Reads every YAML document of a file under `deploy/`.
+fn yaml_documents(relative: &str) -> Vec<yaml_rust2::Yaml> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(relative);
+    let text = std::fs::read_to_string(&path).unwrap();
+    yaml_rust2::YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The alerting rules are valid YAML in Prometheus's rule-file shape: every rule has a
+/// unique name, an expression, a severity Alertmanager routes on, and a summary.
+#[test]
+fn prometheus_rules_have_the_rule_file_shape() {
+    let docs = yaml_documents("prometheus/spcvm-rules.yaml");
+    assert_eq!(docs.len(), 1);
+    let groups = docs[0]["groups"].as_vec().expect("groups");
+    let mut names = std::collections::BTreeSet::new();
+    for group in groups {
+        assert!(group["name"].as_str().is_some());
+        for rule in group["rules"].as_vec().expect("rules") {
+            let name = rule["alert"].as_str().expect("alert name");
+            assert!(names.insert(name.to_string()), "{name} twice");
+            let expr = rule["expr"].as_str().unwrap_or_default();
+            assert!(expr.contains("spcvm_"), "{name}: {expr:?}");
+            let severity = rule["labels"]["severity"].as_str();
+            assert!(
+                matches!(severity, Some("info" | "warning" | "critical")),
+                "{name}: {severity:?}"
+            );
+            let summary = rule["annotations"]["summary"].as_str().unwrap_or_default();
+            assert!(!summary.is_empty(), "{name}");
+            if let Some(wait) = rule["for"].as_str() {
+                assert!(wait.ends_with('m') || wait.ends_with('s'), "{name}: {wait}");
+            }
+        }
+    }
+    assert!(names.contains("SpcvmNoCommits") && names.contains("SpcvmAbsent"));
+}
+
+/// The Kubernetes manifest is valid YAML; its probes and scrape annotations name routes
+/// and the port spcvm serves, and the disruption budget selects the StatefulSet's pods.
+#[test]
+fn kubernetes_manifest_fits_the_binary() {
+    let docs = yaml_documents("kubernetes/spcvm.yaml");
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"].as_str() == Some(k))
+            .unwrap_or_else(|| panic!("no {k}"))
+    };
+    let set = kind("StatefulSet");
+    let pod = &set["spec"]["template"];
+    let labels = &pod["metadata"]["labels"];
+    assert_eq!(&set["spec"]["selector"]["matchLabels"], labels);
+    assert_eq!(
+        &kind("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        labels
+    );
+    assert_eq!(&kind("Service")["spec"]["selector"], labels);
+    let container = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_vec()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(args, ["run", "--config", "/etc/spcvm/pipeline.toml"]);
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    let annotations = &pod["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/path"].as_str(), Some("/metrics"));
+    let port = annotations["prometheus.io/port"].as_str().expect("port");
+    assert_eq!(
+        container["ports"][0]["containerPort"].as_i64(),
+        port.parse().ok()
+    );
+    // The port spcvm listens on by default.
+    let http = spcvm::run::config::PipelineConfig::default().http;
+    assert!(
+        http.listen.ends_with(&format!(":{port}")),
+        "{}",
+        http.listen
+    );
 }
