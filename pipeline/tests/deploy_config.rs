@@ -1,8 +1,8 @@
 //! What `deploy/` ships must fit the binary: `config/charts.toml` is the seed's monitors
 //! written out as configuration (it must load and describe exactly the built-in charts, so
 //! a fab can start from it), `config/pipeline.example.toml` documents every key with its
-//! default, and the Kubernetes manifest and the Prometheus rules parse and name only the
-//! routes, port and metrics spcvm serves.
+//! default, and the Kubernetes manifest, the Prometheus rules and the Grafana dashboard
+//! parse and name only the routes, port, metrics and labels spcvm serves.
 
 use std::path::Path;
 
@@ -143,19 +143,33 @@ fn kubernetes_configmap_pipeline_loads() {
 fn prometheus_rules_use_served_metrics() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/spcvm-rules.yaml");
     let rules = std::fs::read_to_string(&path).unwrap();
+    assert!(assert_served(&rules, "spcvm-rules.yaml") > 5);
+}
+
+/// What `/metrics` serves once every labelled family has a series.
+fn served_metrics() -> String {
     let metrics = spcvm::metrics::Metrics::new();
     metrics.alert("major", "ewma", "rule_1");
     metrics.set_consumer_lag("t", 0, 1);
     metrics.dead_letter("json");
-    let served = metrics.render();
+    metrics.decode_failure("json");
+    metrics.messages_consumed.with_label_values(&["t"]).inc();
+    metrics.messages_produced.with_label_values(&["t"]).inc();
+    metrics.transactions.with_label_values(&["committed"]).inc();
+    metrics.render()
+}
+
+/// Asserts that every `spcvm_*` name in `text` is a metric spcvm serves (a histogram's
+/// `_bucket`, `_sum` and `_count` series included); returns how many names it checked.
+fn assert_served(text: &str, file: &str) -> usize {
+    let served = served_metrics();
     let mut used = 0;
-    for (i, _) in rules.match_indices("spcvm_") {
-        let name: String = rules[i..]
+    for (i, _) in text.match_indices("spcvm_") {
+        let name: String = text[i..]
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
         used += 1;
-        // A histogram's series: `<name>_bucket`, `<name>_sum`, `<name>_count`.
         let histogram = ["_bucket", "_sum", "_count"].iter().any(|suffix| {
             name.strip_suffix(suffix)
                 .is_some_and(|base| served.contains(&format!("# TYPE {base} histogram")))
@@ -164,10 +178,57 @@ fn prometheus_rules_use_served_metrics() {
             histogram
                 || served.contains(&format!("# TYPE {name} "))
                 || served.contains(&format!("\n{name}{{")),
-            "{name} in spcvm-rules.yaml is not served"
+            "{name} in {file} is not served"
         );
     }
-    assert!(used > 5);
+    used
+}
+
+/// The Grafana dashboard is a dashboard model Grafana imports: panels with unique ids on
+/// the 24-column grid, not overlapping, each query on the `datasource` variable; its queries
+/// use only metrics spcvm serves and group only by labels they carry (or Prometheus adds).
+#[test]
+fn grafana_dashboard_queries_served_metrics() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/spcvm-dashboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).expect("JSON");
+    assert_eq!(dashboard["templating"]["list"][0]["name"], "datasource");
+    let served = served_metrics();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut cells = std::collections::BTreeSet::new();
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().expect("title");
+        assert!(ids.insert(panel["id"].as_u64().expect("id")), "{title}: id");
+        let grid = |k: &str| panel["gridPos"][k].as_u64().expect("gridPos");
+        let (x, y, w, h) = (grid("x"), grid("y"), grid("w"), grid("h"));
+        assert!(x + w <= 24, "{title}: past the grid");
+        for cell in (x..x + w).flat_map(|c| (y..y + h).map(move |r| (c, r))) {
+            assert!(cells.insert(cell), "{title}: overlaps another panel");
+        }
+        if panel["type"] == "row" {
+            continue;
+        }
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title}");
+        for target in targets {
+            assert_eq!(target["datasource"]["uid"], "${datasource}", "{title}");
+            let expr = target["expr"].as_str().expect("expr");
+            for (i, _) in expr.match_indices("by (") {
+                let labels = &expr[i + 4..i + 4 + expr[i + 4..].find(')').expect(")")];
+                for label in labels.split(',').map(str::trim) {
+                    assert!(
+                        matches!(label, "le" | "instance")
+                            || served.contains(&format!("{{{label}=\""))
+                            || served.contains(&format!(",{label}=\"")),
+                        "{title}: no metric has the label {label}"
+                    );
+                }
+            }
+            exprs.push(expr.to_string());
+        }
+    }
+    assert!(assert_served(&exprs.join("\n"), "spcvm-dashboard.json") >= 15);
 }
 
 /// Reads every YAML document of a file under `deploy/`.
