@@ -184,6 +184,23 @@ fn assert_served(text: &str, file: &str) -> usize {
     used
 }
 
+/// Asserts that every label `expr` groups by (`by (...)`) is one a served metric carries,
+/// or `le` (histogram buckets) or `instance` (added by Prometheus).
+fn assert_grouping_labels_served(expr: &str, served: &str, context: &str) {
+    for (i, _) in expr.match_indices("by (") {
+        let rest = &expr[i + 4..];
+        let labels = &rest[..rest.find(')').expect(")")];
+        for label in labels.split(',').map(str::trim) {
+            assert!(
+                matches!(label, "le" | "instance")
+                    || served.contains(&format!("{{{label}=\""))
+                    || served.contains(&format!(",{label}=\"")),
+                "{context}: no metric has the label {label}"
+            );
+        }
+    }
+}
+
 /// The Grafana dashboard is a dashboard model Grafana imports: panels with unique ids on
 /// the 24-column grid, not overlapping, each query on the `datasource` variable; its queries
 /// use only metrics spcvm serves and group only by labels they carry (or Prometheus adds).
@@ -214,17 +231,7 @@ fn grafana_dashboard_queries_served_metrics() {
         for target in targets {
             assert_eq!(target["datasource"]["uid"], "${datasource}", "{title}");
             let expr = target["expr"].as_str().expect("expr");
-            for (i, _) in expr.match_indices("by (") {
-                let labels = &expr[i + 4..i + 4 + expr[i + 4..].find(')').expect(")")];
-                for label in labels.split(',').map(str::trim) {
-                    assert!(
-                        matches!(label, "le" | "instance")
-                            || served.contains(&format!("{{{label}=\""))
-                            || served.contains(&format!(",{label}=\"")),
-                        "{title}: no metric has the label {label}"
-                    );
-                }
-            }
+            assert_grouping_labels_served(expr, &served, title);
             exprs.push(expr.to_string());
         }
     }
@@ -242,7 +249,8 @@ fn yaml_documents(relative: &str) -> Vec<yaml_rust2::Yaml> {
 }
 
 /// The alerting rules are valid YAML in Prometheus's rule-file shape: every rule has a
-/// unique name, an expression, a severity Alertmanager routes on, and a summary.
+/// unique name, an expression grouping only by labels spcvm's metrics carry, a severity
+/// Alertmanager routes on, and a summary.
 #[test]
 fn prometheus_rules_have_the_rule_file_shape() {
     let docs = yaml_documents("prometheus/spcvm-rules.yaml");
@@ -256,6 +264,7 @@ fn prometheus_rules_have_the_rule_file_shape() {
             assert!(names.insert(name.to_string()), "{name} twice");
             let expr = rule["expr"].as_str().unwrap_or_default();
             assert!(expr.contains("spcvm_"), "{name}: {expr:?}");
+            assert_grouping_labels_served(expr, &served_metrics(), name);
             let severity = rule["labels"]["severity"].as_str();
             assert!(
                 matches!(severity, Some("info" | "warning" | "critical")),
