@@ -4,14 +4,21 @@
 //! default, and the Kubernetes manifest, the Prometheus rules and the Grafana dashboard
 //! parse and name only the routes, port, metrics and labels spcvm serves.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use spcvm::config;
 use spcvm_operators::{MonitorConfig, defaults};
 
+/// A file or folder under `deploy/`.
+fn deploy_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(relative)
+}
+
 #[test]
 fn deploy_chart_config_equals_the_seed_defaults() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/charts.toml");
+    let path = deploy_path("config/charts.toml");
     let (cfg, monitor) = config::load(&path).expect("deploy/config/charts.toml loads");
     assert!(!cfg.seed_defaults);
     assert_eq!(cfg.charts, defaults::seed_charts());
@@ -29,7 +36,7 @@ fn deploy_chart_config_equals_the_seed_defaults() {
 #[test]
 fn pipeline_example_documents_every_key_with_its_default() {
     use spcvm::run::config::{self as run_config, PipelineConfig, SourceKind};
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config");
+    let dir = deploy_path("config");
     let path = dir.join("pipeline.example.toml");
     let loaded = run_config::load(Some(&path), Vec::new()).expect("the example loads");
     let mut expected = PipelineConfig {
@@ -118,7 +125,7 @@ fn pipeline_example_documents_every_key_with_its_default() {
 /// The pipeline.toml inside the Kubernetes ConfigMap loads.
 #[test]
 fn kubernetes_configmap_pipeline_loads() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/spcvm.yaml");
+    let path = deploy_path("kubernetes/spcvm.yaml");
     let yaml = std::fs::read_to_string(&path).unwrap();
     let start = yaml
         .find("pipeline.toml: |\n")
@@ -141,9 +148,9 @@ fn kubernetes_configmap_pipeline_loads() {
 /// Every metric the Prometheus rules use is one spcvm serves.
 #[test]
 fn prometheus_rules_use_served_metrics() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/spcvm-rules.yaml");
+    let path = deploy_path("prometheus/spcvm-rules.yaml");
     let rules = std::fs::read_to_string(&path).unwrap();
-    assert!(assert_served(&rules, "spcvm-rules.yaml") > 5);
+    assert!(assert_served(&rules, &served_metrics(), "spcvm-rules.yaml") > 5);
 }
 
 /// What `/metrics` serves once every labelled family has a series.
@@ -161,8 +168,7 @@ fn served_metrics() -> String {
 
 /// Asserts that every `spcvm_*` name in `text` is a metric spcvm serves (a histogram's
 /// `_bucket`, `_sum` and `_count` series included); returns how many names it checked.
-fn assert_served(text: &str, file: &str) -> usize {
-    let served = served_metrics();
+fn assert_served(text: &str, served: &str, file: &str) -> usize {
     let mut used = 0;
     for (i, _) in text.match_indices("spcvm_") {
         let name: String = text[i..]
@@ -206,7 +212,7 @@ fn assert_grouping_labels_served(expr: &str, served: &str, context: &str) {
 /// use only metrics spcvm serves and group only by labels they carry (or Prometheus adds).
 #[test]
 fn grafana_dashboard_queries_served_metrics() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/spcvm-dashboard.json");
+    let path = deploy_path("grafana/spcvm-dashboard.json");
     let dashboard: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).expect("JSON");
     assert_eq!(dashboard["templating"]["list"][0]["name"], "datasource");
@@ -235,14 +241,12 @@ fn grafana_dashboard_queries_served_metrics() {
             exprs.push(expr.to_string());
         }
     }
-    assert!(assert_served(&exprs.join("\n"), "spcvm-dashboard.json") >= 15);
+    assert!(assert_served(&exprs.join("\n"), &served, "spcvm-dashboard.json") >= 15);
 }
 
 /// Reads every YAML document of a file under `deploy/`.
 fn yaml_documents(relative: &str) -> Vec<yaml_rust2::Yaml> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy")
-        .join(relative);
+    let path = deploy_path(relative);
     let text = std::fs::read_to_string(&path).unwrap();
     yaml_rust2::YamlLoader::load_from_str(&text)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -255,6 +259,7 @@ fn yaml_documents(relative: &str) -> Vec<yaml_rust2::Yaml> {
 fn prometheus_rules_have_the_rule_file_shape() {
     let docs = yaml_documents("prometheus/spcvm-rules.yaml");
     assert_eq!(docs.len(), 1);
+    let served = served_metrics();
     let groups = docs[0]["groups"].as_vec().expect("groups");
     let mut names = std::collections::BTreeSet::new();
     for group in groups {
@@ -264,7 +269,7 @@ fn prometheus_rules_have_the_rule_file_shape() {
             assert!(names.insert(name.to_string()), "{name} twice");
             let expr = rule["expr"].as_str().unwrap_or_default();
             assert!(expr.contains("spcvm_"), "{name}: {expr:?}");
-            assert_grouping_labels_served(expr, &served_metrics(), name);
+            assert_grouping_labels_served(expr, &served, name);
             let severity = rule["labels"]["severity"].as_str();
             assert!(
                 matches!(severity, Some("info" | "warning" | "critical")),
