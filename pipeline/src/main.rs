@@ -100,10 +100,29 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("spcvm: error: {e:#}");
+            eprintln!("spcvm: error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, `outer: cause: root`, each cause's text once.
+///
+/// Most error types print their cause inside their own message and also return it as
+/// their `source` (ours with `{source}`, and librdkafka's transaction errors twice over), so
+/// `{:#}` would repeat it: "transaction init failed: Transaction error: Timed out ...:
+/// Transaction error: Timed out ...: Timed out ...". A cause whose text is already on the
+/// line is left out.
+fn describe(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// Keeps glibc's allocator from handing memory back to the kernel after every burst.
@@ -395,4 +414,63 @@ fn topics_create_command(args: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    /// An error that prints `message`, and its cause's text too when `repeats` is set.
+    #[derive(Debug)]
+    struct Layer {
+        message: &'static str,
+        repeats: bool,
+        cause: Option<Box<Layer>>,
+    }
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.message)?;
+            match &self.cause {
+                Some(cause) if self.repeats => write!(f, ": {cause}"),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.cause.as_deref().map(|c| c as _)
+        }
+    }
+
+    fn layer(message: &'static str, repeats: bool, cause: Option<Layer>) -> Layer {
+        Layer {
+            message,
+            repeats,
+            cause: cause.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn describe_names_each_cause_once() {
+        // Causes printed inside the message (as thiserror's `{source}` and rdkafka do).
+        let root = layer("Timed out", false, None);
+        let middle = layer("Transaction error", true, Some(root));
+        let e = anyhow::Error::new(layer("transaction init failed", true, Some(middle)));
+        assert_eq!(
+            describe(&e),
+            "transaction init failed: Transaction error: Timed out"
+        );
+        assert_eq!(
+            format!("{e:#}"),
+            "transaction init failed: Transaction error: Timed out: Transaction error: \
+             Timed out: Timed out",
+            "the repetition describe() removes"
+        );
+        // Causes only in the chain are appended, and context added by anyhow too.
+        let quiet = layer("outer", false, Some(layer("inner", false, None)));
+        let e = anyhow::Error::new(quiet).context("cannot start");
+        assert_eq!(describe(&e), "cannot start: outer: inner");
+    }
 }
