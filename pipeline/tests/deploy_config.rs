@@ -335,3 +335,121 @@ fn kubernetes_manifest_fits_the_binary() {
         http.listen
     );
 }
+
+/// The instructions of a Dockerfile, each as (keyword, arguments), continuation lines
+/// joined and comments dropped.
+fn dockerfile_instructions(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            continue;
+        }
+        if let Some(head) = trimmed.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(trimmed);
+        let (keyword, args) = current
+            .split_once(char::is_whitespace)
+            .unwrap_or((&current, ""));
+        out.push((keyword.to_ascii_uppercase(), args.trim().to_string()));
+        current.clear();
+    }
+    assert!(current.is_empty(), "a continuation runs off the end");
+    out
+}
+
+/// The image the manifest runs fits it: the entrypoint is the binary (so the manifest's
+/// `args` start at the subcommand) and its default command is the manifest's; it exposes the
+/// port the probes use, runs as a numeric non-root user (which `runAsNonRoot` can check), is
+/// built with a Rust at least as new as the workspace's `rust-version`, and the build context
+/// leaves out `target/`.
+#[test]
+fn dockerfile_fits_the_manifest_and_the_workspace() {
+    let text = std::fs::read_to_string(deploy_path("docker/Dockerfile")).unwrap();
+    let all = dockerfile_instructions(&text);
+    let last_from = all.iter().rposition(|(k, _)| k == "FROM").expect("FROM");
+    let runtime = &all[last_from..];
+    let one = |keyword: &str| -> &str {
+        let found: Vec<_> = runtime.iter().filter(|(k, _)| k == keyword).collect();
+        assert_eq!(found.len(), 1, "{keyword} in the runtime stage: {found:?}");
+        &found[0].1
+    };
+    let json = |args: &str| -> Vec<String> {
+        serde_json::from_str(args).unwrap_or_else(|e| panic!("{args}: exec form expected ({e})"))
+    };
+
+    let entrypoint = json(one("ENTRYPOINT"));
+    assert_eq!(entrypoint, ["/usr/local/bin/spcvm"]);
+    assert!(
+        runtime.iter().any(|(k, a)| k == "COPY"
+            && a.starts_with("--from=build ")
+            && a.ends_with(" /usr/local/bin/spcvm")),
+        "the runtime stage copies the built binary to the entrypoint"
+    );
+
+    let docs = yaml_documents("kubernetes/spcvm.yaml");
+    let set = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("StatefulSet"))
+        .expect("StatefulSet");
+    let container = &set["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_vec()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect();
+    assert_eq!(json(one("CMD")), args);
+    assert_eq!(
+        one("EXPOSE").parse::<i64>().ok(),
+        container["ports"][0]["containerPort"].as_i64()
+    );
+
+    let user = one("USER");
+    let uid: u32 = user
+        .split(':')
+        .next()
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| panic!("USER {user}: a numeric uid"));
+    assert_ne!(uid, 0, "the image runs as root");
+    let security = &container["securityContext"];
+    assert_eq!(security["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+
+    // rust:<version>-... in the builder's default base, against the workspace's floor.
+    let rust_image = all
+        .iter()
+        .find_map(|(k, a)| {
+            (k == "ARG")
+                .then(|| a.strip_prefix("RUST_IMAGE="))
+                .flatten()
+        })
+        .expect("ARG RUST_IMAGE=...");
+    let version = |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().unwrap()).collect() };
+    let image_version = rust_image
+        .rsplit_once(":")
+        .and_then(|(_, tag)| tag.split('-').next())
+        .expect("a rust:VERSION-... tag");
+    let manifest = std::fs::read_to_string(deploy_path("../Cargo.toml")).unwrap();
+    let floor = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .expect("rust-version")
+        .trim_matches('"');
+    assert!(
+        version(image_version) >= version(floor),
+        "{rust_image} is older than rust-version {floor}"
+    );
+
+    let ignore = std::fs::read_to_string(deploy_path("../.dockerignore")).unwrap();
+    assert!(
+        ignore
+            .lines()
+            .any(|l| l.trim().trim_end_matches('/') == "target"),
+        ".dockerignore must leave out target/"
+    );
+}
