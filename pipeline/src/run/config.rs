@@ -285,9 +285,20 @@ pub struct DeliveryConfig {
     pub max_uncheckpointed: u64,
     /// Most messages a partition task takes from its partition's librdkafka queue at a
     /// time (at most [`MAX_QUEUE_CAPACITY`]); a checkpoint barrier waits behind at most this
-    /// many. What is buffered ahead of the task is librdkafka's prefetch, bounded by the
-    /// consumer's `queued.max.messages.kbytes`: a slow task or producer stops the fetching.
+    /// many. What is buffered ahead of the task is librdkafka's prefetch, bounded by
+    /// [`prefetch_messages`](Self::prefetch_messages) and [`prefetch_mb`](Self::prefetch_mb):
+    /// a slow task or producer stops the fetching.
     pub queue_capacity: usize,
+    /// Most messages librdkafka may hold fetched ahead of the partition tasks, over all the
+    /// partitions of this instance. Each partition is read from its own queue, so
+    /// librdkafka's limits apply per partition: `queued.min.messages` is set to this budget
+    /// divided by the input topics' partition count (at most librdkafka's default, 100,000),
+    /// so that an instance holding every partition stays within it.
+    pub prefetch_messages: u64,
+    /// Most megabytes of message data librdkafka may hold fetched ahead of the partition
+    /// tasks, over all the partitions of this instance (`queued.max.messages.kbytes`, per
+    /// partition, likewise divided; at most librdkafka's default, 64 MiB).
+    pub prefetch_mb: u64,
     /// `transaction.timeout.ms` of the producer.
     pub transaction_timeout_ms: u32,
     /// Event time a partition's watermark trails its newest record by, in milliseconds;
@@ -302,6 +313,8 @@ impl Default for DeliveryConfig {
             checkpoint_interval_ms: 100,
             max_uncheckpointed: 10_000,
             queue_capacity: 1_024,
+            prefetch_messages: 1_200_000,
+            prefetch_mb: 768,
             transaction_timeout_ms: 60_000,
             watermark_lateness_ms: 300_000,
         }
@@ -573,6 +586,12 @@ impl PipelineConfig {
         }
         if self.delivery.max_uncheckpointed == 0 {
             return bad("delivery.max_uncheckpointed", "must be at least 1");
+        }
+        if self.delivery.prefetch_messages == 0 {
+            return bad("delivery.prefetch_messages", "must be at least 1");
+        }
+        if self.delivery.prefetch_mb == 0 {
+            return bad("delivery.prefetch_mb", "must be at least 1");
         }
         if self.delivery.queue_capacity == 0 {
             return bad("delivery.queue_capacity", "must be at least 1");

@@ -50,7 +50,7 @@ use spcvm_schemas::TelemetryRef;
 use spcvm_sinks::{AlertEncoding, DeadLetter, KafkaSink, KafkaSinkError, SinkTopics};
 use tokio::sync::mpsc;
 
-use super::config::{AlertFormat, DeliveryMode, PipelineConfig};
+use super::config::{AlertFormat, DeliveryConfig, DeliveryMode, PipelineConfig};
 use super::processor::PartitionProcessor;
 use super::queue::{Messages, PartitionQueue, QueuedMessage};
 use super::{Job, RunError, record_stats};
@@ -218,8 +218,45 @@ fn client_config(properties: impl IntoIterator<Item = (String, String)>) -> Clie
     config
 }
 
-/// The consumer's librdkafka properties.
-fn consumer_properties(config: &PipelineConfig) -> Vec<(String, String)> {
+/// Per-partition prefetch limits: at least about one fetch's worth, at most librdkafka's
+/// defaults (`queued.min.messages`, `queued.max.messages.kbytes`), which a single queue
+/// for all partitions would have as its total.
+const PREFETCH_MESSAGES_RANGE: (u64, u64) = (1_000, 100_000);
+/// See [`PREFETCH_MESSAGES_RANGE`].
+const PREFETCH_KBYTES_RANGE: (u64, u64) = (1_024, 65_536);
+/// How long librdkafka waits before it fetches again for a partition whose queue was at
+/// its limit (librdkafka's default, 1 s, can starve a task that drains its queue quickly).
+const FETCH_QUEUE_BACKOFF_MS: u32 = 10;
+
+/// librdkafka's prefetch limits for a job reading `partitions` input partitions in all.
+///
+/// Each partition's queue is split off the consumer queue (`run::queue`), and librdkafka
+/// checks `queued.min.messages` and `queued.max.messages.kbytes` against the queue a
+/// partition's messages land in, so with split queues the limits hold per partition and
+/// what an instance prefetches grows with its partitions (855 MiB at 12 partitions behind
+/// a backlog, librdkafka's defaults). The instance's budget divided by the input's
+/// partition count bounds the total even when one instance holds them all; the per-
+/// partition values stay within librdkafka's defaults, so few partitions prefetch no more
+/// than before. (Lower message limits cost throughput in the e2e bench: 33,333 a partition
+/// at 12 partitions ran a quarter slower than 100,000.)
+fn prefetch_properties(delivery: &DeliveryConfig, partitions: usize) -> Vec<(String, String)> {
+    let n = (partitions as u64).max(1);
+    let messages = (delivery.prefetch_messages / n)
+        .clamp(PREFETCH_MESSAGES_RANGE.0, PREFETCH_MESSAGES_RANGE.1);
+    let kbytes = (delivery.prefetch_mb.saturating_mul(1024) / n)
+        .clamp(PREFETCH_KBYTES_RANGE.0, PREFETCH_KBYTES_RANGE.1);
+    vec![
+        ("queued.min.messages".into(), messages.to_string()),
+        ("queued.max.messages.kbytes".into(), kbytes.to_string()),
+        (
+            "fetch.queue.backoff.ms".into(),
+            FETCH_QUEUE_BACKOFF_MS.to_string(),
+        ),
+    ]
+}
+
+/// The consumer's librdkafka properties, for `partitions` input partitions in all.
+fn consumer_properties(config: &PipelineConfig, partitions: usize) -> Vec<(String, String)> {
     let k = &config.kafka;
     let mut p: Vec<(String, String)> = vec![
         ("group.id".into(), k.group_id.clone()),
@@ -235,6 +272,7 @@ fn consumer_properties(config: &PipelineConfig) -> Vec<(String, String)> {
         ("statistics.interval.ms".into(), "5000".into()),
         ("partition.assignment.strategy".into(), "range".into()),
     ];
+    p.extend(prefetch_properties(&config.delivery, partitions));
     if k.static_membership {
         p.push((
             "group.instance.id".into(),
@@ -296,6 +334,11 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
     let restore: BaseConsumer = client_config(restore_props)
         .create()
         .map_err(|e| RunError::Kafka(format!("cannot create the restore consumer: {e}")))?;
+    let topics: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
+    let mut partitions = 0;
+    for topic in &topics {
+        partitions += topic_partitions(&restore, topic)?;
+    }
     let shared = Arc::new(Shared {
         job: job.clone(),
         sink,
@@ -316,7 +359,22 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         last_checkpoint: Instant::now(),
         error: None,
     }));
-    let consumer: BaseConsumer<Ctx> = client_config(consumer_properties(config))
+    let consumer_props = consumer_properties(config, partitions);
+    // The values librdkafka takes: the last setting of each (the user's override ours).
+    let effective = |key: &str| {
+        consumer_props
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    tracing::info!(
+        input_partitions = partitions,
+        queued_min_messages = effective("queued.min.messages"),
+        queued_max_messages_kbytes = effective("queued.max.messages.kbytes"),
+        "prefetch limits per partition"
+    );
+    let consumer: BaseConsumer<Ctx> = client_config(consumer_props)
         .create_with_context(Ctx {
             coordinator: coordinator.clone(),
             job: job.clone(),
@@ -325,7 +383,6 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
     // The partition tasks read queues split off this consumer: they stop before it is
     // dropped, however this function is left (declared after it, so dropped before it).
     let _tasks = StopTasksOnDrop(&coordinator);
-    let topics: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
     check_changelog_partitions(&consumer, &topics, &coordinator_changelog(&coordinator))?;
     consumer
         .subscribe(&topics)
@@ -724,6 +781,27 @@ fn coordinator_changelog(coordinator: &Mutex<Coordinator>) -> String {
         .clone()
 }
 
+/// The partition count of `topic`; an error naming it when it does not exist.
+fn topic_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<usize, RunError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .map_err(|e| RunError::Kafka(format!("metadata of `{topic}`: {e}")))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .filter(|t| t.error().is_none())
+        .map_or(0, |t| t.partitions().len());
+    if partitions == 0 {
+        return Err(RunError::Kafka(format!(
+            "topic `{topic}` does not exist (create the topics with `spcvm topics create`)"
+        )));
+    }
+    Ok(partitions)
+}
+
 /// State of input partition p lives in changelog partition p: the changelog needs at least
 /// as many partitions as every input topic (`spcvm topics create` makes them equal).
 fn check_changelog_partitions<C: ConsumerContext>(
@@ -731,25 +809,9 @@ fn check_changelog_partitions<C: ConsumerContext>(
     inputs: &[&str],
     changelog: &str,
 ) -> Result<(), RunError> {
-    let count = |topic: &str| -> Result<usize, RunError> {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(30))
-            .map_err(|e| RunError::Kafka(format!("metadata of `{topic}`: {e}")))?;
-        let partitions = metadata
-            .topics()
-            .first()
-            .filter(|t| t.error().is_none())
-            .map_or(0, |t| t.partitions().len());
-        if partitions == 0 {
-            return Err(RunError::Kafka(format!(
-                "topic `{topic}` does not exist (create the topics with `spcvm topics create`)"
-            )));
-        }
-        Ok(partitions)
-    };
-    let have = count(changelog)?;
+    let have = topic_partitions(consumer, changelog)?;
     for input in inputs {
-        let need = count(input)?;
+        let need = topic_partitions(consumer, input)?;
         if have < need {
             return Err(RunError::Kafka(format!(
                 "changelog `{changelog}` has {have} partitions but input `{input}` has {need}: \
@@ -1507,5 +1569,83 @@ fn acks_of(
 impl From<KafkaSinkError> for RunError {
     fn from(e: KafkaSinkError) -> Self {
         RunError::Sink(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value the last setting of `key` gives (librdkafka keeps the last one).
+    fn last<'a>(props: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        props
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn prefetch_budget_is_shared_by_the_input_partitions() {
+        let delivery = DeliveryConfig::default();
+        let per = |partitions| {
+            let props = prefetch_properties(&delivery, partitions);
+            (
+                last(&props, "queued.min.messages")
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+                last(&props, "queued.max.messages.kbytes")
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+            )
+        };
+        // Up to 12 partitions, librdkafka's own per-queue defaults...
+        assert_eq!(per(1), (100_000, 65_536));
+        assert_eq!(per(12), (100_000, 65_536));
+        // ...beyond, the budget shared: all partitions together stay within it...
+        assert_eq!(per(48), (25_000, 16_384));
+        for n in [13, 24, 48, 100, 500] {
+            let (messages, kbytes) = per(n);
+            assert!(messages * n as u64 <= 1_200_000, "{n}");
+            assert!(kbytes * n as u64 <= 768 * 1024, "{n}");
+        }
+        // ...down to the floors (about one fetch a partition).
+        assert_eq!(per(10_000), (1_000, 1_024));
+        assert_eq!(per(0), per(1));
+        let small = DeliveryConfig {
+            prefetch_messages: 40_000,
+            prefetch_mb: 64,
+            ..DeliveryConfig::default()
+        };
+        let props = prefetch_properties(&small, 4);
+        assert_eq!(last(&props, "queued.min.messages"), Some("10000"));
+        assert_eq!(last(&props, "queued.max.messages.kbytes"), Some("16384"));
+        assert_eq!(last(&props, "fetch.queue.backoff.ms"), Some("10"));
+    }
+
+    #[test]
+    fn consumer_properties_of_the_user_win_over_the_prefetch_budget() {
+        let mut config = PipelineConfig::default();
+        assert_eq!(
+            last(&consumer_properties(&config, 4), "queued.min.messages"),
+            Some("100000")
+        );
+        config
+            .kafka
+            .consumer_properties
+            .insert("queued.min.messages".into(), "5000".into());
+        config
+            .kafka
+            .properties
+            .insert("fetch.queue.backoff.ms".into(), "50".into());
+        let props = consumer_properties(&config, 4);
+        assert_eq!(last(&props, "queued.min.messages"), Some("5000"));
+        assert_eq!(last(&props, "fetch.queue.backoff.ms"), Some("50"));
+        // And librdkafka accepts every property spcvm sets.
+        client_config(props)
+            .create::<BaseConsumer>()
+            .expect("librdkafka takes the consumer's properties");
     }
 }
