@@ -23,7 +23,8 @@
 //!    `/proc/PID/stat`: the bench process's while it drains, the job's over its measured
 //!    interval, and the broker's in both (the process listening on the bootstrap port, when
 //!    it runs on this machine). For (b) it also prints the job's checkpoints, alerts and
-//!    changelog records (per input record: about one when tools are many, `--tools`).
+//!    changelog records (per input record: about one when tools are many, `--tools`), and
+//!    its peak resident memory (`VmHWM` in `/proc/PID/status`).
 //!    (a) and (b) make one round; `--repeat N` runs N rounds on the same input (the job in
 //!    a fresh group with fresh outputs each time) and judges the target on the median
 //!    ratio; the last round's job goes on to the latency phase.
@@ -689,6 +690,20 @@ impl Job {
         cpu_secs(self.child.id())
     }
 
+    /// The job's peak resident memory so far (`VmHWM`), in MiB.
+    fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib / 1024.0)
+    }
+
     fn scrape(&self) -> Result<String> {
         let addr = self.addr.as_deref().context("HTTP address not known yet")?;
         let mut response = self
@@ -1143,6 +1158,7 @@ fn job_throughput(
         join_secs,
         cpu_secs: cpu0.0.zip(cpu1.0).map(|(a, b)| b - a),
         broker_cpu_secs: cpu0.1.zip(cpu1.1).map(|(a, b)| b - a),
+        peak_rss_mib: job.peak_rss_mib(),
     };
     Ok((job, timings, metrics))
 }
@@ -1161,6 +1177,8 @@ struct JobTimings {
     cpu_secs: Option<f64>,
     /// CPU seconds the broker used in the measured interval.
     broker_cpu_secs: Option<f64>,
+    /// The job's peak resident memory from its start to the end of the measurement, MiB.
+    peak_rss_mib: Option<f64>,
 }
 
 /// Least time between two scrapes of the job's `/metrics` in the throughput phase.
@@ -1690,6 +1708,12 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
         thousands(state_records),
         state_records / opts.records as f64,
     );
+    if let Some(mib) = timings.peak_rss_mib {
+        println!(
+            "job peak resident memory (VmHWM) from its start to the end of the throughput \
+             phase: {mib:.0} MiB"
+        );
+    }
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let job_cpu = format!(
         "job CPU over the measured {measured:.2} s (all its threads; the broker and the bench \
