@@ -252,6 +252,27 @@ fn yaml_documents(relative: &str) -> Vec<yaml_rust2::Yaml> {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The manifest's document of `kind` (`StatefulSet`, `Service`, ...).
+fn of_kind<'a>(docs: &'a [yaml_rust2::Yaml], kind: &str) -> &'a yaml_rust2::Yaml {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+/// The StatefulSet's spcvm container.
+fn spcvm_container(docs: &[yaml_rust2::Yaml]) -> &yaml_rust2::Yaml {
+    &of_kind(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+}
+
+/// A YAML list of strings.
+fn strings(list: &yaml_rust2::Yaml) -> Vec<String> {
+    list.as_vec()
+        .expect("a list")
+        .iter()
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect()
+}
+
 /// The alerting rules are valid YAML in Prometheus's rule-file shape: every rule has a
 /// unique name, an expression grouping only by labels spcvm's metrics carry, a severity
 /// Alertmanager routes on, and a summary.
@@ -290,28 +311,20 @@ fn prometheus_rules_have_the_rule_file_shape() {
 #[test]
 fn kubernetes_manifest_fits_the_binary() {
     let docs = yaml_documents("kubernetes/spcvm.yaml");
-    let kind = |k: &str| {
-        docs.iter()
-            .find(|d| d["kind"].as_str() == Some(k))
-            .unwrap_or_else(|| panic!("no {k}"))
-    };
-    let set = kind("StatefulSet");
+    let set = of_kind(&docs, "StatefulSet");
     let pod = &set["spec"]["template"];
     let labels = &pod["metadata"]["labels"];
     assert_eq!(&set["spec"]["selector"]["matchLabels"], labels);
     assert_eq!(
-        &kind("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        &of_kind(&docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
         labels
     );
-    assert_eq!(&kind("Service")["spec"]["selector"], labels);
-    let container = &pod["spec"]["containers"][0];
-    let args: Vec<&str> = container["args"]
-        .as_vec()
-        .expect("args")
-        .iter()
-        .filter_map(|a| a.as_str())
-        .collect();
-    assert_eq!(args, ["run", "--config", "/etc/spcvm/pipeline.toml"]);
+    assert_eq!(&of_kind(&docs, "Service")["spec"]["selector"], labels);
+    let container = spcvm_container(&docs);
+    assert_eq!(
+        strings(&container["args"]),
+        ["run", "--config", "/etc/spcvm/pipeline.toml"]
+    );
     assert_eq!(
         container["livenessProbe"]["httpGet"]["path"].as_str(),
         Some("/healthz")
@@ -392,18 +405,8 @@ fn dockerfile_fits_the_manifest_and_the_workspace() {
     );
 
     let docs = yaml_documents("kubernetes/spcvm.yaml");
-    let set = docs
-        .iter()
-        .find(|d| d["kind"].as_str() == Some("StatefulSet"))
-        .expect("StatefulSet");
-    let container = &set["spec"]["template"]["spec"]["containers"][0];
-    let args: Vec<String> = container["args"]
-        .as_vec()
-        .expect("args")
-        .iter()
-        .filter_map(|a| a.as_str().map(String::from))
-        .collect();
-    assert_eq!(json(one("CMD")), args);
+    let container = spcvm_container(&docs);
+    assert_eq!(json(one("CMD")), strings(&container["args"]));
     assert_eq!(
         one("EXPOSE").parse::<i64>().ok(),
         container["ports"][0]["containerPort"].as_i64()

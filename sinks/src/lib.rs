@@ -6,8 +6,8 @@
 //!
 //! - [`jsonl`]: [`AlertWriter`], one alert per line as JSON (the `--alerts` file of
 //!   `spcvm backtest`), and its error type [`SinkError`].
-//! - [`file`](mod@file): [`AppendFile`], a JSON-lines file with commit points that is cut back to the
-//!   last checkpoint on restart (exactly-once output of the file runtime).
+//! - [`file`](mod@file): [`AppendFile`], a JSON-lines file with commit points that is cut
+//!   back to the last checkpoint on restart (exactly-once output of the file runtime).
 //! - [`kafka`]: [`KafkaSink`], the process's one producer: alerts (JSON or Avro), dead
 //!   letters with `spcvm.*` headers, changelog records, and the transaction calls.
 //!

@@ -335,10 +335,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         .create()
         .map_err(|e| RunError::Kafka(format!("cannot create the restore consumer: {e}")))?;
     let topics: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
-    let mut partitions = 0;
-    for topic in &topics {
-        partitions += topic_partitions(&restore, topic)?;
-    }
+    let partitions = input_partitions(&restore, &topics, &changelog)?;
     let shared = Arc::new(Shared {
         job: job.clone(),
         sink,
@@ -383,7 +380,6 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
     // The partition tasks read queues split off this consumer: they stop before it is
     // dropped, however this function is left (declared after it, so dropped before it).
     let _tasks = StopTasksOnDrop(&coordinator);
-    check_changelog_partitions(&consumer, &topics, &coordinator_changelog(&coordinator))?;
     consumer
         .subscribe(&topics)
         .map_err(|e| RunError::Kafka(format!("cannot subscribe to {topics:?}: {e}")))?;
@@ -773,14 +769,6 @@ impl Drop for StopTasksOnDrop<'_> {
     }
 }
 
-fn coordinator_changelog(coordinator: &Mutex<Coordinator>) -> String {
-    coordinator
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .changelog
-        .clone()
-}
-
 /// The partition count of `topic`; an error naming it when it does not exist.
 fn topic_partitions<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
@@ -802,16 +790,19 @@ fn topic_partitions<C: ConsumerContext>(
     Ok(partitions)
 }
 
-/// State of input partition p lives in changelog partition p: the changelog needs at least
-/// as many partitions as every input topic (`spcvm topics create` makes them equal).
-fn check_changelog_partitions<C: ConsumerContext>(
+/// The partition count of all `inputs` together, once the changelog is checked: state of
+/// input partition p lives in changelog partition p, so the changelog needs at least as
+/// many partitions as every input topic (`spcvm topics create` makes them equal).
+fn input_partitions<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     inputs: &[&str],
     changelog: &str,
-) -> Result<(), RunError> {
+) -> Result<usize, RunError> {
     let have = topic_partitions(consumer, changelog)?;
+    let mut total = 0;
     for input in inputs {
         let need = topic_partitions(consumer, input)?;
+        total += need;
         if have < need {
             return Err(RunError::Kafka(format!(
                 "changelog `{changelog}` has {have} partitions but input `{input}` has {need}: \
@@ -820,7 +811,7 @@ fn check_changelog_partitions<C: ConsumerContext>(
             )));
         }
     }
-    Ok(())
+    Ok(total)
 }
 
 impl Coordinator {
