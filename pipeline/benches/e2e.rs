@@ -24,7 +24,12 @@
 //!    interval, and the broker's in both (the process listening on the bootstrap port, when
 //!    it runs on this machine). For (b) it also prints the job's checkpoints, alerts and
 //!    changelog records (per input record: about one when tools are many, `--tools`), and
-//!    its peak resident memory (`VmHWM` in `/proc/PID/status`).
+//!    its peak resident memory (`VmHWM` in `/proc/PID/status`), the bench's own CPU and the
+//!    machine's idle CPU (`/proc/stat`) over the job's interval. Both rates are also given
+//!    in the steady state, from a tenth of the records to nine tenths (the bare consumer at
+//!    those messages, the job interpolated between scrapes): that leaves out the bare
+//!    consumer's first fetches and the job's wait for its last checkpoint, which is up to
+//!    `delivery.checkpoint_interval_ms` whatever the record count.
 //!    (a) and (b) make one round; `--repeat N` runs N rounds on the same input (the job in
 //!    a fresh group with fresh outputs each time) and judges the target on the median
 //!    ratio; the last round's job goes on to the latency phase.
@@ -576,6 +581,20 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     Some((ticks(14)? + ticks(15)?) / 100.0)
 }
 
+/// Idle CPU seconds of the whole machine (idle and I/O wait, all cores) from `/proc/stat`
+/// in clock ticks of 1/100 s; `None` where that cannot be read. Over an interval it says
+/// whether the job, the broker and the bench together kept every core busy.
+fn machine_idle_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    Some((fields.get(3)? + fields.get(4)?) / 100.0)
+}
+
 /// The process listening on the port of the first bootstrap server on this machine (the
 /// broker, to count its CPU time): the socket's inode from `/proc/net/tcp{,6}`, then the
 /// process holding it. `None` when it is elsewhere or cannot be seen.
@@ -1025,6 +1044,38 @@ struct BareDrain {
     broker_cpu_secs: Option<f64>,
     /// Seconds from the first message to the end of every partition.
     cpu_window_secs: f64,
+    /// Records/s between the message that made a tenth of the records and the one that
+    /// made nine tenths (see [`STEADY`]).
+    steady_rate: Option<f64>,
+}
+
+/// The share of the records, from the start and to the end, left out of the steady-state
+/// rates: the bare consumer's first fetches and the job's last checkpoint (up to
+/// `delivery.checkpoint_interval_ms` after its last message) are not part of what either
+/// sustains.
+const STEADY: f64 = 0.1;
+
+/// The instant a count sampled at `samples` (instants and counts, in order) reached
+/// `target`, interpolated linearly between the two samples around it.
+fn crossing(samples: &[(Instant, f64)], target: f64) -> Option<Instant> {
+    let j = samples.iter().position(|&(_, c)| c >= target)?;
+    let (t1, c1) = samples[j];
+    if j == 0 || c1 <= samples[j - 1].1 {
+        return Some(t1);
+    }
+    let (t0, c0) = samples[j - 1];
+    Some(t0 + (t1 - t0).mul_f64((target - c0) / (c1 - c0)))
+}
+
+/// Records/s of a count sampled at `samples` between `STEADY` and `1 - STEADY` of `n`.
+fn steady_rate(samples: &[(Instant, f64)], n: f64) -> Option<f64> {
+    let (lo, hi) = (n * STEADY, n * (1.0 - STEADY));
+    if samples.first()?.1 > lo {
+        return None;
+    }
+    let (a, b) = (crossing(samples, lo)?, crossing(samples, hi)?);
+    let secs = (b - a).as_secs_f64();
+    (secs > 0.0).then(|| (hi - lo) / secs)
 }
 
 /// (a) of the throughput phase: a bare consumer drains the input.
@@ -1043,6 +1094,12 @@ fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<BareDrain> {
     let (mut first, mut last) = (None, Instant::now());
     let (mut count, mut bytes) = (0u64, 0u64);
     let mut cpu_first = (None, None);
+    let total: i64 = highs.iter().map(|&(_, high)| high).sum();
+    let marks = [
+        (total as f64 * STEADY).ceil() as u64,
+        (total as f64 * (1.0 - STEADY)).ceil() as u64,
+    ];
+    let mut steady = Vec::with_capacity(2);
     let broker = listener_pid(&setup.bootstrap);
     while pending > 0 {
         ensure!(Instant::now() < deadline, "the bare consumer timed out");
@@ -1058,6 +1115,9 @@ fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<BareDrain> {
                 }
                 last = now;
                 count += 1;
+                if marks.contains(&count) {
+                    steady.push((now, count as f64));
+                }
                 bytes += m.payload().map_or(0, <[u8]>::len) as u64;
             }
         }
@@ -1074,6 +1134,7 @@ fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<BareDrain> {
         cpu_secs: since(cpu_first.0, Some(std::process::id())),
         broker_cpu_secs: since(cpu_first.1, broker),
         cpu_window_secs,
+        steady_rate: steady_rate(&steady, total as f64),
     })
 }
 
@@ -1103,7 +1164,12 @@ fn job_throughput(
             break (
                 Instant::now(),
                 c,
-                (job.cpu_secs(), broker.and_then(cpu_secs)),
+                (
+                    job.cpu_secs(),
+                    broker.and_then(cpu_secs),
+                    cpu_secs(std::process::id()),
+                    machine_idle_secs(),
+                ),
             );
         }
         ensure!(
@@ -1125,11 +1191,14 @@ fn job_throughput(
     // "all consumed" was scraped could see a commit up to a scrape interval late).
     let mut last_scrape = t0;
     let mut near_end = false;
+    // (instant, records consumed) of every scrape, for the steady-state rate.
+    let mut samples = vec![(t0, c0)];
     let (t_end, cpu1) = loop {
         job.check_running()?;
         if all_consumed.is_none() && last_scrape.elapsed() >= SCRAPE_EVERY {
             last_scrape = Instant::now();
             let c = consumed(&job.scrape()?);
+            samples.push((Instant::now(), c));
             near_end |= c >= 0.9 * n;
             if c >= n {
                 all_consumed = Some(Instant::now());
@@ -1139,7 +1208,15 @@ fn job_throughput(
             let now = Instant::now();
             // Committed to the end means consumed to the end, whatever the last scrape said.
             all_consumed.get_or_insert(now);
-            break (now, (job.cpu_secs(), broker.and_then(cpu_secs)));
+            break (
+                now,
+                (
+                    job.cpu_secs(),
+                    broker.and_then(cpu_secs),
+                    cpu_secs(std::process::id()),
+                    machine_idle_secs(),
+                ),
+            );
         }
         ensure!(
             Instant::now() < deadline,
@@ -1155,9 +1232,12 @@ fn job_throughput(
         first_seen: c0,
         rate_consumed: all_consumed.map(|t| remaining / (t - t0).as_secs_f64()),
         rate_committed: remaining / (t_end - t0).as_secs_f64(),
+        steady_rate: steady_rate(&samples, n),
         join_secs,
         cpu_secs: cpu0.0.zip(cpu1.0).map(|(a, b)| b - a),
         broker_cpu_secs: cpu0.1.zip(cpu1.1).map(|(a, b)| b - a),
+        bench_cpu_secs: cpu0.2.zip(cpu1.2).map(|(a, b)| b - a),
+        idle_secs: cpu0.3.zip(cpu1.3).map(|(a, b)| b - a),
         peak_rss_mib: job.peak_rss_mib(),
     };
     Ok((job, timings, metrics))
@@ -1171,12 +1251,21 @@ struct JobTimings {
     rate_consumed: Option<f64>,
     /// Records/s from the start until the group's offsets reached the end.
     rate_committed: f64,
+    /// Records/s consumed between a tenth and nine tenths of the records (see
+    /// [`STEADY`]), interpolated between scrapes; `None` when the first scrape already
+    /// showed more than a tenth.
+    steady_rate: Option<f64>,
     /// Seconds from the process start to the start of the measurement.
     join_secs: f64,
     /// CPU seconds the job used in the measured interval.
     cpu_secs: Option<f64>,
     /// CPU seconds the broker used in the measured interval.
     broker_cpu_secs: Option<f64>,
+    /// CPU seconds the bench process used in the measured interval (scrapes, offset
+    /// queries).
+    bench_cpu_secs: Option<f64>,
+    /// Idle CPU seconds of the whole machine in the measured interval.
+    idle_secs: Option<f64>,
     /// The job's peak resident memory from its start to the end of the measurement, MiB.
     peak_rss_mib: Option<f64>,
 }
@@ -1466,11 +1555,18 @@ struct Round {
     bare_rate: f64,
     committed_rate: f64,
     job_cpu_per_record: Option<f64>,
+    /// The bare consumer's and the job's steady-state rates (see [`STEADY`]).
+    steady: Option<(f64, f64)>,
 }
 
 impl Round {
     fn ratio(&self) -> f64 {
         self.committed_rate / self.bare_rate
+    }
+
+    /// The job's steady-state rate over the bare consumer's.
+    fn steady_ratio(&self) -> Option<f64> {
+        self.steady.map(|(bare, job)| job / bare)
     }
 }
 
@@ -1505,6 +1601,7 @@ fn throughput_round(opts: &Opts, setup: &Setup, highs: &[(i32, i64)]) -> Result<
         bare_rate: (bare.records - 1) as f64 / bare.secs,
         committed_rate: timings.rate_committed,
         job_cpu_per_record: timings.cpu_secs.map(|cpu| cpu / job_records),
+        steady: bare.steady_rate.zip(timings.steady_rate),
     };
     Ok(RoundRun {
         figures,
@@ -1597,6 +1694,7 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
     } = throughput_round(opts, setup, &highs)?;
     let bare_rate = figures.bare_rate;
     let ratio = figures.ratio();
+    let steady = (figures.steady, figures.steady_ratio());
     rounds.push(figures);
 
     eprintln!(
@@ -1639,30 +1737,55 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
         opts.mode,
         thousands(timings.rate_committed)
     );
+    if let Some((bare_steady, job_steady)) = steady.0 {
+        println!(
+            "| bare consumer, steady state | {} | from the message that made {:.0} % of the \
+             records to the one that made {:.0} % |",
+            thousands(bare_steady),
+            STEADY * 100.0,
+            (1.0 - STEADY) * 100.0
+        );
+        println!(
+            "| `spcvm run` ({}), steady state | {} | the same share of the records consumed, \
+             interpolated between scrapes |",
+            opts.mode,
+            thousands(job_steady)
+        );
+    }
     let verdict = |ratio: f64| if ratio >= 0.7 { "met" } else { "NOT met" };
+    let pct = |r: Option<f64>| r.map_or_else(|| "n/a".into(), |r| format!("{:.0} %", r * 100.0));
     if rounds.len() == 1 {
         println!(
             "| **ratio job / bare** | **{:.0} %** | target >= 70 %: {} |",
             ratio * 100.0,
             verdict(ratio)
         );
+        println!("| ratio job / bare, steady state | {} | |", pct(steady.1));
     } else {
         println!(
             "| ratio job / bare | {:.0} % | this round (the last); all rounds below |",
             ratio * 100.0
         );
         println!();
-        println!("| round | bare consumer | job, all committed | ratio | job CPU / record |");
-        println!("|---|---|---|---|---|");
+        println!(
+            "| round | bare consumer | job, all committed | ratio | job CPU / record | steady \
+             state: bare / job | ratio, steady state |"
+        );
+        println!("|---|---|---|---|---|---|---|");
         for (i, r) in rounds.iter().enumerate() {
             println!(
-                "| {} | {} | {} | {:.0} % | {} |",
+                "| {} | {} | {} | {:.0} % | {} | {} | {} |",
                 i + 1,
                 thousands(r.bare_rate),
                 thousands(r.committed_rate),
                 r.ratio() * 100.0,
                 r.job_cpu_per_record
-                    .map_or_else(|| "n/a".into(), |c| format!("{:.2} µs", c * 1e6))
+                    .map_or_else(|| "n/a".into(), |c| format!("{:.2} µs", c * 1e6)),
+                r.steady.map_or_else(
+                    || "n/a".into(),
+                    |(b, j)| format!("{} / {}", thousands(b), thousands(j))
+                ),
+                pct(r.steady_ratio())
             );
         }
         let median = |mut v: Vec<f64>| {
@@ -1686,6 +1809,15 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
             ratios.iter().copied().fold(0.0, f64::max) * 100.0,
             verdict(median_ratio)
         );
+        let steady: Option<Vec<f64>> = rounds.iter().map(Round::steady_ratio).collect();
+        if let Some(steady) = steady {
+            println!(
+                "| median ratio, steady state | | | {:.0} % (range {:.0}-{:.0} %) | |",
+                median(steady.clone()) * 100.0,
+                steady.iter().copied().fold(f64::INFINITY, f64::min) * 100.0,
+                steady.iter().copied().fold(0.0, f64::max) * 100.0,
+            );
+        }
         println!();
     }
     let job_records = opts.records as f64 - timings.first_seen;
@@ -1737,6 +1869,18 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
         (
             "broker CPU over the job's measured interval",
             timings.broker_cpu_secs,
+            job_records,
+            measured,
+        ),
+        (
+            "bench CPU over the job's measured interval (scrapes, offset queries)",
+            timings.bench_cpu_secs,
+            job_records,
+            measured,
+        ),
+        (
+            "machine idle over the job's measured interval (all cores)",
+            timings.idle_secs,
             job_records,
             measured,
         ),
