@@ -15,8 +15,9 @@
 //! * Encoding writes non-finite measurements as `"NaN"`, `"Infinity"`, `"-Infinity"`,
 //!   so they round-trip.
 //!
-//! Alerts are (de)serialized plainly; note that serde_json writes a non-finite `f64`
-//! outside `measurements` as `null`, which does not decode back.
+//! Alerts decode with serde_json and encode with a writer of their own that gives serde_json's
+//! exact bytes (checked against it on generated alerts); note that a non-finite `f64`
+//! outside `measurements` is written as `null`, which does not decode back.
 
 use crate::alert::Alert;
 use crate::error::SchemaError;
@@ -120,9 +121,147 @@ pub fn decode_alert_json(bytes: &[u8]) -> Result<Alert, SchemaError> {
 }
 
 /// Encodes one alert as a compact JSON document (no trailing newline).
+///
+/// The bytes are exactly those of serde_json on the derived `Serialize` (the same field
+/// order, escapes and number forms; a non-finite float is `null`), written without
+/// serde's per-field machinery: a job sends one of these per alert.
 pub fn encode_alert_json(alert: &Alert) -> Vec<u8> {
-    // Serializing to a Vec cannot fail: the struct has no maps with non-string keys.
-    serde_json::to_vec(alert).unwrap_or_else(|e| unreachable!("alert to JSON: {e}"))
+    let strings = [
+        &alert.alert_id,
+        &alert.tool_id,
+        &alert.recipe_id,
+        &alert.parameter,
+    ]
+    .iter()
+    .map(|s| s.len())
+    .sum::<usize>()
+        + alert.lot_id.as_ref().map_or(0, String::len)
+        + alert.wafer_id.as_ref().map_or(0, String::len)
+        + alert.chart.len()
+        + alert.rule.len()
+        + alert.message.len();
+    // Field names and punctuation, five numbers, a little for escapes.
+    let mut out = Vec::with_capacity(strings + 360);
+    write_alert_json(alert, &mut out);
+    out
+}
+
+/// Appends the JSON document of [`encode_alert_json`] to `out`.
+pub fn write_alert_json(alert: &Alert, out: &mut Vec<u8>) {
+    let mut ints = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"alert_id\":");
+    write_str(out, &alert.alert_id);
+    out.extend_from_slice(b",\"tool_id\":");
+    write_str(out, &alert.tool_id);
+    out.extend_from_slice(b",\"tool_type\":");
+    write_str(out, alert.tool_type.as_str());
+    out.extend_from_slice(b",\"recipe_id\":");
+    write_str(out, &alert.recipe_id);
+    out.extend_from_slice(b",\"lot_id\":");
+    write_opt_str(out, alert.lot_id.as_deref());
+    out.extend_from_slice(b",\"wafer_id\":");
+    write_opt_str(out, alert.wafer_id.as_deref());
+    out.extend_from_slice(b",\"parameter\":");
+    write_str(out, &alert.parameter);
+    out.extend_from_slice(b",\"chart\":");
+    write_str(out, &alert.chart);
+    out.extend_from_slice(b",\"rule\":");
+    write_str(out, &alert.rule);
+    out.extend_from_slice(b",\"severity\":");
+    write_str(out, alert.severity.as_str());
+    out.extend_from_slice(b",\"statistic\":");
+    write_f64(out, Some(alert.statistic));
+    out.extend_from_slice(b",\"center_line\":");
+    write_f64(out, Some(alert.center_line));
+    out.extend_from_slice(b",\"ucl\":");
+    write_f64(out, alert.ucl);
+    out.extend_from_slice(b",\"lcl\":");
+    write_f64(out, alert.lcl);
+    out.extend_from_slice(b",\"event_time\":");
+    out.extend_from_slice(ints.format(alert.event_time).as_bytes());
+    out.extend_from_slice(b",\"message\":");
+    write_str(out, &alert.message);
+    out.extend_from_slice(b",\"repeats\":");
+    out.extend_from_slice(ints.format(alert.repeats).as_bytes());
+    out.push(b'}');
+}
+
+/// A JSON string as serde_json writes it: `"` and `\\` escaped, the control characters
+/// below U+0020 as `\b`, `\t`, `\n`, `\f`, `\r` or `\u00XX`, everything else as is.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time while none needs an escape (the usual string has none).
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            if !may_need_escape(word) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        i += 1;
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            0x0c => b"\\f",
+            b'\r' => b"\\r",
+            0..0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&bytes[start..i - 1]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+                start = i;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i - 1]);
+        out.extend_from_slice(escape);
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Whether any of the eight bytes of `word` may need an escape: `"`, `\` or below
+/// U+0020. Never false when one does (a true answer is then checked byte by byte).
+fn may_need_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A zero byte of `x` sets its high bit in `has_zero(x)` (the lowest one exactly).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    (below_space
+        | has_zero(word ^ (ONES * u64::from(b'"')))
+        | has_zero(word ^ (ONES * u64::from(b'\\'))))
+        != 0
+}
+
+/// An optional string: the string, or `null`.
+fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => write_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A float as serde_json writes it (the shortest form that reads back, by `zmij`), `null` when absent or not
+/// finite.
+fn write_f64(out: &mut Vec<u8>, v: Option<f64>) {
+    match v {
+        Some(v) if v.is_finite() => {
+            out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes())
+        }
+        _ => out.extend_from_slice(b"null"),
+    }
 }
 
 #[cfg(test)]
@@ -379,5 +518,97 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("invalid value: integer `-1`"), "{err}");
+    }
+
+    /// Any string, weighted towards the characters JSON escapes.
+    fn any_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<String>(),
+            "[a-zA-Z0-9_\\-\"\\\\/\u{0}-\u{1f}\u{7f}é€😀 ]{0,40}",
+        ]
+    }
+
+    /// Any float, weighted towards the special ones.
+    fn any_f64() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<f64>(),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(0.0),
+            Just(-0.0),
+            Just(1e16),
+            Just(5e-324),
+            -1e6..1e6f64,
+        ]
+    }
+
+    proptest::proptest! {
+        /// The hand-written alert encoder writes exactly serde_json's bytes for the derived
+        /// `Serialize`, whatever the strings and floats.
+        #[test]
+        fn alert_json_is_serde_jsons_bytes(
+            strings in proptest::collection::vec(any_text(), 9),
+            floats in proptest::collection::vec(any_f64(), 2),
+            limits in proptest::collection::vec(proptest::option::of(any_f64()), 2),
+            optional in proptest::collection::vec(proptest::bool::ANY, 2),
+            rtp in proptest::bool::ANY,
+            severity in 0..3usize,
+            event_time in proptest::num::i64::ANY,
+            repeats in proptest::num::u32::ANY,
+        ) {
+            let alert = Alert {
+                alert_id: strings[0].clone(),
+                tool_id: strings[1].clone(),
+                tool_type: if rtp { ToolType::Rtp } else { ToolType::IonImplant },
+                recipe_id: strings[2].clone(),
+                lot_id: optional[0].then(|| strings[3].clone()),
+                wafer_id: optional[1].then(|| strings[4].clone()),
+                parameter: strings[5].clone(),
+                chart: strings[6].clone(),
+                rule: strings[7].clone(),
+                severity: Severity::ALL[severity],
+                statistic: floats[0],
+                center_line: floats[1],
+                ucl: limits[0],
+                lcl: limits[1],
+                event_time,
+                message: strings[8].clone(),
+                repeats,
+            };
+            let ours = encode_alert_json(&alert);
+            let serde = serde_json::to_vec(&alert).unwrap();
+            proptest::prop_assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&serde)
+            );
+            proptest::prop_assert_eq!(ours, serde);
+        }
+    }
+
+    #[test]
+    fn alert_json_escapes_like_serde_json() {
+        let mut a = alert();
+        a.message = "quote \" backslash \\ tab \t nl \n cr \r bs \u{8} ff \u{c} \
+                     nul \u{0} us \u{1f} del \u{7f} é"
+            .into();
+        a.lot_id = None;
+        a.ucl = Some(f64::NAN);
+        a.lcl = Some(f64::NEG_INFINITY);
+        let ours = encode_alert_json(&a);
+        assert_eq!(ours, serde_json::to_vec(&a).unwrap());
+        let text = String::from_utf8(ours).unwrap();
+        assert!(text.contains(r#""lot_id":null"#), "{text}");
+        assert!(text.contains(r#""ucl":null,"lcl":null"#), "{text}");
+        assert!(
+            text.contains("quote \\\" backslash \\\\ tab \\t nl \\n cr \\r bs \\b ff \\f"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nul \\u0000 us \\u001f del \u{7f} é"),
+            "{text}"
+        );
     }
 }
