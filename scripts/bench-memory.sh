@@ -107,7 +107,7 @@ for _ in $(seq $((seconds * 2))); do
   rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
   [ "${rss:-0}" -gt "$peak" ] && peak=$rss
 done
-addr=$(grep -o 'addr=[0-9.:]*' "$dir/job.log" | head -n1 | cut -d= -f2)
+addr=$(grep -m1 -o 'addr=[0-9.:]*' "$dir/job.log" | cut -d= -f2)
 consumed=$(curl -s "http://$addr/metrics" | awk '/^spcvm_messages_consumed_total/ {s += $2} END {print s + 0}')
 kill -TERM "$pid"
 wait "$pid" || true

@@ -8,7 +8,7 @@
 # Extra arguments after the tag go to `build` unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+version=$(sed -n '/^version = "\(.*\)"/{s//\1/p;q}' Cargo.toml)
 tag=${1:-spcvm:$version}
 shift $(( $# > 0 ? 1 : 0 ))
 engine=${CONTAINER:-}

@@ -21,4 +21,4 @@ export SPCVM__HTTP__ENABLED=false
 echo
 echo "alerts: $out/alerts.jsonl ($(wc -l < "$out/alerts.jsonl") lines); dead letters: $out/dlq.jsonl ($(wc -l < "$out/dlq.jsonl") lines)"
 echo "first beam-current alerts:"
-grep '"beam_current_mA"' "$out/alerts.jsonl" | head -3
+grep -m 3 '"beam_current_mA"' "$out/alerts.jsonl"
