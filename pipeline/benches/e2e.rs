@@ -1134,7 +1134,10 @@ fn drain_bare(setup: &Setup, highs: &[(i32, i64)]) -> Result<BareDrain> {
         cpu_secs: since(cpu_first.0, Some(std::process::id())),
         broker_cpu_secs: since(cpu_first.1, broker),
         cpu_window_secs,
-        steady_rate: steady_rate(&steady, total as f64),
+        steady_rate: match steady[..] {
+            [(t1, c1), (t2, c2)] if t2 > t1 => Some((c2 - c1) / (t2 - t1).as_secs_f64()),
+            _ => None,
+        },
     })
 }
 
@@ -1878,12 +1881,6 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
             job_records,
             measured,
         ),
-        (
-            "machine idle over the job's measured interval (all cores)",
-            timings.idle_secs,
-            job_records,
-            measured,
-        ),
     ] {
         if let Some(cpu) = cpu {
             println!(
@@ -1892,6 +1889,13 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
                 1e6 * cpu / records
             );
         }
+    }
+    if let Some(idle) = timings.idle_secs {
+        println!(
+            "machine idle over the job's measured interval (all cores): {idle:.2} s ({:.2} of \
+             its {cores} cores)",
+            idle / measured
+        );
     }
     println!();
     let achieved = lat.sent as f64 / lat.send_secs;
