@@ -146,43 +146,47 @@ pub fn encode_alert_json(alert: &Alert) -> Vec<u8> {
     out
 }
 
-/// Appends the JSON document of [`encode_alert_json`] to `out`.
+/// Appends the JSON document of [`encode_alert_json`] to `out`: the fields in the order of
+/// the struct (serde's order), each name with the separator before it.
 pub fn write_alert_json(alert: &Alert, out: &mut Vec<u8>) {
-    let mut ints = itoa::Buffer::new();
-    out.extend_from_slice(b"{\"alert_id\":");
-    write_str(out, &alert.alert_id);
-    out.extend_from_slice(b",\"tool_id\":");
-    write_str(out, &alert.tool_id);
-    out.extend_from_slice(b",\"tool_type\":");
-    write_str(out, alert.tool_type.as_str());
-    out.extend_from_slice(b",\"recipe_id\":");
-    write_str(out, &alert.recipe_id);
-    out.extend_from_slice(b",\"lot_id\":");
-    write_opt_str(out, alert.lot_id.as_deref());
-    out.extend_from_slice(b",\"wafer_id\":");
-    write_opt_str(out, alert.wafer_id.as_deref());
-    out.extend_from_slice(b",\"parameter\":");
-    write_str(out, &alert.parameter);
-    out.extend_from_slice(b",\"chart\":");
-    write_str(out, &alert.chart);
-    out.extend_from_slice(b",\"rule\":");
-    write_str(out, &alert.rule);
-    out.extend_from_slice(b",\"severity\":");
-    write_str(out, alert.severity.as_str());
-    out.extend_from_slice(b",\"statistic\":");
-    write_f64(out, Some(alert.statistic));
-    out.extend_from_slice(b",\"center_line\":");
-    write_f64(out, Some(alert.center_line));
-    out.extend_from_slice(b",\"ucl\":");
-    write_f64(out, alert.ucl);
-    out.extend_from_slice(b",\"lcl\":");
-    write_f64(out, alert.lcl);
-    out.extend_from_slice(b",\"event_time\":");
-    out.extend_from_slice(ints.format(alert.event_time).as_bytes());
-    out.extend_from_slice(b",\"message\":");
-    write_str(out, &alert.message);
-    out.extend_from_slice(b",\"repeats\":");
-    out.extend_from_slice(ints.format(alert.repeats).as_bytes());
+    /// A field's value as JSON knows it.
+    enum Value<'a> {
+        Str(&'a str),
+        OptStr(Option<&'a str>),
+        Float(Option<f64>),
+        Int(i64),
+    }
+    let fields: [(&[u8], Value<'_>); 17] = [
+        (b"{\"alert_id\":", Value::Str(&alert.alert_id)),
+        (b",\"tool_id\":", Value::Str(&alert.tool_id)),
+        (b",\"tool_type\":", Value::Str(alert.tool_type.as_str())),
+        (b",\"recipe_id\":", Value::Str(&alert.recipe_id)),
+        (b",\"lot_id\":", Value::OptStr(alert.lot_id.as_deref())),
+        (b",\"wafer_id\":", Value::OptStr(alert.wafer_id.as_deref())),
+        (b",\"parameter\":", Value::Str(&alert.parameter)),
+        (b",\"chart\":", Value::Str(&alert.chart)),
+        (b",\"rule\":", Value::Str(&alert.rule)),
+        (b",\"severity\":", Value::Str(alert.severity.as_str())),
+        (b",\"statistic\":", Value::Float(Some(alert.statistic))),
+        (b",\"center_line\":", Value::Float(Some(alert.center_line))),
+        (b",\"ucl\":", Value::Float(alert.ucl)),
+        (b",\"lcl\":", Value::Float(alert.lcl)),
+        (b",\"event_time\":", Value::Int(alert.event_time)),
+        (b",\"message\":", Value::Str(&alert.message)),
+        (b",\"repeats\":", Value::Int(i64::from(alert.repeats))),
+    ];
+    for (name, value) in fields {
+        out.extend_from_slice(name);
+        match value {
+            Value::Str(s) => write_str(out, s),
+            Value::OptStr(Some(s)) => write_str(out, s),
+            Value::Float(Some(v)) if v.is_finite() => {
+                out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+            }
+            Value::OptStr(None) | Value::Float(_) => out.extend_from_slice(b"null"),
+            Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        }
+    }
     out.push(b'}');
 }
 
@@ -243,25 +247,6 @@ fn may_need_escape(word: u64) -> bool {
         | has_zero(word ^ (ONES * u64::from(b'"')))
         | has_zero(word ^ (ONES * u64::from(b'\\'))))
         != 0
-}
-
-/// An optional string: the string, or `null`.
-fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => write_str(out, s),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-/// A float as serde_json writes it (the shortest form that reads back, by `zmij`), `null` when absent or not
-/// finite.
-fn write_f64(out: &mut Vec<u8>, v: Option<f64>) {
-    match v {
-        Some(v) if v.is_finite() => {
-            out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes())
-        }
-        _ => out.extend_from_slice(b"null"),
-    }
 }
 
 #[cfg(test)]
