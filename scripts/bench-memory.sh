@@ -2,8 +2,8 @@
 # Peak memory of `spcvm run` catching up a backlog it cannot keep up with: N telemetry
 # records (about 330 bytes each, 200 tools) on a topic of P partitions, and a job whose
 # producer is held back (linger.ms 500, a 20-message queue), so its tasks stall on their
-# checkpoint and alert sends while librdkafka prefetches up to its limits. Samples the
-# job's resident memory every half second for S seconds and prints the peak.
+# checkpoint and alert sends while librdkafka prefetches up to its limits. After S seconds
+# prints the job's peak resident memory (VmHWM).
 #
 #   scripts/bench-memory.sh [--records N (4000000)] [--partitions P (48)] [--seconds S (50)]
 #                           [--produce-only | --no-produce] [-- EXTRA TOML LINES FOR [kafka.consumer_properties]]
@@ -101,12 +101,8 @@ config "$group" "$consumer_lines" > "$dir/job.toml"
 "$spcvm" topics create --config "$dir/job.toml" >/dev/null
 "$spcvm" run --config "$dir/job.toml" 2> "$dir/job.log" &
 pid=$!
-peak=0
-for _ in $(seq $((seconds * 2))); do
-  sleep 0.5
-  rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-  [ "${rss:-0}" -gt "$peak" ] && peak=$rss
-done
+sleep "$seconds"
+peak=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
 addr=$(grep -m1 -o 'addr=[0-9.:]*' "$dir/job.log" | cut -d= -f2)
 consumed=$(curl -s "http://$addr/metrics" | awk '/^spcvm_messages_consumed_total/ {s += $2} END {print s + 0}')
 kill -TERM "$pid"

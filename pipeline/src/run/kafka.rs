@@ -255,6 +255,15 @@ fn prefetch_properties(delivery: &DeliveryConfig, partitions: usize) -> Vec<(Str
     ]
 }
 
+/// The value of the last setting of `key` in `props`: the one librdkafka keeps.
+fn last_setting<'a>(props: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    props
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 /// The consumer's librdkafka properties, for `partitions` input partitions in all.
 fn consumer_properties(config: &PipelineConfig, partitions: usize) -> Vec<(String, String)> {
     let k = &config.kafka;
@@ -357,14 +366,8 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         error: None,
     }));
     let consumer_props = consumer_properties(config, partitions);
-    // The values librdkafka takes: the last setting of each (the user's override ours).
-    let effective = |key: &str| {
-        consumer_props
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map_or("", |(_, v)| v.as_str())
-    };
+    // The values librdkafka takes (the user's override ours).
+    let effective = |key: &str| last_setting(&consumer_props, key).unwrap_or_default();
     tracing::info!(
         input_partitions = partitions,
         queued_min_messages = effective("queued.min.messages"),
@@ -1567,14 +1570,7 @@ impl From<KafkaSinkError> for RunError {
 mod tests {
     use super::*;
 
-    /// The value the last setting of `key` gives (librdkafka keeps the last one).
-    fn last<'a>(props: &'a [(String, String)], key: &str) -> Option<&'a str> {
-        props
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
+    use super::last_setting as last;
 
     #[test]
     fn prefetch_budget_is_shared_by_the_input_partitions() {
