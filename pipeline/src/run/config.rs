@@ -374,7 +374,9 @@ impl Default for HttpConfig {
 pub struct LogConfig {
     /// `text` or `json` (one JSON object per line, for log shippers).
     pub format: LogFormat,
-    /// `tracing` filter, e.g. `info` or `spcvm=debug,rdkafka=warn`; `RUST_LOG` wins.
+    /// `tracing` filter, e.g. `info` or `info,spcvm=debug`; `RUST_LOG` wins. librdkafka logs
+    /// why a connection dropped (a refused TLS client certificate, say) at info: filtering
+    /// `librdkafka` to warn hides the reason and leaves only "all broker connections are down".
     pub level: String,
 }
 

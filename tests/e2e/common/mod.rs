@@ -75,11 +75,28 @@ pub struct Setup {
     pub static_membership: bool,
     /// `delivery.queue_capacity` of the jobs: messages queued per partition task.
     pub queue_capacity: usize,
+    /// TOML lines added to the jobs' `[kafka]` table (TLS settings, say).
+    pub kafka_toml: String,
+    /// librdkafka properties of the test's own clients (producing telemetry, reading
+    /// outputs and offsets), on top of `bootstrap.servers`.
+    pub client_properties: Vec<(String, String)>,
 }
 
 impl Setup {
     /// Unique topics with `partitions` partitions, created by `spcvm topics create`.
     pub fn new(bootstrap: String, name: &str, partitions: i32) -> Setup {
+        Setup::with_client(bootstrap, name, partitions, String::new(), Vec::new())
+    }
+
+    /// [`Setup::new`] for a broker that needs client settings: `kafka_toml` goes into the
+    /// jobs' `[kafka]` table, `client_properties` into the test's own clients.
+    pub fn with_client(
+        bootstrap: String,
+        name: &str,
+        partitions: i32,
+        kafka_toml: String,
+        client_properties: Vec<(String, String)>,
+    ) -> Setup {
         let id = unique(name);
         let setup = Setup {
             bootstrap,
@@ -91,6 +108,8 @@ impl Setup {
             dir: tempfile::tempdir().unwrap(),
             static_membership: false,
             queue_capacity: 1024,
+            kafka_toml,
+            client_properties,
         };
         let config = setup.write_config("topics", "exactly_once", "x", "");
         let out = Command::new(spcvm())
@@ -123,6 +142,7 @@ group_id = "{group}"
 instance_id = "{instance}"
 session_timeout_ms = 6000
 static_membership = {static_membership}
+{kafka_toml}
 [kafka.consumer_properties]
 "heartbeat.interval.ms" = "500"
 "max.poll.interval.ms" = "10000"
@@ -148,6 +168,7 @@ listen = "127.0.0.1:0"
             partitions = self.partitions,
             static_membership = self.static_membership,
             queue_capacity = self.queue_capacity,
+            kafka_toml = self.kafka_toml,
         );
         std::fs::write(&path, text).unwrap();
         path
@@ -155,11 +176,17 @@ listen = "127.0.0.1:0"
 
     /// Starts `spcvm run` with `config`; its stderr goes to `NAME.log` in the directory.
     pub fn start(&self, config: &Path, name: &str) -> Job {
+        self.start_logging(config, name, "info,librdkafka=warn")
+    }
+
+    /// [`Setup::start`] with the log filter `rust_log` (`info` shows librdkafka's reasons
+    /// for dropped connections, which it logs at info level).
+    pub fn start_logging(&self, config: &Path, name: &str, rust_log: &str) -> Job {
         let log = self.dir.path().join(format!("{name}.log"));
         let child = Command::new(spcvm())
             .args(["run", "--config"])
             .arg(config)
-            .env("RUST_LOG", "info,librdkafka=warn")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -173,7 +200,22 @@ listen = "127.0.0.1:0"
             .iter()
             .map(|r| (r.tool_id.clone().into_bytes(), encode_telemetry_json(r)))
             .collect();
-        produce(&self.bootstrap, &self.input, &messages, &[]);
+        self.produce(&self.input, &messages, &[]);
+    }
+
+    /// [`produce`] with this setup's client properties.
+    fn produce(&self, topic: &str, messages: &[(Vec<u8>, Vec<u8>)], headers: &[(&str, &str)]) {
+        produce_with(&self.client(), topic, messages, headers);
+    }
+
+    /// [`read_all`] with this setup's client properties.
+    fn read_all(&self, topic: &str) -> Vec<Read> {
+        read_all_with(&self.client(), topic)
+    }
+
+    /// The test clients' settings: the bootstrap servers and [`Setup::client_properties`].
+    fn client(&self) -> ClientConfig {
+        client_config(&self.bootstrap, &self.client_properties)
     }
 
     /// Produces `records` in `chunks` batches `pause` apart, on a thread (so a job consuming
@@ -184,7 +226,7 @@ listen = "127.0.0.1:0"
         chunks: usize,
         pause: Duration,
     ) -> std::thread::JoinHandle<()> {
-        let bootstrap = self.bootstrap.clone();
+        let client = self.client();
         let topic = self.input.clone();
         std::thread::spawn(move || {
             let size = records.len().div_ceil(chunks);
@@ -193,7 +235,7 @@ listen = "127.0.0.1:0"
                     .iter()
                     .map(|r| (r.tool_id.clone().into_bytes(), encode_telemetry_json(r)))
                     .collect();
-                produce(&bootstrap, &topic, &messages, &[]);
+                produce_with(&client, &topic, &messages, &[]);
                 std::thread::sleep(pause);
             }
         })
@@ -201,7 +243,7 @@ listen = "127.0.0.1:0"
 
     /// Whether the group's committed offsets have reached the end of every input partition.
     pub fn caught_up(&self) -> bool {
-        let consumer = plain_consumer(&self.bootstrap, Some(&self.group));
+        let consumer = plain_consumer(self.client(), Some(&self.group));
         let mut tpl = TopicPartitionList::new();
         for p in 0..self.partitions {
             tpl.add_partition(&self.input, p);
@@ -237,7 +279,7 @@ listen = "127.0.0.1:0"
 
     /// Every alert on the alert topic, read_committed.
     pub fn alerts(&self) -> Vec<Alert> {
-        read_all(&self.bootstrap, &self.alerts)
+        self.read_all(&self.alerts)
             .into_iter()
             .map(|m| decode_alert_json(&m.payload).expect("alert JSON"))
             .collect()
@@ -359,10 +401,18 @@ pub struct Read {
     pub timestamp: Option<i64>,
 }
 
-fn plain_consumer(bootstrap: &str, group: Option<&str>) -> BaseConsumer {
+/// `bootstrap.servers` and `properties`.
+fn client_config(bootstrap: &str, properties: &[(String, String)]) -> ClientConfig {
     let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for (k, v) in properties {
+        config.set(k, v);
+    }
     config
-        .set("bootstrap.servers", bootstrap)
+}
+
+fn plain_consumer(mut config: ClientConfig, group: Option<&str>) -> BaseConsumer {
+    config
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -378,7 +428,12 @@ fn plain_consumer(bootstrap: &str, group: Option<&str>) -> BaseConsumer {
 
 /// Every committed message of `topic` (all partitions, from the beginning to the end).
 pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Read> {
-    let consumer = plain_consumer(bootstrap, None);
+    read_all_with(&client_config(bootstrap, &[]), topic)
+}
+
+/// [`read_all`] with a client configured by `client`.
+fn read_all_with(client: &ClientConfig, topic: &str) -> Vec<Read> {
+    let consumer = plain_consumer(client.clone(), None);
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
@@ -445,8 +500,18 @@ pub fn produce(
     messages: &[(Vec<u8>, Vec<u8>)],
     headers: &[(&str, &str)],
 ) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    produce_with(&client_config(bootstrap, &[]), topic, messages, headers);
+}
+
+/// [`produce`] with a client configured by `client`.
+fn produce_with(
+    client: &ClientConfig,
+    topic: &str,
+    messages: &[(Vec<u8>, Vec<u8>)],
+    headers: &[(&str, &str)],
+) {
+    let producer: ThreadedProducer<DefaultProducerContext> = client
+        .clone()
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("message.max.bytes", "33554432")
