@@ -147,6 +147,11 @@ impl KafkaSinkError {
     pub fn is_fatal(&self) -> bool {
         matches!(self, KafkaSinkError::Transaction { source: KafkaError::Transaction(e), .. } if e.is_fatal())
     }
+
+    /// Whether the transaction call ran out of time (no broker answered in time).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, KafkaSinkError::Transaction { source: KafkaError::Transaction(e), .. } if e.code() == RDKafkaErrorCode::OperationTimedOut)
+    }
 }
 
 /// The process's producer.

@@ -12,7 +12,8 @@
 //!   offsets all over TLS).
 //! - A broker certificate from a CA the job does not trust, or a client certificate the
 //!   broker does not trust: the job processes nothing, stays not ready, and its log names
-//!   the failed TLS handshake.
+//!   the failed TLS handshake; in exactly_once it then exits with an error that names the
+//!   brokers and points at those log lines (once initialising transactions times out).
 
 mod common;
 
@@ -236,9 +237,14 @@ fn with_mutual_tls_the_job_publishes_the_backtest_alerts() {
 /// Starts a job with `kafka_toml` against `broker` and checks that its log names the
 /// failed handshake (`expected`, part of librdkafka's reason) within 60 s, and that it
 /// processes nothing: no partition assigned, no offset committed, not ready while it
-/// answers. (In exactly_once it then exits with an error when initialising transactions
-/// times out.)
-fn assert_refused(broker: &TlsBroker, name: &str, kafka_toml: String, expected: &str) {
+/// answers. Returns the setup (its directory holds the job's log) and the job, still
+/// running or exiting.
+fn assert_refused(
+    broker: &TlsBroker,
+    name: &str,
+    kafka_toml: String,
+    expected: &str,
+) -> (Setup, Job) {
     // Topics made by a client the terminator accepts, so only the job's settings differ.
     let setup = Setup::with_client(
         broker.bootstrap.clone(),
@@ -253,7 +259,7 @@ fn assert_refused(broker: &TlsBroker, name: &str, kafka_toml: String, expected: 
         .unwrap()
         .replace(&setup.kafka_toml, &kafka_toml);
     std::fs::write(&config, config_text).unwrap();
-    let mut job = setup.start_logging(&config, name, "info");
+    let job = setup.start_logging(&config, name, "info");
     let addr = job.http_addr(Duration::from_secs(30));
     job.wait_log(expected, Duration::from_secs(60));
     if let Some(status) = readyz(&addr) {
@@ -265,25 +271,36 @@ fn assert_refused(broker: &TlsBroker, name: &str, kafka_toml: String, expected: 
         job.log_text()
     );
     assert!(!setup.caught_up());
-    job.kill9();
+    (setup, job)
 }
 
 #[test]
 fn a_broker_or_client_certificate_nobody_trusts_fails_the_handshake_and_says_so() {
     let broker = TlsBroker::start();
     // The broker's certificate is not signed by the CA the job trusts.
-    assert_refused(
+    let _ = assert_refused(
         &broker,
         "tls-ca",
         broker.kafka_toml("other-ca.pem", "client"),
         "certificate verify failed",
     );
     // The job's client certificate is not signed by a CA the broker trusts.
-    assert_refused(
+    let (_setup, mut job) = assert_refused(
         &broker,
         "tls-client",
         broker.kafka_toml("ca.pem", "other-client"),
         "SSL connection closed by peer",
     );
     assert_eq!(broker.accepted("stranger"), 0);
+    // exactly_once gives up when initialising transactions times out (30 s), with an error
+    // that names the brokers and where the reason is.
+    let status = job.wait_exit(Duration::from_secs(90));
+    assert!(!status.success());
+    let log = job.log_text();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!("no broker at {} answered", broker.bootstrap))
+            && last.contains("librdkafka's log lines above say why"),
+        "{log}"
+    );
 }

@@ -324,7 +324,16 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
     )?;
     if mode == DeliveryMode::ExactlyOnce {
         tracing::info!(transactional_id, "initialising transactions");
-        sink.init_transactions(TXN_TIMEOUT)?;
+        sink.init_transactions(TXN_TIMEOUT).map_err(|e| {
+            if e.is_timeout() {
+                RunError::Kafka(init_timed_out(
+                    &config.kafka.bootstrap_servers,
+                    &transactional_id,
+                ))
+            } else {
+                e.into()
+            }
+        })?;
         sink.begin_transaction()?;
     }
     let mut restore_props = config.kafka.common_properties();
@@ -1558,6 +1567,20 @@ fn acks_of(
             reply: None,
         })
     })
+}
+
+/// The error of a transaction initialisation that timed out. librdkafka's own text
+/// ("Timed out waiting for operation to finish, retry call to resume") names neither the
+/// brokers nor where to look; the reason is in its log lines before it.
+fn init_timed_out(bootstrap: &str, transactional_id: &str) -> String {
+    format!(
+        "transactions of `{transactional_id}` not initialised within {} s: no broker at \
+         {bootstrap} answered. The brokers could not be reached or refused the connection \
+         (librdkafka's log lines above say why: a TLS certificate, SASL credentials, the \
+         address), or they do not support transactions (`delivery.mode = \"at_least_once\"` \
+         needs none)",
+        TXN_TIMEOUT.as_secs()
+    )
 }
 
 impl From<KafkaSinkError> for RunError {
