@@ -595,6 +595,36 @@ fn machine_idle_secs() -> Option<f64> {
     Some((fields.get(3)? + fields.get(4)?) / 100.0)
 }
 
+/// The CPU clocks read at the start and the end of the job's measured interval, in
+/// seconds (`None` where one cannot be read).
+#[derive(Clone, Copy)]
+struct CpuClocks {
+    /// The job's CPU time.
+    job: Option<f64>,
+    /// The broker's CPU time (when it runs here).
+    broker: Option<f64>,
+    /// This bench process's CPU time.
+    bench: Option<f64>,
+    /// The machine's idle time, all cores.
+    idle: Option<f64>,
+}
+
+impl CpuClocks {
+    fn read(job: &Job, broker: Option<u32>) -> CpuClocks {
+        CpuClocks {
+            job: job.cpu_secs(),
+            broker: broker.and_then(cpu_secs),
+            bench: cpu_secs(std::process::id()),
+            idle: machine_idle_secs(),
+        }
+    }
+
+    /// The seconds a clock advanced from `start` to `end`.
+    fn since(start: Option<f64>, end: Option<f64>) -> Option<f64> {
+        start.zip(end).map(|(a, b)| b - a)
+    }
+}
+
 /// The process listening on the port of the first bootstrap server on this machine (the
 /// broker, to count its CPU time): the socket's inode from `/proc/net/tcp{,6}`, then the
 /// process holding it. `None` when it is elsewhere or cannot be seen.
@@ -1164,16 +1194,7 @@ fn job_throughput(
         job.check_running()?;
         let c = consumed(&job.scrape()?);
         if c > 0.0 {
-            break (
-                Instant::now(),
-                c,
-                (
-                    job.cpu_secs(),
-                    broker.and_then(cpu_secs),
-                    cpu_secs(std::process::id()),
-                    machine_idle_secs(),
-                ),
-            );
+            break (Instant::now(), c, CpuClocks::read(&job, broker));
         }
         ensure!(
             Instant::now() < deadline,
@@ -1211,15 +1232,7 @@ fn job_throughput(
             let now = Instant::now();
             // Committed to the end means consumed to the end, whatever the last scrape said.
             all_consumed.get_or_insert(now);
-            break (
-                now,
-                (
-                    job.cpu_secs(),
-                    broker.and_then(cpu_secs),
-                    cpu_secs(std::process::id()),
-                    machine_idle_secs(),
-                ),
-            );
+            break (now, CpuClocks::read(&job, broker));
         }
         ensure!(
             Instant::now() < deadline,
@@ -1237,10 +1250,10 @@ fn job_throughput(
         rate_committed: remaining / (t_end - t0).as_secs_f64(),
         steady_rate: steady_rate(&samples, n),
         join_secs,
-        cpu_secs: cpu0.0.zip(cpu1.0).map(|(a, b)| b - a),
-        broker_cpu_secs: cpu0.1.zip(cpu1.1).map(|(a, b)| b - a),
-        bench_cpu_secs: cpu0.2.zip(cpu1.2).map(|(a, b)| b - a),
-        idle_secs: cpu0.3.zip(cpu1.3).map(|(a, b)| b - a),
+        cpu_secs: CpuClocks::since(cpu0.job, cpu1.job),
+        broker_cpu_secs: CpuClocks::since(cpu0.broker, cpu1.broker),
+        bench_cpu_secs: CpuClocks::since(cpu0.bench, cpu1.bench),
+        idle_secs: CpuClocks::since(cpu0.idle, cpu1.idle),
         peak_rss_mib: job.peak_rss_mib(),
     };
     Ok((job, timings, metrics))
@@ -1800,25 +1813,28 @@ fn bench(opts: &Opts, setup: &Setup) -> Result<()> {
                 (v[n / 2 - 1] + v[n / 2]) / 2.0
             }
         };
-        let ratios: Vec<f64> = rounds.iter().map(Round::ratio).collect();
-        let median_ratio = median(ratios.clone());
+        // A set of ratios as its median and "(range LEAST-GREATEST %)".
+        let spread = |v: Vec<f64>| {
+            let least = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let greatest = v.iter().copied().fold(0.0, f64::max);
+            let range = format!("(range {:.0}-{:.0} %)", least * 100.0, greatest * 100.0);
+            (median(v), range)
+        };
+        let (median_ratio, range) = spread(rounds.iter().map(Round::ratio).collect());
         println!(
-            "| **median of {} rounds** | {} | {} | **{:.0} %** (range {:.0}-{:.0} %) | target >= 70 %: {} |",
+            "| **median of {} rounds** | {} | {} | **{:.0} %** {range} | target >= 70 %: {} |",
             rounds.len(),
             thousands(median(rounds.iter().map(|r| r.bare_rate).collect())),
             thousands(median(rounds.iter().map(|r| r.committed_rate).collect())),
             median_ratio * 100.0,
-            ratios.iter().copied().fold(f64::INFINITY, f64::min) * 100.0,
-            ratios.iter().copied().fold(0.0, f64::max) * 100.0,
             verdict(median_ratio)
         );
         let steady: Option<Vec<f64>> = rounds.iter().map(Round::steady_ratio).collect();
         if let Some(steady) = steady {
+            let (median_ratio, range) = spread(steady);
             println!(
-                "| median ratio, steady state | | | {:.0} % (range {:.0}-{:.0} %) | |",
-                median(steady.clone()) * 100.0,
-                steady.iter().copied().fold(f64::INFINITY, f64::min) * 100.0,
-                steady.iter().copied().fold(0.0, f64::max) * 100.0,
+                "| median ratio, steady state | | | {:.0} % {range} | |",
+                median_ratio * 100.0
             );
         }
         println!();

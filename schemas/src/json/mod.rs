@@ -126,20 +126,20 @@ pub fn decode_alert_json(bytes: &[u8]) -> Result<Alert, SchemaError> {
 /// order, escapes and number forms; a non-finite float is `null`), written without
 /// serde's per-field machinery: a job sends one of these per alert.
 pub fn encode_alert_json(alert: &Alert) -> Vec<u8> {
-    let strings = [
-        &alert.alert_id,
+    let strings: usize = [
+        alert.alert_id.as_str(),
         &alert.tool_id,
         &alert.recipe_id,
+        alert.lot_id.as_deref().unwrap_or_default(),
+        alert.wafer_id.as_deref().unwrap_or_default(),
         &alert.parameter,
+        &alert.chart,
+        &alert.rule,
+        &alert.message,
     ]
     .iter()
     .map(|s| s.len())
-    .sum::<usize>()
-        + alert.lot_id.as_ref().map_or(0, String::len)
-        + alert.wafer_id.as_ref().map_or(0, String::len)
-        + alert.chart.len()
-        + alert.rule.len()
-        + alert.message.len();
+    .sum();
     // Field names and punctuation, five numbers, a little for escapes.
     let mut out = Vec::with_capacity(strings + 360);
     write_alert_json(alert, &mut out);
