@@ -246,7 +246,7 @@ fn assert_refused(
     expected: &str,
 ) -> (Setup, Job) {
     // Topics made by a client the terminator accepts, so only the job's settings differ.
-    let setup = Setup::with_client(
+    let mut setup = Setup::with_client(
         broker.bootstrap.clone(),
         name,
         1,
@@ -254,11 +254,8 @@ fn assert_refused(
         broker.client_properties(),
     );
     setup.produce_telemetry(&telemetry(1, 30, 7));
+    setup.kafka_toml = kafka_toml;
     let config = setup.write_config("job", "exactly_once", "a", "");
-    let config_text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(&setup.kafka_toml, &kafka_toml);
-    std::fs::write(&config, config_text).unwrap();
     let job = setup.start_logging(&config, name, "info");
     let addr = job.http_addr(Duration::from_secs(30));
     job.wait_log(expected, Duration::from_secs(60));
