@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the Python tool environment at .venv/tools: confluent-kafka with what its
 # Avro serializer needs, used by `scripts/confluent_payloads.py` and the wire-compatibility test
-# `pipeline/tests/confluent_wire.rs` (which finds it there, or via SPCVM_PYTHON).
+# `pipeline/tests/confluent_wire.rs` (which finds it there, or via SPCVM_PYTHON); cryptography
+# and scramp for the TLS and SASL proxy of `tests/e2e/kafka_security.rs`.
 #
-# Idempotent: an existing venv whose imports work and whose confluent-kafka is the pinned version
-# is left alone. Prints the venv's python path on the last line of stdout.
+# Idempotent: an existing venv whose imports work and whose confluent-kafka and scramp are the
+# pinned versions is left alone. Prints the venv's python path on the last line of stdout.
 #
 # Pins (checked by importing confluent_kafka.schema_registry.avro and serializing a record):
 # confluent-kafka's Avro serializer imports fastavro, attrs, cachetools, certifi, authlib and
 # httpx (it prefers the `httpx2` fork when installed and falls back to `httpx`). Its `[avro]`
 # extra also lists `requests` and `avro`, which serializing does not need. The remaining pins are
 # their transitive dependencies, pinned too so the environment is the same on every machine.
+# scramp (the SCRAM server of the SASL proxy) needs asn1crypto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=.venv/tools
 PY="$VENV/bin/python"
 CONFLUENT_KAFKA_VERSION=2.16.1
+SCRAMP_VERSION=1.5.0
 PINS=(
   "confluent-kafka==${CONFLUENT_KAFKA_VERSION}"
   "fastavro==1.13.1"
@@ -34,6 +37,8 @@ PINS=(
   "anyio==4.16.0"
   "idna==3.20"
   "typing_extensions==4.16.0"
+  "scramp==${SCRAMP_VERSION}"
+  "asn1crypto==1.5.1"
 )
 
 # Imports and serializes one record with the mock registry, exactly as the payload script does.
@@ -48,6 +53,9 @@ client = SchemaRegistryClient.new_client({"url": "mock://pyenv-check"})
 schema = '{"type":"record","name":"R","fields":[{"name":"x","type":"double"}]}'
 payload = AvroSerializer(client, schema)({"x": 1.0}, SerializationContext("t", MessageField.VALUE))
 assert payload[:1] == b"\\x00" and len(payload) == 13, payload
+import importlib.metadata, scramp, cryptography.x509
+assert importlib.metadata.version("scramp") == "${SCRAMP_VERSION}"
+scramp.ScramMechanism("SCRAM-SHA-512").make_auth_info("pw", iteration_count=4096)
 EOF
 }
 
@@ -63,8 +71,8 @@ else
   fi
   "$PY" -m pip install --quiet --disable-pip-version-check "${PINS[@]}"
   if ! check; then
-    echo "error: $VENV was set up but confluent_kafka.schema_registry.avro still fails:" >&2
-    "$PY" -c "from confluent_kafka.schema_registry.avro import AvroSerializer" >&2 || true
+    echo "error: $VENV was set up but its imports still fail:" >&2
+    "$PY" -c "from confluent_kafka.schema_registry.avro import AvroSerializer; import scramp" >&2 || true
     exit 1
   fi
 fi

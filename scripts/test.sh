@@ -40,7 +40,7 @@ done
 bootstrap_of() { bash scripts/broker.sh start "$1" | sed -n 's/^KAFKA_BOOTSTRAP=//p'; }
 KAFKA_BOOTSTRAP="$(bootstrap_of tansu)"
 KAFKA_BOOTSTRAP_TXN="$(bootstrap_of noida)"
-# The TLS test starts its own tansu behind a TLS terminator (tests/e2e/kafka_tls.rs).
+# The TLS and SASL tests start their own tansu behind a proxy (tests/e2e/kafka_security.rs).
 SPCVM_TANSU="$(bash scripts/broker.sh path tansu)"
 export KAFKA_BOOTSTRAP KAFKA_BOOTSTRAP_TXN SPCVM_TANSU
 echo "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP KAFKA_BOOTSTRAP_TXN=$KAFKA_BOOTSTRAP_TXN SPCVM_PYTHON=$SPCVM_PYTHON SPCVM_TANSU=$SPCVM_TANSU"

@@ -77,6 +77,9 @@ pub struct Setup {
     pub queue_capacity: usize,
     /// TOML lines added to the jobs' `[kafka]` table (TLS settings, say).
     pub kafka_toml: String,
+    /// Environment variables of every `spcvm` the setup runs (`SPCVM__KAFKA__SASL_PASSWORD`,
+    /// say, as a Kubernetes secret would set it).
+    pub env: Vec<(String, String)>,
     /// librdkafka properties of the test's own clients (producing telemetry, reading
     /// outputs and offsets), on top of `bootstrap.servers`.
     pub client_properties: Vec<(String, String)>,
@@ -85,16 +88,25 @@ pub struct Setup {
 impl Setup {
     /// Unique topics with `partitions` partitions, created by `spcvm topics create`.
     pub fn new(bootstrap: String, name: &str, partitions: i32) -> Setup {
-        Setup::with_client(bootstrap, name, partitions, String::new(), Vec::new())
+        Setup::with_client(
+            bootstrap,
+            name,
+            partitions,
+            String::new(),
+            Vec::new(),
+            Vec::new(),
+        )
     }
 
     /// [`Setup::new`] for a broker that needs client settings: `kafka_toml` goes into the
-    /// jobs' `[kafka]` table, `client_properties` into the test's own clients.
+    /// jobs' `[kafka]` table, `env` into their environment, `client_properties` into the
+    /// test's own clients.
     pub fn with_client(
         bootstrap: String,
         name: &str,
         partitions: i32,
         kafka_toml: String,
+        env: Vec<(String, String)>,
         client_properties: Vec<(String, String)>,
     ) -> Setup {
         let id = unique(name);
@@ -109,12 +121,14 @@ impl Setup {
             static_membership: false,
             queue_capacity: 1024,
             kafka_toml,
+            env,
             client_properties,
         };
         let config = setup.write_config("topics", "exactly_once", "x", "");
         let out = Command::new(spcvm())
             .args(["topics", "create", "--config"])
             .arg(&config)
+            .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
         assert!(
@@ -186,6 +200,7 @@ listen = "127.0.0.1:0"
         let child = Command::new(spcvm())
             .args(["run", "--config"])
             .arg(config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
