@@ -17,6 +17,8 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use spcvm_schemas::{Alert, SchemaError, encode_alert_avro, encode_alert_json};
 
+use crate::ClientLog;
+
 /// Largest payload the producer sends (dead letters carry the original message unchanged).
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 
@@ -156,7 +158,9 @@ impl KafkaSinkError {
 
 /// The process's producer.
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: FutureProducer<ClientLog>,
+    /// The producer's context, shared (rdkafka keeps its own out of reach).
+    log: ClientLog,
     topics: SinkTopics,
     alerts: AlertEncoding,
 }
@@ -208,9 +212,13 @@ impl KafkaSink {
         for (k, v) in properties {
             config.set(k, v);
         }
-        let producer: FutureProducer = config.create().map_err(KafkaSinkError::Create)?;
+        let log = ClientLog::default();
+        let producer: FutureProducer<ClientLog> = config
+            .create_with_context(log.clone())
+            .map_err(KafkaSinkError::Create)?;
         Ok(KafkaSink {
             producer,
+            log,
             topics,
             alerts,
         })
@@ -221,8 +229,14 @@ impl KafkaSink {
         &self.topics
     }
 
+    /// Logs the librdkafka lines of the producer still held back as repeats
+    /// ([`ClientLog::flush`]), before the process stops on an error.
+    pub fn flush_log(&self) {
+        self.log.flush();
+    }
+
     /// The underlying producer (for metadata queries).
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &FutureProducer<ClientLog> {
         &self.producer
     }
 

@@ -10,6 +10,9 @@
 //!   back to the last checkpoint on restart (exactly-once output of the file runtime).
 //! - [`kafka`]: [`KafkaSink`], the process's one producer: alerts (JSON or Avro), dead
 //!   letters with `spcvm.*` headers, changelog records, and the transaction calls.
+//! - [`client_log`]: [`ClientLog`], the librdkafka client context of every Kafka client of
+//!   the process: librdkafka's log lines and errors, each distinct one at most once a
+//!   minute (a broker outage would otherwise log the same line several times a second).
 //!
 //! # Data flow
 //!
@@ -20,10 +23,12 @@
 //!                            └─ inside a transaction: commit_transaction(offsets, group)
 //! ```
 
+pub mod client_log;
 pub mod file;
 pub mod jsonl;
 pub mod kafka;
 
+pub use client_log::ClientLog;
 pub use file::{AppendError, AppendFile};
 pub use jsonl::{AlertWriter, SinkError};
 pub use kafka::{AlertEncoding, DeadLetter, KafkaSink, KafkaSinkError, SinkTopics};

@@ -42,12 +42,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use spcvm_schemas::TelemetryRef;
-use spcvm_sinks::{AlertEncoding, DeadLetter, KafkaSink, KafkaSinkError, SinkTopics};
+use spcvm_sinks::{AlertEncoding, ClientLog, DeadLetter, KafkaSink, KafkaSinkError, SinkTopics};
 use tokio::sync::mpsc;
 
 use super::config::{AlertFormat, DeliveryConfig, DeliveryMode, PipelineConfig};
@@ -147,7 +149,7 @@ struct Coordinator {
     shared: Arc<Shared>,
     rt: tokio::runtime::Handle,
     workers: HashMap<Tp, Worker>,
-    restore: BaseConsumer,
+    restore: BaseConsumer<ClientLog>,
     changelog: String,
     /// Barriers sent so far (the epoch of the transaction now filling).
     epoch: u64,
@@ -161,13 +163,23 @@ struct Coordinator {
     error: Option<RunError>,
 }
 
-/// The consumer context: routes rebalances to the coordinator and statistics to metrics.
+/// The consumer context: routes rebalances to the coordinator, statistics to metrics, and
+/// librdkafka's log lines and errors through [`ClientLog`].
 struct Ctx {
     coordinator: Arc<Mutex<Coordinator>>,
     job: Arc<Job>,
+    log: ClientLog,
 }
 
 impl ClientContext for Ctx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.log.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
@@ -325,6 +337,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
     if mode == DeliveryMode::ExactlyOnce {
         tracing::info!(transactional_id, "initialising transactions");
         sink.init_transactions(TXN_TIMEOUT).map_err(|e| {
+            sink.flush_log();
             if e.is_timeout() {
                 RunError::Kafka(init_timed_out(
                     &config.kafka.bootstrap_servers,
@@ -349,8 +362,8 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         ("enable.auto.commit".into(), "false".into()),
         ("receive.message.max.bytes".into(), "100000000".into()),
     ]);
-    let restore: BaseConsumer = client_config(restore_props)
-        .create()
+    let restore: BaseConsumer<ClientLog> = client_config(restore_props)
+        .create_with_context(ClientLog::default())
         .map_err(|e| RunError::Kafka(format!("cannot create the restore consumer: {e}")))?;
     let topics: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
     let partitions = input_partitions(&restore, &topics, &changelog)?;
@@ -387,6 +400,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         .create_with_context(Ctx {
             coordinator: coordinator.clone(),
             job: job.clone(),
+            log: ClientLog::default(),
         })
         .map_err(|e| RunError::Kafka(format!("cannot create the consumer: {e}")))?;
     // The partition tasks read queues split off this consumer: they stop before it is
@@ -457,6 +471,8 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
                 let _ = shared.sink.abort_transaction(TXN_TIMEOUT);
             }
             c.stop_workers();
+            shared.sink.flush_log();
+            consumer.context().log.flush();
             Err(e)
         }
     }

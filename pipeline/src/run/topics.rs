@@ -10,9 +10,9 @@
 //!
 //! Topics that already exist are reported and left alone, so the command can run at every
 //! deployment. librdkafka's log lines and errors are logged while the request waits (each
-//! distinct line once, repeats counted at the end), so a refused certificate, wrong SASL
-//! credentials or a wrong address show in the log; a request no broker answers within
-//! 30 s fails with an error naming the brokers.
+//! distinct line at most once a minute, repeats counted at the end), so a refused
+//! certificate, wrong SASL credentials or a wrong address show in the log; a request no
+//! broker answers within 30 s fails with an error naming the brokers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::bindings as rdsys;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext};
+use spcvm_sinks::ClientLog;
 
 use super::RunError;
 use super::config::PipelineConfig;
@@ -59,7 +59,7 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// log lines and client errors to the main queue, so without this a refused TLS
 /// certificate, wrong SASL credentials or an unreachable address would leave no trace
 /// before the request times out. Log and error events go to the client's context, as
-/// rdkafka's own clients do (`DefaultClientContext`: `tracing`, target `librdkafka`).
+/// rdkafka's own clients do ([`ClientLog`]: each distinct line at most once a minute).
 struct MainQueueServer {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -93,7 +93,6 @@ impl MainQueueServer {
             .name("spcvm-admin-log".into())
             .spawn(move || {
                 let queue = queue;
-                let mut repeats = Repeats::default();
                 while !flag.load(Ordering::Relaxed) {
                     // SAFETY: see `MainQueue`; each event is destroyed once read.
                     let event = unsafe {
@@ -105,23 +104,13 @@ impl MainQueueServer {
                         rdsys::rd_kafka_event_destroy(event);
                         read
                     };
-                    let Some(event) = event else { continue };
-                    let line = match &event {
-                        ClientEvent::Log(_, facility, message) => format!("{facility} {message}"),
-                        ClientEvent::Error(error, reason) => format!("{error}: {reason}"),
-                    };
-                    if !repeats.first(line) {
-                        continue;
-                    }
                     match event {
-                        ClientEvent::Log(level, facility, message) => {
+                        Some(ClientEvent::Log(level, facility, message)) => {
                             context.log(level, &facility, &message)
                         }
-                        ClientEvent::Error(error, reason) => context.error(error, &reason),
+                        Some(ClientEvent::Error(error, reason)) => context.error(error, &reason),
+                        None => {}
                     }
-                }
-                for (line, n) in repeats.repeated() {
-                    tracing::warn!(target: "librdkafka", "librdkafka: `{line}` repeated {n} more times");
                 }
             })
             .ok();
@@ -172,36 +161,6 @@ unsafe fn read_event(event: *mut rdsys::rd_kafka_event_t) -> Option<ClientEvent>
             Some(ClientEvent::Error(KafkaError::Global(code.into()), reason))
         }
         _ => None,
-    }
-}
-
-/// Lines seen so far, so that each distinct one is logged once: while no broker answers,
-/// librdkafka says "1/1 brokers are down" about twenty times a second.
-#[derive(Default)]
-struct Repeats {
-    /// Each line with the times it came again, in the order first seen.
-    seen: Vec<(String, u64)>,
-    index: std::collections::HashMap<String, usize>,
-}
-
-impl Repeats {
-    /// True the first time `line` comes; counts it otherwise.
-    fn first(&mut self, line: String) -> bool {
-        if let Some(&i) = self.index.get(&line) {
-            self.seen[i].1 += 1;
-            return false;
-        }
-        self.index.insert(line.clone(), self.seen.len());
-        self.seen.push((line, 0));
-        true
-    }
-
-    /// The lines that came more than once, with how many more times, in first-seen order.
-    fn repeated(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.seen
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(line, n)| (line.as_str(), *n))
     }
 }
 
@@ -288,8 +247,8 @@ pub async fn create(config: &PipelineConfig) -> Result<Vec<(TopicSpec, Created)>
     for (k, v) in config.kafka.common_properties() {
         client.set(k, v);
     }
-    let admin: AdminClient<DefaultClientContext> = client
-        .create()
+    let admin: AdminClient<ClientLog> = client
+        .create_with_context(ClientLog::default())
         .map_err(|e| RunError::Kafka(format!("cannot create the admin client: {e}")))?;
     let specs = plan(config);
     let new_topics: Vec<NewTopic<'_>> = specs
@@ -311,8 +270,9 @@ pub async fn create(config: &PipelineConfig) -> Result<Vec<(TopicSpec, Created)>
     let results = {
         let _logs = MainQueueServer::start(&admin);
         admin.create_topics(&new_topics, &options).await
-    }
-    .map_err(|e| match e {
+    };
+    admin.inner().context().flush();
+    let results = results.map_err(|e| match e {
         KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut) => {
             RunError::Kafka(not_answered(&config.kafka.bootstrap_servers))
         }
@@ -336,18 +296,6 @@ pub async fn create(config: &PipelineConfig) -> Result<Vec<(TopicSpec, Created)>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn repeated_lines_pass_once_and_are_counted() {
-        let mut r = Repeats::default();
-        assert!(r.first("1/1 brokers are down".into()));
-        assert!(r.first("Connect failed".into()));
-        assert!(!r.first("1/1 brokers are down".into()));
-        assert!(!r.first("1/1 brokers are down".into()));
-        assert!(r.first("0/1 brokers are down".into()));
-        let repeated: Vec<_> = r.repeated().collect();
-        assert_eq!(repeated, vec![("1/1 brokers are down", 2)]);
-    }
 
     #[test]
     fn librdkafka_levels_map_to_syslog_severities() {
