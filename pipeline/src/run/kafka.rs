@@ -428,7 +428,8 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
                         message.offset()
                     )));
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                // Limited like librdkafka's own lines: a broker outage gives several a second.
+                Some(Err(e)) => consumer.context().log.error(e, "consumer error"),
                 None => {}
             }
             let mut c = coordinator.lock().unwrap_or_else(|p| p.into_inner());
