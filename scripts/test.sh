@@ -42,8 +42,10 @@ KAFKA_BOOTSTRAP="$(bootstrap_of tansu)"
 KAFKA_BOOTSTRAP_TXN="$(bootstrap_of noida)"
 # The TLS and SASL tests start their own tansu behind a proxy (tests/e2e/kafka_security.rs).
 SPCVM_TANSU="$(bash scripts/broker.sh path tansu)"
-export KAFKA_BOOTSTRAP KAFKA_BOOTSTRAP_TXN SPCVM_TANSU
-echo "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP KAFKA_BOOTSTRAP_TXN=$KAFKA_BOOTSTRAP_TXN SPCVM_PYTHON=$SPCVM_PYTHON SPCVM_TANSU=$SPCVM_TANSU"
+# The broker-restart test restarts a noida-db of its own (tests/e2e/kafka_broker_restart.rs).
+SPCVM_NOIDA="$(bash scripts/broker.sh path noida)"
+export KAFKA_BOOTSTRAP KAFKA_BOOTSTRAP_TXN SPCVM_TANSU SPCVM_NOIDA
+echo "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP KAFKA_BOOTSTRAP_TXN=$KAFKA_BOOTSTRAP_TXN SPCVM_PYTHON=$SPCVM_PYTHON SPCVM_TANSU=$SPCVM_TANSU SPCVM_NOIDA=$SPCVM_NOIDA"
 
 echo "== cargo test"
 # Library, binary, integration, end-to-end and doc tests. Benches are compiled by clippy

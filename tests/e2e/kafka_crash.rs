@@ -6,6 +6,10 @@
 //!   continued from its restored state (a chart that restarted would re-run Phase I and
 //!   raise different alerts).
 //! - A second instance joining the group and leaving again: the same alerts as one instance.
+//! - A second instance started by mistake with the first one's instance id (so the same
+//!   transactional id): the newer one fences the older, which stops with an error saying
+//!   so instead of what failed after it; the newer one carries on and the alerts equal the
+//!   backtest's.
 
 mod common;
 
@@ -73,6 +77,38 @@ fn a_second_instance_joining_and_leaving_changes_no_alert() {
         first.log_text().matches(ASSIGNED).count() >= 2,
         "{}",
         first.log_text()
+    );
+    assert_same_alerts(&setup.alerts(), &expected);
+}
+
+#[test]
+fn an_instance_fenced_by_a_namesake_stops_and_says_why() {
+    let mut setup = Setup::new(bootstrap_txn(), "fenced", 2);
+    setup.static_membership = true;
+    let records = telemetry(4, 300, 9);
+    let expected = backtest_alerts(setup.dir.path(), &records);
+    let producer = setup.produce_paced(records.clone(), 40, Duration::from_millis(200));
+    let config = setup.write_config("job", "exactly_once", "same", "");
+    let mut first = setup.start(&config, "first");
+    first.wait_log(ASSIGNED, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut second = setup.start(&config, "second");
+    let status = first.wait_exit(Duration::from_secs(60));
+    assert!(!status.success(), "{}", first.log_text());
+    let log = first.log_text();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("spcvm: error: kafka: another process took over the transactional id")
+            && last.contains("instance id `same`")
+            && last.contains("kafka.instance_id"),
+        "{log}"
+    );
+    producer.join().unwrap();
+    setup.wait_caught_up(Duration::from_secs(120), &[&second]);
+    assert!(
+        second.terminate(Duration::from_secs(30)),
+        "{}",
+        second.log_text()
     );
     assert_same_alerts(&setup.alerts(), &expected);
 }

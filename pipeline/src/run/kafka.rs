@@ -47,6 +47,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use spcvm_schemas::TelemetryRef;
 use spcvm_sinks::{AlertEncoding, ClientLog, DeadLetter, KafkaSink, KafkaSinkError, SinkTopics};
@@ -428,7 +429,15 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
                         message.offset()
                     )));
                 }
-                // Limited like librdkafka's own lines: a broker outage gives several a second.
+                // librdkafka gave up on the consumer (e.g. fenced by another member with
+                // the same `group.instance.id`): it will not consume again.
+                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
+                    return Err(RunError::Kafka(format!(
+                        "the consumer failed for good: {e}"
+                    )));
+                }
+                // librdkafka retries the rest itself (a broker down, a connection lost);
+                // limited like its own lines: a broker outage gives several a second.
                 Some(Err(e)) => consumer.context().log.error(e, "consumer error"),
                 None => {}
             }
@@ -474,9 +483,53 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
             c.stop_workers();
             shared.sink.flush_log();
             consumer.context().log.flush();
-            Err(e)
+            let fatal = [
+                (
+                    "producer",
+                    rdkafka::producer::Producer::client(shared.sink.producer()).fatal_error(),
+                ),
+                ("consumer", consumer.client().fatal_error()),
+            ];
+            Err(
+                match fatal_cause(&fatal, &transactional_id, &config.kafka) {
+                    Some(cause) => RunError::Kafka(format!("{cause} (then: {e})")),
+                    None => e,
+                },
+            )
         }
     }
+}
+
+/// What to report when a Kafka client failed for good (librdkafka's fatal error of the
+/// `(client, error)` pairs), instead of what failed after it: once fenced, a producer purges
+/// its queued deliveries and the tasks report "Purged in queue", which says nothing of why.
+fn fatal_cause(
+    fatal: &[(&str, Option<(RDKafkaErrorCode, String)>)],
+    transactional_id: &str,
+    kafka: &super::config::KafkaConfig,
+) -> Option<String> {
+    let (client, (code, reason)) = fatal
+        .iter()
+        .find_map(|(client, error)| Some((client, error.clone()?)))?;
+    let instance = kafka.instance();
+    Some(match code {
+        RDKafkaErrorCode::Fenced
+        | RDKafkaErrorCode::ProducerFenced
+        | RDKafkaErrorCode::InvalidProducerEpoch => format!(
+            "another process took over the transactional id `{transactional_id}`: an instance \
+             of this job with the same group and instance id `{instance}` started, and the \
+             newer one wins (give each instance its own `kafka.instance_id`; it defaults to \
+             the host name); librdkafka: {reason}"
+        ),
+        RDKafkaErrorCode::FencedInstanceId => format!(
+            "another member of group `{}` joined with this instance's `group.instance.id` \
+             (`spcvm-{instance}`, from `kafka.instance_id` with `static_membership`), and the \
+             newer one wins (give each instance its own `kafka.instance_id`); librdkafka: \
+             {reason}",
+            kafka.group_id
+        ),
+        code => format!("the Kafka {client} failed for good ({code:?}): {reason}"),
+    })
 }
 
 impl Coordinator {
@@ -736,13 +789,23 @@ impl Coordinator {
         // Done only after a poll came back empty, too: some brokers (tansu) under-report the
         // high watermark, and what follows it must still be read.
         let mut idle;
+        // The last error librdkafka reported while reading, for the timeout's message.
+        let mut last_error = None;
         loop {
             match self.restore.poll(Duration::from_millis(50)) {
-                Some(Err(e)) => {
+                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
                     return Err(RunError::Kafka(format!(
                         "reading changelog `{}`: {e}",
                         self.changelog
                     )));
+                }
+                // Errors librdkafka recovers from (a broker restarting, a connection lost,
+                // or ones it queued while this consumer sat idle between restores): logged,
+                // and the read goes on until the deadline.
+                Some(Err(e)) => {
+                    last_error = Some(e.to_string());
+                    self.restore.context().error(e, "changelog consumer error");
+                    idle = true;
                 }
                 Some(Ok(m)) => {
                     records += 1;
@@ -771,9 +834,14 @@ impl Coordinator {
                 break;
             }
             if Instant::now() > deadline {
+                let why = match &last_error {
+                    Some(e) => format!("the last error reading it: {e}"),
+                    None => "an open transaction of another producer holds it back until \
+                             transaction.timeout.ms"
+                        .to_string(),
+                };
                 return Err(RunError::Kafka(format!(
-                    "restoring from changelog `{}` took longer than {} s (an open transaction \
-                     of another producer holds it back until transaction.timeout.ms)",
+                    "restoring from changelog `{}` took longer than {} s ({why})",
                     self.changelog,
                     RESTORE_TIMEOUT.as_secs()
                 )));
@@ -1674,5 +1742,54 @@ mod tests {
         client_config(props)
             .create::<BaseConsumer>()
             .expect("librdkafka takes the consumer's properties");
+    }
+
+    #[test]
+    fn a_fatal_error_is_reported_by_its_cause() {
+        let mut kafka = super::super::config::KafkaConfig {
+            instance_id: Some("pod-3".into()),
+            group_id: "fab-a".into(),
+            ..Default::default()
+        };
+        let none = [("producer", None), ("consumer", None)];
+        assert_eq!(fatal_cause(&none, "spcvm-fab-a-pod-3", &kafka), None);
+        let fenced = [
+            (
+                "producer",
+                Some((
+                    RDKafkaErrorCode::Fenced,
+                    "fenced by a newer instance".into(),
+                )),
+            ),
+            ("consumer", None),
+        ];
+        let cause = fatal_cause(&fenced, "spcvm-fab-a-pod-3", &kafka).unwrap();
+        assert!(
+            cause.contains("transactional id `spcvm-fab-a-pod-3`")
+                && cause.contains("instance id `pod-3`")
+                && cause.ends_with("librdkafka: fenced by a newer instance"),
+            "{cause}"
+        );
+        kafka.static_membership = true;
+        let member = [
+            ("producer", None),
+            (
+                "consumer",
+                Some((RDKafkaErrorCode::FencedInstanceId, "fenced".into())),
+            ),
+        ];
+        let cause = fatal_cause(&member, "spcvm-fab-a-pod-3", &kafka).unwrap();
+        assert!(
+            cause.contains("group `fab-a`") && cause.contains("`spcvm-pod-3`"),
+            "{cause}"
+        );
+        let other = [(
+            "producer",
+            Some((RDKafkaErrorCode::OutOfOrderSequenceNumber, "gap".into())),
+        )];
+        assert_eq!(
+            fatal_cause(&other, "t", &kafka).unwrap(),
+            "the Kafka producer failed for good (OutOfOrderSequenceNumber): gap"
+        );
     }
 }
