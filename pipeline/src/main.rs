@@ -397,9 +397,12 @@ fn topics_create_command(args: RunArgs) -> Result<()> {
     let rt = runtime()?;
     let results = rt.block_on(topics::create(&config))?;
     for (spec, created) in results {
-        let what = match created {
-            topics::Created::Created => "created",
-            topics::Created::Exists => "exists ",
+        let (what, partitions) = match created {
+            topics::Created::Created => ("created", spec.partitions.to_string()),
+            topics::Created::Exists => ("exists ", spec.partitions.to_string()),
+            topics::Created::Grown { from } => {
+                ("grown  ", format!("{from} -> {}", spec.partitions))
+            }
         };
         let configs: Vec<String> = spec
             .configs
@@ -407,9 +410,8 @@ fn topics_create_command(args: RunArgs) -> Result<()> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         println!(
-            "{what} {} ({} partitions; {})",
+            "{what} {} ({partitions} partitions; {})",
             spec.name,
-            spec.partitions,
             configs.join(", ")
         );
     }

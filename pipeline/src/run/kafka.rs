@@ -903,8 +903,8 @@ fn input_partitions<C: ConsumerContext>(
         if have < need {
             return Err(RunError::Kafka(format!(
                 "changelog `{changelog}` has {have} partitions but input `{input}` has {need}: \
-                 the state of input partition p is kept in changelog partition p, so add \
-                 partitions to the changelog"
+                 the state of input partition p is kept in changelog partition p, so the \
+                 changelog needs {need} (`spcvm topics create` grows it)"
             )));
         }
     }

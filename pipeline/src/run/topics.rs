@@ -6,19 +6,24 @@
 //! | input (`tool.telemetry`) | `topics.partitions` | 7-day retention |
 //! | alerts (`spc.alerts`) | `topics.partitions` | 30-day retention |
 //! | dead letters (`spc.dlq`) | 1 | 30-day retention, 32 MiB messages (letters carry the original payload) |
-//! | changelog (`spcvm.state.<group>`) | `topics.partitions` (mirrors the input) | `cleanup.policy=compact` |
+//! | changelog (`spcvm.state.<group>`) | at least every input's (see below) | `cleanup.policy=compact` |
 //!
 //! Topics that already exist are reported and left alone, so the command can run at every
-//! deployment. librdkafka's log lines and errors are logged while the request waits (each
+//! deployment, with one exception: the state of input partition p is kept in changelog
+//! partition p, so the changelog is created with as many partitions as the largest input
+//! (an input topic made by someone else may have more than `topics.partitions`), and an
+//! existing changelog with fewer is grown to that many (safe: records go to a partition
+//! by number, not by a hash of their key, so none moves). librdkafka's log lines and errors are logged while the request waits (each
 //! distinct line at most once a minute, repeats counted at the end), so a refused
 //! certificate, wrong SASL credentials or a wrong address show in the log; a request no
 //! broker answers within 30 s fails with an error naming the brokers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::bindings as rdsys;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
@@ -47,6 +52,11 @@ pub enum Created {
     Created,
     /// It existed already (left unchanged).
     Exists,
+    /// The changelog existed with fewer partitions than an input (this many) and was grown.
+    Grown {
+        /// Partitions it had.
+        from: i32,
+    },
 }
 
 /// How long the brokers have to answer the create request (the request's and the
@@ -197,9 +207,20 @@ fn not_answered(bootstrap: &str) -> String {
     )
 }
 
-/// The topics `config` needs, with their settings.
+/// The topics `config` needs, with their settings, when none exists yet.
 pub fn plan(config: &PipelineConfig) -> Vec<TopicSpec> {
+    plan_for(config, &HashMap::new())
+}
+
+/// The topics `config` needs, given the partition counts of the topics that exist: the
+/// changelog gets as many partitions as the largest input will have.
+pub fn plan_for(config: &PipelineConfig, existing: &HashMap<String, i32>) -> Vec<TopicSpec> {
     let t = &config.topics;
+    let input_partitions = t
+        .input
+        .iter()
+        .map(|name| existing.get(name).copied().unwrap_or(t.partitions))
+        .fold(t.partitions, i32::max);
     let days = |d: u64| (d * 24 * 3600 * 1000).to_string();
     let mut specs: Vec<TopicSpec> = t
         .input
@@ -228,7 +249,7 @@ pub fn plan(config: &PipelineConfig) -> Vec<TopicSpec> {
     });
     specs.push(TopicSpec {
         name: t.changelog_topic(&config.kafka.group_id),
-        partitions: t.partitions,
+        partitions: input_partitions,
         configs: vec![
             ("cleanup.policy", "compact".into()),
             ("min.compaction.lag.ms", "0".into()),
@@ -237,11 +258,13 @@ pub fn plan(config: &PipelineConfig) -> Vec<TopicSpec> {
     specs
 }
 
-/// Creates every topic of [`plan`]; existing ones are left alone.
+/// Creates every topic of [`plan_for`] the topics that exist; existing ones are left alone,
+/// except a changelog with fewer partitions than an input, which is grown. Each spec
+/// returned carries the topic's partition count after the command.
 ///
 /// # Errors
 ///
-/// [`RunError::Kafka`] naming the topic that could not be created.
+/// [`RunError::Kafka`] naming the topic that could not be created or grown.
 pub async fn create(config: &PipelineConfig) -> Result<Vec<(TopicSpec, Created)>, RunError> {
     let mut client = ClientConfig::new();
     for (k, v) in config.kafka.common_properties() {
@@ -250,7 +273,20 @@ pub async fn create(config: &PipelineConfig) -> Result<Vec<(TopicSpec, Created)>
     let admin: AdminClient<ClientLog> = client
         .create_with_context(ClientLog::default())
         .map_err(|e| RunError::Kafka(format!("cannot create the admin client: {e}")))?;
-    let specs = plan(config);
+    let _logs = MainQueueServer::start(&admin);
+    let result = create_with(config, &admin).await;
+    drop(_logs);
+    admin.inner().context().flush();
+    result
+}
+
+/// [`create`] with its admin client.
+async fn create_with(
+    config: &PipelineConfig,
+    admin: &AdminClient<ClientLog>,
+) -> Result<Vec<(TopicSpec, Created)>, RunError> {
+    let existing = partition_counts(config, admin)?;
+    let specs = plan_for(config, &existing);
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|s| {
@@ -267,22 +303,30 @@ pub async fn create(config: &PipelineConfig) -> Result<Vec<(TopicSpec, Created)>
     let options = AdminOptions::new()
         .request_timeout(Some(ADMIN_TIMEOUT))
         .operation_timeout(Some(ADMIN_TIMEOUT));
-    let results = {
-        let _logs = MainQueueServer::start(&admin);
-        admin.create_topics(&new_topics, &options).await
-    };
-    admin.inner().context().flush();
-    let results = results.map_err(|e| match e {
-        KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut) => {
-            RunError::Kafka(not_answered(&config.kafka.bootstrap_servers))
-        }
-        e => RunError::Kafka(format!("create topics: {e}")),
-    })?;
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|e| admin_error(config, "create topics", e))?;
+    let changelog = config.topics.changelog_topic(&config.kafka.group_id);
     let mut out = Vec::with_capacity(specs.len());
-    for (spec, result) in specs.into_iter().zip(results) {
+    for (mut spec, result) in specs.into_iter().zip(results) {
         match result {
             Ok(_) => out.push((spec, Created::Created)),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => out.push((spec, Created::Exists)),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                let have = existing.get(&spec.name).copied();
+                match have {
+                    Some(from) if spec.name == changelog && from < spec.partitions => {
+                        grow(admin, &spec.name, spec.partitions, &options)
+                            .await
+                            .map_err(|e| admin_error(config, "grow the changelog", e))?;
+                        out.push((spec, Created::Grown { from }));
+                    }
+                    _ => {
+                        spec.partitions = have.unwrap_or(spec.partitions);
+                        out.push((spec, Created::Exists));
+                    }
+                }
+            }
             Err((name, code)) => {
                 return Err(RunError::Kafka(format!(
                     "cannot create topic `{name}`: {code}"
@@ -291,6 +335,57 @@ pub async fn create(config: &PipelineConfig) -> Result<Vec<(TopicSpec, Created)>
         }
     }
     Ok(out)
+}
+
+/// The partition counts of the topics `config` names that exist.
+fn partition_counts(
+    config: &PipelineConfig,
+    admin: &AdminClient<ClientLog>,
+) -> Result<HashMap<String, i32>, RunError> {
+    let wanted: Vec<String> = plan(config).into_iter().map(|s| s.name).collect();
+    // Metadata of every topic (asking for named ones may auto-create them on some
+    // brokers). A blocking call: the command does nothing else meanwhile.
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, ADMIN_TIMEOUT)
+        .map_err(|e| admin_error(config, "read topic metadata", e))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && wanted.iter().any(|w| w == t.name()))
+        .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+        .collect())
+}
+
+/// Adds partitions to `topic` up to `partitions`.
+async fn grow(
+    admin: &AdminClient<ClientLog>,
+    topic: &str,
+    partitions: i32,
+    options: &AdminOptions,
+) -> Result<(), KafkaError> {
+    let grown = NewPartitions::new(topic, partitions as usize);
+    match admin.create_partitions(&[grown], options).await?.pop() {
+        Some(Err((_, code))) => Err(KafkaError::AdminOp(code)),
+        _ => Ok(()),
+    }
+}
+
+/// An admin request's error, saying what was asked; a timeout names the brokers.
+fn admin_error(config: &PipelineConfig, what: &str, e: KafkaError) -> RunError {
+    match e {
+        // The metadata request fails with what the last connection attempt met.
+        KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut)
+        | KafkaError::MetadataFetch(
+            RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::SSL,
+        ) => RunError::Kafka(not_answered(&config.kafka.bootstrap_servers)),
+        e => RunError::Kafka(format!("{what}: {e}")),
+    }
 }
 
 #[cfg(test)]
@@ -325,5 +420,26 @@ mod tests {
                 .contains(&("cleanup.policy", "compact".to_string()))
         );
         assert_eq!(specs[0].partitions, 4);
+    }
+
+    #[test]
+    fn the_changelog_has_as_many_partitions_as_the_largest_input() {
+        let mut config = PipelineConfig::default();
+        config.kafka.group_id = "g".into();
+        config.topics.partitions = 4;
+        config.topics.input = vec!["a".into(), "b".into()];
+        let changelog = |existing: &[(&str, i32)]| {
+            let existing = existing.iter().map(|(n, p)| (n.to_string(), *p)).collect();
+            let specs = plan_for(&config, &existing);
+            let spec = specs.iter().find(|s| s.name == "spcvm.state.g").unwrap();
+            spec.partitions
+        };
+        assert_eq!(changelog(&[]), 4);
+        // An input made elsewhere with more partitions than `topics.partitions`.
+        assert_eq!(changelog(&[("b", 12)]), 12);
+        // Fewer: the inputs still to be created get `topics.partitions`.
+        assert_eq!(changelog(&[("a", 2)]), 4);
+        // Other topics' counts do not matter, nor does the changelog's own.
+        assert_eq!(changelog(&[("spc.alerts", 30), ("spcvm.state.g", 2)]), 4);
     }
 }

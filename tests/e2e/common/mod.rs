@@ -292,6 +292,38 @@ listen = "127.0.0.1:0"
         }
     }
 
+    /// Creates `topic` with `partitions` partitions through the Admin API (as an operator's
+    /// own tooling would).
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            self.client().create().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let results = runtime
+            .block_on(admin.create_topics(&[new], &AdminOptions::new()))
+            .unwrap();
+        for result in results {
+            result.unwrap_or_else(|(name, code)| panic!("create {name}: {code}"));
+        }
+    }
+
+    /// How many partitions `topic` has (0 if it does not exist).
+    pub fn partitions_of(&self, topic: &str) -> usize {
+        let consumer = plain_consumer(self.client(), None);
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap();
+        metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len())
+    }
+
     /// Every alert on the alert topic, read_committed.
     pub fn alerts(&self) -> Vec<Alert> {
         self.read_all(&self.alerts)
