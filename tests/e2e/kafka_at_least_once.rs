@@ -7,6 +7,9 @@
 //!   graceful stop leaves nothing to redo).
 //! - Key mismatch: records of one tool whose message key names something else are charted
 //!   under the payload's tool, and `spcvm_key_mismatch_total` counts them.
+//! - `kill -9` mid-stream, three times, then a restart (on noida-db, `KAFKA_BOOTSTRAP_TXN`,
+//!   with static membership as in `kafka_crash.rs`): every alert of the backtest is
+//!   published, a repeat (if any) identical to the first.
 
 mod common;
 
@@ -129,4 +132,26 @@ fn records_keyed_by_another_name_are_charted_under_the_payloads_tool() {
         let alert = spcvm_schemas::decode_alert_json(&m.payload).unwrap();
         assert_eq!(m.key.as_deref(), Some(alert.tool_id.as_bytes()));
     }
+}
+
+#[test]
+fn at_least_once_kill_9_mid_stream_loses_nothing() {
+    let mut setup = Setup::new(bootstrap_txn(), "alo-crash", 3);
+    setup.static_membership = true;
+    let records = telemetry(6, 360, 3);
+    let expected = backtest_alerts(setup.dir.path(), &records);
+    let producer = setup.produce_paced(records.clone(), 60, Duration::from_millis(200));
+    let config = setup.write_config("job", "at_least_once", "a", "");
+    for (round, run_for) in [1200u64, 900, 1500].into_iter().enumerate() {
+        let mut job = setup.start(&config, &format!("killed-{round}"));
+        job.wait_log("partitions assigned", Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(run_for));
+        assert!(job.running(), "job exited early:\n{}", job.log_text());
+        job.kill9();
+    }
+    producer.join().unwrap();
+    let mut job = setup.start(&config, "final");
+    setup.wait_caught_up(Duration::from_secs(120), &[&job]);
+    assert!(job.terminate(Duration::from_secs(30)), "{}", job.log_text());
+    assert_alerts_at_least_once(&setup.alerts(), &expected);
 }

@@ -1,5 +1,7 @@
 //! The broker restarts in the middle of the stream, as in a rolling restart or an upgrade:
-//! in exactly_once, the committed alert stream afterwards equals the backtest's.
+//! the job rides it out without exiting; in exactly_once the committed alert stream
+//! afterwards equals the backtest's, in at_least_once every alert of the backtest is there
+//! (a repeat, if any, identical to the first).
 //!
 //! The test runs its own noida-db (`SPCVM_NOIDA`, the binary `scripts/broker.sh path noida`
 //! prints), since the shared brokers serve the other tests: stopped with SIGTERM (noida-db
@@ -12,6 +14,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::*;
+use spcvm_schemas::Alert;
 
 /// A noida-db of this test's own, restartable with its data.
 struct OwnBroker {
@@ -105,12 +108,27 @@ impl Drop for OwnBroker {
 
 #[test]
 fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
+    let (setup, streamed, expected) = through_a_broker_restart("restart", "exactly_once");
+    assert_same_alerts(&streamed, &expected);
+    drop(setup);
+}
+
+#[test]
+fn at_least_once_a_broker_restart_mid_stream_loses_nothing() {
+    let (setup, streamed, expected) = through_a_broker_restart("restart-alo", "at_least_once");
+    assert_alerts_at_least_once(&streamed, &expected);
+    drop(setup);
+}
+
+/// Runs a job in `mode` while its broker restarts mid-stream; the setup, the alerts it
+/// published (read_committed) and the backtest's.
+fn through_a_broker_restart(name: &str, mode: &str) -> (Setup, Vec<Alert>, Vec<Alert>) {
     let mut broker = OwnBroker::new();
-    let setup = Setup::new(broker.bootstrap(), "restart", 3);
+    let setup = Setup::new(broker.bootstrap(), name, 3);
     let records = telemetry(6, 360, 11);
     let expected = backtest_alerts(setup.dir.path(), &records);
     let producer = setup.produce_paced(records.clone(), 60, Duration::from_millis(200));
-    let config = setup.write_config("job", "exactly_once", "a", "");
+    let config = setup.write_config("job", mode, "a", "");
     let mut job = setup.start(&config, "job");
     job.wait_log("partitions assigned", Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(2000));
@@ -130,5 +148,6 @@ fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
         job.log_text()
     );
     assert!(job.terminate(Duration::from_secs(30)), "{}", job.log_text());
-    assert_same_alerts(&setup.alerts(), &expected);
+    let streamed = setup.alerts();
+    (setup, streamed, expected)
 }

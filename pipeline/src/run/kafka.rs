@@ -626,7 +626,7 @@ impl Coordinator {
         if self.shared.mode == DeliveryMode::AtLeastOnce && completed.offsets.count() > 0 {
             consumer
                 .commit(&completed.offsets, mode)
-                .map_err(|e| RunError::Kafka(format!("offset commit failed: {e}")))?;
+                .map_err(RunError::OffsetCommit)?;
         }
         let metrics = &self.shared.job.metrics;
         metrics
@@ -657,6 +657,16 @@ impl Coordinator {
                 tracing::warn!(error = %e, "commit during revoke failed; transaction aborted");
                 self.shared.sink.begin_transaction()?;
                 self.shared.gate.send_replace(self.epoch);
+                Ok(())
+            }
+            // The same in at_least_once (a member whose session timed out while the broker
+            // was away finds its generation gone): the outputs are delivered, and the next
+            // owner redoes the work since the last commit, repeating its alerts.
+            Err(RunError::OffsetCommit(e))
+                if self.shared.mode == DeliveryMode::AtLeastOnce
+                    && !matches!(e, KafkaError::MessageConsumptionFatal(_)) =>
+            {
+                tracing::warn!(error = %e, "offset commit during revoke failed; the work since the last commit will be redone");
                 Ok(())
             }
             Err(e) => Err(e),

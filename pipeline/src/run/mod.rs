@@ -88,6 +88,9 @@ pub enum RunError {
     /// A Kafka client failed.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// The consumer could not commit offsets (at_least_once).
+    #[error("kafka: offset commit failed: {0}")]
+    OffsetCommit(rdkafka::error::KafkaError),
     /// The producer failed.
     #[error(transparent)]
     Sink(spcvm_sinks::KafkaSinkError),
