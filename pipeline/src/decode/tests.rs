@@ -865,12 +865,17 @@ fn registry_not_found_is_remembered_for_a_while() {
 
 #[test]
 fn unreachable_registry_is_transient() {
-    // Bind and drop a listener so the port is (almost surely) closed.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nothing listens on, below the kernel's ephemeral range: a port the kernel
+    // picked for `bind(":0")` and released may be handed to the next `bind(":0")` (this
+    // module's stub registries run concurrently), ports below it only to whoever asks.
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let start = low - 4000 + (std::process::id() % 3000) as u16;
+    let port = (start..low)
+        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port below the ephemeral range");
     let d = Decoder::new(&DecodeConfig {
         format: PayloadFormat::AvroConfluent,
         schema_registry_url: Some(format!("http://127.0.0.1:{port}")),
