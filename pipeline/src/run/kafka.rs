@@ -664,7 +664,7 @@ impl Coordinator {
             // owner redoes the work since the last commit, repeating its alerts.
             Err(RunError::OffsetCommit(e))
                 if self.shared.mode == DeliveryMode::AtLeastOnce
-                    && !matches!(e, KafkaError::MessageConsumptionFatal(_)) =>
+                    && consumer.client().fatal_error().is_none() =>
             {
                 tracing::warn!(error = %e, "offset commit during revoke failed; the work since the last commit will be redone");
                 Ok(())

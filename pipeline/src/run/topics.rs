@@ -13,7 +13,9 @@
 //! partition p, so the changelog is created with as many partitions as the largest input
 //! (an input topic made by someone else may have more than `topics.partitions`), and an
 //! existing changelog with fewer is grown to that many (safe: records go to a partition
-//! by number, not by a hash of their key, so none moves). librdkafka's log lines and errors are logged while the request waits (each
+//! by number, not by a hash of their key, so none moves).
+//!
+//! librdkafka's log lines and errors are logged while the requests wait (each
 //! distinct line at most once a minute, repeats counted at the end), so a refused
 //! certificate, wrong SASL credentials or a wrong address show in the log; a request no
 //! broker answers within 30 s fails with an error naming the brokers.
@@ -273,9 +275,9 @@ pub async fn create(config: &PipelineConfig) -> Result<Vec<(TopicSpec, Created)>
     let admin: AdminClient<ClientLog> = client
         .create_with_context(ClientLog::default())
         .map_err(|e| RunError::Kafka(format!("cannot create the admin client: {e}")))?;
-    let _logs = MainQueueServer::start(&admin);
+    let logs = MainQueueServer::start(&admin);
     let result = create_with(config, &admin).await;
-    drop(_logs);
+    drop(logs);
     admin.inner().context().flush();
     result
 }
