@@ -114,6 +114,11 @@ pub struct PartitionMeta {
     pub newest_event_ms: Option<i64>,
     /// Watermark of the last sweep that closed expired dedup windows (ms).
     pub swept_to_ms: Option<i64>,
+    /// The input offset this state reaches: every record before it is charted in it, and
+    /// (at_least_once) every output of those records was acknowledged before it was
+    /// written. Absent in values written before 2026-11-28.
+    #[serde(default)]
+    pub next_offset: Option<i64>,
 }
 
 /// A changelog record that cannot be read back.
@@ -251,6 +256,7 @@ mod tests {
         let meta = PartitionMeta {
             newest_event_ms: Some(42),
             swept_to_ms: None,
+            next_offset: Some(7),
         };
         let bytes = encode_value(&meta);
         assert_eq!(bytes[0], FORMAT_VERSION);
@@ -263,5 +269,27 @@ mod tests {
         ));
         assert!(decode_value::<PartitionMeta>(&[]).is_err());
         assert!(decode_value::<PartitionMeta>(&[FORMAT_VERSION, 0xc1]).is_err());
+    }
+
+    #[test]
+    fn a_partition_record_written_before_next_offset_still_reads() {
+        // Version 2 of a build without `next_offset`: a MessagePack array of two fields.
+        #[derive(Serialize)]
+        struct Before {
+            newest_event_ms: Option<i64>,
+            swept_to_ms: Option<i64>,
+        }
+        let bytes = encode_value(&Before {
+            newest_event_ms: Some(42),
+            swept_to_ms: Some(40),
+        });
+        assert_eq!(
+            decode_value::<PartitionMeta>(&bytes).unwrap(),
+            PartitionMeta {
+                newest_event_ms: Some(42),
+                swept_to_ms: Some(40),
+                next_offset: None,
+            }
+        );
     }
 }

@@ -254,7 +254,7 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
         let started = Instant::now();
         cp.alerts_len = alerts_out.commit()?;
         cp.dlq_len = dlq_out.commit()?;
-        for record in processor.checkpoint() {
+        for record in processor.checkpoint(None) {
             cp.state.insert(record.key, record.value);
         }
         if cp.input_offset < HEAD_BYTES || cp.input_head == 0 {

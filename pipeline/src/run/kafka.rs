@@ -734,6 +734,10 @@ impl Coordinator {
         let mut keys = 0;
         for ((tp, processor), queue) in restored.into_iter().zip(queues) {
             keys += processor.keys();
+            let skip_below = match self.shared.mode {
+                DeliveryMode::AtLeastOnce => self.resume_offset(&tp, &processor)?,
+                DeliveryMode::ExactlyOnce => None,
+            };
             // The poll thread sends one barrier at a time and waits for its answers.
             let (tx, rx) = mpsc::channel(1);
             let task = self.rt.spawn(partition_task(
@@ -742,6 +746,7 @@ impl Coordinator {
                 processor,
                 queue,
                 rx,
+                skip_below,
             ));
             self.workers.insert(tp, Worker { tx, task });
         }
@@ -752,6 +757,38 @@ impl Coordinator {
         job.health.set_ready(true);
         self.last_checkpoint = Instant::now();
         Ok(())
+    }
+
+    /// at_least_once: the offset the restored state of `tp` reaches, below which records
+    /// are skipped (the state holds them, their outputs were delivered), unless the input
+    /// partition ends before it: a topic deleted and made again under the same name starts
+    /// its offsets afresh, and its records must not be skipped.
+    fn resume_offset(
+        &self,
+        tp: &Tp,
+        processor: &PartitionProcessor,
+    ) -> Result<Option<i64>, RunError> {
+        let Some(resume) = processor.resume_offset() else {
+            return Ok(None);
+        };
+        let (_, high) = self
+            .restore
+            .fetch_watermarks(&tp.0, tp.1, Duration::from_secs(30))
+            .map_err(|e| {
+                RunError::Kafka(format!("cannot read the end of {}[{}]: {e}", tp.0, tp.1))
+            })?;
+        if resume > high {
+            tracing::warn!(
+                topic = %tp.0,
+                partition = tp.1,
+                resume,
+                high,
+                "the restored state reaches past the end of the partition (was the topic made \
+                 again?): no record is skipped"
+            );
+            return Ok(None);
+        }
+        Ok(Some(resume))
     }
 
     /// Reads the changelog partitions of `partitions` from the beginning to their end
@@ -1026,6 +1063,7 @@ async fn partition_task(
     mut processor: PartitionProcessor,
     queue: PartitionQueue,
     mut rx: mpsc::Receiver<Barrier>,
+    skip_below: Option<i64>,
 ) {
     let consumed = shared
         .job
@@ -1038,6 +1076,7 @@ async fn partition_task(
         shared: shared.clone(),
         tp,
         next_offset: None,
+        skip_below,
         acks: FuturesOrdered::new(),
         alerts: Vec::new(),
         held: VecDeque::new(),
@@ -1126,6 +1165,9 @@ struct PartitionTask {
     tp: Tp,
     /// Next offset to consume once everything before it is safe.
     next_offset: Option<i64>,
+    /// at_least_once: records before this offset are in the restored state already (it
+    /// was written after their offsets' commit failed or before it happened), and skipped.
+    skip_below: Option<i64>,
     acks: Acks,
     alerts: Vec<spcvm_schemas::Alert>,
     /// Outputs of whole batches held back, in order, while the transaction they belong to
@@ -1291,7 +1333,13 @@ impl PartitionTask {
         // One clone a batch (a clone a record was a contended atomic pair on every record).
         let shared = self.shared.clone();
         let job = &shared.job;
-        let mut messages = batch.iter();
+        let skip_below = self.skip_below;
+        let mut skipped = 0u64;
+        let mut messages = batch.iter().filter(|m| {
+            let skip = skip_below.is_some_and(|below| m.offset() < below);
+            skipped += u64::from(skip);
+            !skip
+        });
         // One message's step, for both loops below: a plain valid record is charted without
         // building a future; one that raised alerts or needs a dead letter takes an async path.
         macro_rules! step {
@@ -1339,6 +1387,22 @@ impl PartitionTask {
                     _ => None,
                 });
                 step!(message, decoded);
+            }
+        }
+        drop(messages);
+        if let Some(below) = self.skip_below {
+            if skipped > 0 {
+                tracing::info!(
+                    topic = %self.tp.0,
+                    partition = self.tp.1,
+                    skipped,
+                    below,
+                    "skipped records the restored state holds already"
+                );
+            }
+            if batch.iter().last().is_some_and(|m| m.offset() + 1 >= below) {
+                self.skip_below = None;
+                self.next_offset = self.next_offset.max(Some(below));
             }
         }
         match outbox {
@@ -1548,9 +1612,16 @@ impl PartitionTask {
         // outputs it holds for that transaction.
         self.gate_open().await?;
         self.flush().await?;
+        if self.shared.mode == DeliveryMode::AtLeastOnce {
+            // The partition record says the state reaches `next_offset`, and a restore
+            // skips the records before it: their outputs must be stored first.
+            while let Some(ack) = self.acks.next().await {
+                self.acknowledged(ack)?;
+            }
+        }
         let sink = &self.shared.sink;
         let mut deliveries = Vec::new();
-        for record in processor.checkpoint() {
+        for record in processor.checkpoint(self.next_offset) {
             let delivery = sink
                 .send_state(self.tp.1, &record.key, &record.value)
                 .await?;

@@ -157,9 +157,20 @@ impl PartitionProcessor {
         &self.store
     }
 
+    /// The input offset the restored state reaches (see [`PartitionMeta::next_offset`]).
+    pub fn resume_offset(&self) -> Option<i64> {
+        self.meta.next_offset
+    }
+
     /// Changelog records for everything changed since the last checkpoint (changed groups
-    /// in first-change order, then the partition record), and forgets the changes.
-    pub fn checkpoint(&mut self) -> Vec<StateRecord> {
+    /// in first-change order, then the partition record), and forgets the changes. With
+    /// `next_offset` (the input offset after the last record processed) the partition
+    /// record carries it; it comes last, so once it is stored the groups before it are too.
+    pub fn checkpoint(&mut self, next_offset: Option<i64>) -> Vec<StateRecord> {
+        if next_offset.is_some() && next_offset != self.meta.next_offset {
+            self.meta.next_offset = next_offset;
+            self.meta_dirty = true;
+        }
         let mut records = Vec::with_capacity(self.dirty.len() + 1);
         for id in self.dirty.drain(..) {
             self.is_dirty[id.index()] = false;
@@ -271,7 +282,7 @@ mod tests {
         {
             p.process(&record(tool, recipe, i as i64), &mut out);
         }
-        let first = p.checkpoint();
+        let first = p.checkpoint(Some(5));
         let pair = |t: &str, r: &str| (t.to_string(), r.to_string());
         assert_eq!(
             groups(&first),
@@ -288,10 +299,11 @@ mod tests {
             assert!(restored.restore(&r.key, &r.value).unwrap());
         }
         assert_eq!(restored.store().sorted(), p.store().sorted());
+        assert_eq!(restored.resume_offset(), Some(5));
 
         // Only what changed since: nothing, then one group.
-        assert!(groups(&p.checkpoint()).is_empty());
+        assert!(groups(&p.checkpoint(None)).is_empty());
         p.process(&record("A", "R2", 9), &mut out);
-        assert_eq!(groups(&p.checkpoint()), [pair("A", "R2")]);
+        assert_eq!(groups(&p.checkpoint(None)), [pair("A", "R2")]);
     }
 }
