@@ -143,19 +143,7 @@ fn at_least_once_kill_9_mid_stream_loses_nothing() {
     setup.static_membership = true;
     let records = telemetry(6, 360, 3);
     let expected = backtest_alerts(setup.dir.path(), &records);
-    let producer = setup.produce_paced(records.clone(), 60, Duration::from_millis(200));
-    let config = setup.write_config("job", "at_least_once", "a", "");
-    for (round, run_for) in [1200u64, 900, 1500].into_iter().enumerate() {
-        let mut job = setup.start(&config, &format!("killed-{round}"));
-        job.wait_log("partitions assigned", Duration::from_secs(60));
-        std::thread::sleep(Duration::from_millis(run_for));
-        assert!(job.running(), "job exited early:\n{}", job.log_text());
-        job.kill9();
-    }
-    producer.join().unwrap();
-    let mut job = setup.start(&config, "final");
-    setup.wait_caught_up(Duration::from_secs(120), &[&job]);
-    assert!(job.terminate(Duration::from_secs(30)), "{}", job.log_text());
+    setup.kill_9_three_times(&records, "at_least_once");
     assert_alerts_at_least_once(&setup.alerts(), &expected);
 }
 
@@ -164,32 +152,12 @@ fn at_least_once_a_second_instance_joining_and_leaving_charts_each_record_once()
     let setup = Setup::new(bootstrap_txn(), "alo-rebalance", 4);
     let records = telemetry(6, 360, 5);
     let expected = backtest_alerts(setup.dir.path(), &records);
-    let producer = setup.produce_paced(records.clone(), 60, Duration::from_millis(200));
-    let one = setup.write_config("one", "at_least_once", "one", "");
-    let two = setup.write_config("two", "at_least_once", "two", "");
-    let mut first = setup.start(&one, "first");
-    first.wait_log("partitions assigned", Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut second = setup.start(&two, "second");
-    second.wait_log("partitions assigned", Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(2500));
-    assert!(
-        second.terminate(Duration::from_secs(30)),
-        "{}",
-        second.log_text()
-    );
-    producer.join().unwrap();
-    setup.wait_caught_up(Duration::from_secs(120), &[&first]);
-    assert!(
-        first.terminate(Duration::from_secs(30)),
-        "{}",
-        first.log_text()
-    );
+    let (first, second) = setup.second_instance_joins_and_leaves(&records, "at_least_once");
     // noida-db refuses the commit of every revoke (see tests/README.md): the state written
     // at the revoke is ahead of the committed offsets, and the records between were read
     // again. They must not be charted twice (a chart that did would raise alerts the
     // backtest does not).
-    let logs = format!("{}{}", first.log_text(), second.log_text());
+    let logs = format!("{first}{second}");
     assert!(
         logs.contains("offset commit during revoke failed"),
         "{logs}"

@@ -25,24 +25,8 @@ fn kill_9_mid_stream_loses_and_duplicates_nothing() {
     setup.static_membership = true;
     let records = telemetry(6, 360, 3);
     let expected = backtest_alerts(setup.dir.path(), &records);
-    let producer = setup.produce_paced(records.clone(), 60, Duration::from_millis(200));
-    let config = setup.write_config("job", "exactly_once", "a", "");
-    for (round, run_for) in [1200u64, 900, 1500].into_iter().enumerate() {
-        let mut job = setup.start(&config, &format!("killed-{round}"));
-        job.wait_log(ASSIGNED, Duration::from_secs(60));
-        std::thread::sleep(Duration::from_millis(run_for));
-        assert!(job.running(), "job exited early:\n{}", job.log_text());
-        job.kill9();
-    }
-    producer.join().unwrap();
-    let mut job = setup.start(&config, "final");
-    setup.wait_caught_up(Duration::from_secs(120), &[&job]);
-    assert!(
-        job.log_text().contains("state restored"),
-        "{}",
-        job.log_text()
-    );
-    assert!(job.terminate(Duration::from_secs(30)), "{}", job.log_text());
+    let last_run = setup.kill_9_three_times(&records, "exactly_once");
+    assert!(last_run.contains("state restored"), "{last_run}");
     assert_same_alerts(&setup.alerts(), &expected);
 }
 
@@ -51,33 +35,9 @@ fn a_second_instance_joining_and_leaving_changes_no_alert() {
     let setup = Setup::new(bootstrap_txn(), "rebalance", 4);
     let records = telemetry(6, 360, 5);
     let expected = backtest_alerts(setup.dir.path(), &records);
-    let producer = setup.produce_paced(records.clone(), 60, Duration::from_millis(200));
-    let one = setup.write_config("one", "exactly_once", "one", "");
-    let two = setup.write_config("two", "exactly_once", "two", "");
-    let mut first = setup.start(&one, "first");
-    first.wait_log(ASSIGNED, Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut second = setup.start(&two, "second");
-    second.wait_log(ASSIGNED, Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(2500));
-    assert!(
-        second.terminate(Duration::from_secs(30)),
-        "{}",
-        second.log_text()
-    );
-    producer.join().unwrap();
-    setup.wait_caught_up(Duration::from_secs(120), &[&first]);
-    assert!(
-        first.terminate(Duration::from_secs(30)),
-        "{}",
-        first.log_text()
-    );
+    let (first, _) = setup.second_instance_joins_and_leaves(&records, "exactly_once");
     // Both instances held partitions at some point.
-    assert!(
-        first.log_text().matches(ASSIGNED).count() >= 2,
-        "{}",
-        first.log_text()
-    );
+    assert!(first.matches(ASSIGNED).count() >= 2, "{first}");
     assert_same_alerts(&setup.alerts(), &expected);
 }
 

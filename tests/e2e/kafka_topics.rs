@@ -13,26 +13,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-/// Runs `spcvm topics create` on `config`; its standard output.
-fn topics_create(config: &Path) -> String {
-    let out = Command::new(spcvm())
-        .args(["topics", "create", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "topics create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// A config for `setup` whose `topics.partitions` is `partitions`.
 fn config_with_partitions(setup: &mut Setup, name: &str, partitions: i32) -> std::path::PathBuf {
@@ -62,7 +45,7 @@ fn the_changelog_gets_and_keeps_as_many_partitions_as_the_input() {
         )) && log.contains("`spcvm topics create` grows it"),
         "{log}"
     );
-    let out = topics_create(&config);
+    let out = setup.topics_create(&config);
     assert!(
         out.contains(&format!("grown   {} (2 -> 5 partitions", setup.changelog())),
         "{out}"
@@ -72,7 +55,7 @@ fn the_changelog_gets_and_keeps_as_many_partitions_as_the_input() {
         "{out}"
     );
     assert_eq!(setup.partitions_of(&setup.changelog()), 5);
-    let again = topics_create(&config);
+    let again = setup.topics_create(&config);
     assert!(
         again.contains(&format!("exists  {} (5 partitions", setup.changelog())),
         "{again}"
@@ -91,7 +74,7 @@ fn the_changelog_gets_and_keeps_as_many_partitions_as_the_input() {
     // A new group's changelog is made with the input's 5 partitions, not 2.
     setup.group = unique("topics-new");
     let config = config_with_partitions(&mut setup, "new", 2);
-    let out = topics_create(&config);
+    let out = setup.topics_create(&config);
     assert!(
         out.contains(&format!("created {} (5 partitions", setup.changelog())),
         "{out}"

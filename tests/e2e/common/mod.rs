@@ -125,10 +125,17 @@ impl Setup {
             client_properties,
         };
         let config = setup.write_config("topics", "exactly_once", "x", "");
+        setup.topics_create(&config);
+        setup
+    }
+
+    /// Runs `spcvm topics create` on `config` with this setup's environment, which must
+    /// succeed; its standard output.
+    pub fn topics_create(&self, config: &Path) -> String {
         let out = Command::new(spcvm())
             .args(["topics", "create", "--config"])
-            .arg(&config)
-            .envs(setup.env.iter().map(|(k, v)| (k, v)))
+            .arg(config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
         assert!(
@@ -136,7 +143,7 @@ impl Setup {
             "topics create failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        setup
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// The changelog topic.
@@ -322,6 +329,58 @@ listen = "127.0.0.1:0"
             .iter()
             .find(|t| t.name() == topic && t.error().is_none())
             .map_or(0, |t| t.partitions().len())
+    }
+
+    /// Runs a job in `mode` on `records` (produced paced, on a thread) and `kill -9`s it
+    /// mid-stream three times, then a last run catches up and stops cleanly; returns that
+    /// run's log. Needs static membership on noida-db (see [`Setup::static_membership`]).
+    pub fn kill_9_three_times(&self, records: &[Telemetry], mode: &str) -> String {
+        let producer = self.produce_paced(records.to_vec(), 60, Duration::from_millis(200));
+        let config = self.write_config("job", mode, "a", "");
+        for (round, run_for) in [1200u64, 900, 1500].into_iter().enumerate() {
+            let mut job = self.start(&config, &format!("killed-{round}"));
+            job.wait_log("partitions assigned", Duration::from_secs(60));
+            std::thread::sleep(Duration::from_millis(run_for));
+            assert!(job.running(), "job exited early:\n{}", job.log_text());
+            job.kill9();
+        }
+        producer.join().unwrap();
+        let mut job = self.start(&config, "final");
+        self.wait_caught_up(Duration::from_secs(120), &[&job]);
+        assert!(job.terminate(Duration::from_secs(30)), "{}", job.log_text());
+        job.log_text()
+    }
+
+    /// Runs a job in `mode` on `records` (produced paced); a second instance joins
+    /// mid-stream and leaves again; the first catches up and stops cleanly. Returns both
+    /// logs, the first's first.
+    pub fn second_instance_joins_and_leaves(
+        &self,
+        records: &[Telemetry],
+        mode: &str,
+    ) -> (String, String) {
+        let producer = self.produce_paced(records.to_vec(), 60, Duration::from_millis(200));
+        let one = self.write_config("one", mode, "one", "");
+        let two = self.write_config("two", mode, "two", "");
+        let mut first = self.start(&one, "first");
+        first.wait_log("partitions assigned", Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut second = self.start(&two, "second");
+        second.wait_log("partitions assigned", Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(
+            second.terminate(Duration::from_secs(30)),
+            "{}",
+            second.log_text()
+        );
+        producer.join().unwrap();
+        self.wait_caught_up(Duration::from_secs(120), &[&first]);
+        assert!(
+            first.terminate(Duration::from_secs(30)),
+            "{}",
+            first.log_text()
+        );
+        (first.log_text(), second.log_text())
     }
 
     /// Every alert on the alert topic, read_committed.
