@@ -1333,13 +1333,12 @@ impl PartitionTask {
         // One clone a batch (a clone a record was a contended atomic pair on every record).
         let shared = self.shared.clone();
         let job = &shared.job;
-        let skip_below = self.skip_below;
-        let mut skipped = 0u64;
-        let mut messages = batch.iter().filter(|m| {
-            let skip = skip_below.is_some_and(|below| m.offset() < below);
-            skipped += u64::from(skip);
-            !skip
+        // at_least_once after a restore: the leading records the state holds already (a
+        // partition's messages come in offset order) are passed over.
+        let skipped = self.skip_below.map_or(0, |below| {
+            batch.iter().take_while(|m| m.offset() < below).count()
         });
+        let mut messages = batch.iter().skip(skipped);
         // One message's step, for both loops below: a plain valid record is charted without
         // building a future; one that raised alerts or needs a dead letter takes an async path.
         macro_rules! step {
@@ -1389,7 +1388,6 @@ impl PartitionTask {
                 step!(message, decoded);
             }
         }
-        drop(messages);
         if let Some(below) = self.skip_below {
             if skipped > 0 {
                 tracing::info!(
@@ -1400,7 +1398,7 @@ impl PartitionTask {
                     "skipped records the restored state holds already"
                 );
             }
-            if batch.iter().last().is_some_and(|m| m.offset() + 1 >= below) {
+            if batch.last().is_some_and(|m| m.offset() + 1 >= below) {
                 self.skip_below = None;
                 self.next_offset = self.next_offset.max(Some(below));
             }

@@ -162,6 +162,14 @@ impl Messages {
         })
     }
 
+    /// The last message (the highest offset), borrowed.
+    pub fn last(&self) -> Option<QueuedMessage<'_>> {
+        self.messages.last().map(|&message| QueuedMessage {
+            message,
+            _owner: std::marker::PhantomData,
+        })
+    }
+
     /// Hands every message back to librdkafka.
     pub fn clear(&mut self) {
         for message in self.messages.drain(..) {
