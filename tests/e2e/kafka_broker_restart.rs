@@ -96,13 +96,7 @@ impl Drop for OwnBroker {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking() {
-            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-            eprintln!(
-                "broker files (noida.log, data) kept in {}",
-                dir.keep().display()
-            );
-        }
+        keep_if_failing(&mut self.dir, "broker files (noida.log, data)");
     }
 }
 

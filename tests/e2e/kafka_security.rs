@@ -241,13 +241,10 @@ impl Drop for ProxiedBroker {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking() {
-            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-            eprintln!(
-                "proxied broker files (certificates, proxy.log, tansu.log) kept in {}",
-                dir.keep().display()
-            );
-        }
+        keep_if_failing(
+            &mut self.dir,
+            "proxied broker files (certificates, proxy.log, tansu.log)",
+        );
     }
 }
 

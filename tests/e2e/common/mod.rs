@@ -394,11 +394,17 @@ listen = "127.0.0.1:0"
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Keep the configs and job logs of a failed test for a look.
-            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-            eprintln!("test files kept in {}", dir.keep().display());
-        }
+        // Keep the configs and job logs of a failed test for a look.
+        keep_if_failing(&mut self.dir, "test files");
+    }
+}
+
+/// While a test panics (called from a `Drop`), keeps `dir` instead of deleting it and
+/// says where `what` (the files it holds) can be looked at.
+pub fn keep_if_failing(dir: &mut tempfile::TempDir, what: &str) {
+    if std::thread::panicking() {
+        let dir = std::mem::replace(dir, tempfile::tempdir().unwrap());
+        eprintln!("{what} kept in {}", dir.keep().display());
     }
 }
 
