@@ -156,18 +156,20 @@ impl Messages {
     pub fn iter(&self) -> impl Iterator<Item = QueuedMessage<'_>> {
         // By index, so that the iterator borrows `self` (which is `Sync`) rather than the
         // vector of raw pointers (which is not).
-        (0..self.messages.len()).map(move |i| QueuedMessage {
-            message: self.messages[i],
-            _owner: std::marker::PhantomData,
-        })
+        (0..self.messages.len()).map(move |i| self.at(i))
     }
 
     /// The last message (the highest offset), borrowed.
     pub fn last(&self) -> Option<QueuedMessage<'_>> {
-        self.messages.last().map(|&message| QueuedMessage {
-            message,
+        self.messages.len().checked_sub(1).map(|i| self.at(i))
+    }
+
+    /// Message `i` (below [`len`](Self::len)), borrowed.
+    fn at(&self, i: usize) -> QueuedMessage<'_> {
+        QueuedMessage {
+            message: self.messages[i],
             _owner: std::marker::PhantomData,
-        })
+        }
     }
 
     /// Hands every message back to librdkafka.
