@@ -1,22 +1,31 @@
-//! `spcvm backtest`: replays recorded telemetry through [`SpcMonitor`] and writes the alerts
-//! a live deployment would have raised, plus an optional JSON report.
+//! `spcvm backtest`: replays recorded telemetry through the stages a live deployment runs
+//! (the SPC stage, [`spcvm_operators::SpcMonitor`]) and writes the alerts it would have
+//! raised, plus an optional JSON report.
 //!
 //! [`execute`] does the whole command (config, input, alerts file, report); [`run`] is the
-//! loop itself, for callers that bring their own source and sink. Bad input records are
-//! handed to an [`Observer`] and counted; they never stop the run.
+//! loop itself, for callers that bring their own stages, source and sinks. Records take the
+//! streaming runtimes' record path ([`crate::stages::step`]). Bad input records are handed
+//! to an [`Observer`] and counted; they never stop the run.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use spcvm_operators::{KeyedState, SpcMonitor, SpcState};
+use std::sync::Arc;
+
+use spcvm_operators::{KeyedState, SpcState};
 use spcvm_schemas::Alert;
-use spcvm_sinks::{AlertWriter, SinkError};
+use spcvm_sinks::{LineWriter, SinkError};
 
 use crate::config::{self, ConfigFileError};
 use crate::input::{Format, InputError, RecordSource};
 use crate::report::{self, Report, SeverityCounts};
+use crate::stages::step::Step;
+use crate::stages::{Chain, ChainError, Emitted, PartitionChain};
+
+/// The name a backtest's records are processed under (the partition's topic).
+pub const BACKTEST_TOPIC: &str = "backtest";
 
 /// How often (in records) [`Observer::progress`] is called.
 pub const PROGRESS_EVERY: u64 = 1024;
@@ -45,6 +54,9 @@ pub enum BacktestError {
     /// The input cannot be opened or read.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// The stages do not fit together.
+    #[error("stages: {0}")]
+    Stages(#[from] ChainError),
     /// The alerts cannot be written.
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -133,11 +145,22 @@ impl Totals {
 pub struct Outcome {
     /// Counts.
     pub totals: Totals,
-    /// Final state of every chart.
-    pub store: KeyedState<SpcState>,
+    /// Final state of every stage.
+    pub partition: PartitionChain,
     /// Wall time of the loop.
     pub elapsed: Duration,
 }
+
+impl Outcome {
+    /// The final state of every chart (empty without an SPC stage).
+    pub fn charts(&self) -> Option<&KeyedState<SpcState>> {
+        self.partition.store("spc")
+    }
+}
+
+/// Where each stream of a chain is written, by [`crate::stages::StreamId`]; `None`: not
+/// written.
+pub type StreamWriters<W> = Vec<Option<LineWriter<W>>>;
 
 /// The result of [`execute`].
 #[derive(Debug)]
@@ -150,23 +173,23 @@ pub struct Finished {
     pub format: Format,
 }
 
-/// Feeds every record of `source` through `monitor` in file order, writes the alerts as
-/// they are raised, then ends every chart (closing open dedup windows) and writes those
-/// alerts too. The sink is flushed before returning.
+/// Feeds every record of `source` through the stages of `chain` in file order, writes each
+/// stream's outputs to its writer as they come, then ends the stages (closing open dedup
+/// windows) and writes those outputs too. The writers are flushed before returning.
 ///
 /// # Errors
 ///
 /// A fatal input error or a write error; bad records go to `observer` instead.
 pub fn run<W: Write>(
-    monitor: &SpcMonitor,
+    chain: &Arc<Chain>,
     source: &mut RecordSource,
-    sink: &mut AlertWriter<W>,
+    writers: &mut StreamWriters<W>,
     observer: &mut impl Observer,
 ) -> Result<Outcome, BacktestError> {
     let started = Instant::now();
-    let mut store = KeyedState::<SpcState>::default();
+    let mut partition = PartitionChain::new(chain.clone(), BACKTEST_TOPIC, None);
     let mut totals = Totals::default();
-    let mut alerts: Vec<Alert> = Vec::new();
+    let mut step = Step::default();
     let mut since_progress = 0u64;
     loop {
         since_progress += 1;
@@ -186,28 +209,45 @@ pub fn run<W: Write>(
             }
             Err(e) => return Err(e.into()),
         };
-        totals.input.records += 1;
-        let stats = monitor.process_record(&mut store, &record, &mut alerts);
-        totals.input.measurements += u64::from(stats.routed);
-        totals.input.non_finite += u64::from(stats.non_finite);
-        totals.input.missing += u64::from(stats.missing);
-        totals.input.unmonitored += u64::from(stats.unmonitored);
-        for alert in alerts.drain(..) {
-            totals.count_alert(&alert);
-            sink.write(&alert)?;
-        }
+        // A non-finite value is counted (the report's `non_finite`), not reported.
+        step.one(&mut partition, 0, Ok(record));
+        totals.input.records += step.records;
+        write_step(&mut step, &mut totals, writers)?;
     }
-    monitor.end_all(&mut store, &mut alerts);
-    for alert in alerts.drain(..) {
-        totals.count_alert(&alert);
-        sink.write(&alert)?;
+    partition.end(&mut step.outputs);
+    write_step(&mut step, &mut totals, writers)?;
+    for writer in writers.iter_mut().filter_map(Option::as_mut) {
+        writer.flush()?;
     }
     observer.progress(source.bytes_read());
     Ok(Outcome {
         totals,
-        store,
+        partition,
         elapsed: started.elapsed(),
     })
+}
+
+/// Counts and writes a step's outputs, and clears it.
+fn write_step<W: Write>(
+    step: &mut Step,
+    totals: &mut Totals,
+    writers: &mut StreamWriters<W>,
+) -> Result<(), BacktestError> {
+    let stats = step.stats;
+    totals.input.measurements += u64::from(stats.routed);
+    totals.input.non_finite += u64::from(stats.non_finite);
+    totals.input.missing += u64::from(stats.missing);
+    totals.input.unmonitored += u64::from(stats.unmonitored);
+    for Emitted { stream, output } in step.outputs.drain(..) {
+        if let Some(alert) = output.value().downcast_ref::<Alert>() {
+            totals.count_alert(alert);
+        }
+        if let Some(Some(writer)) = writers.get_mut(usize::from(stream.0)) {
+            writer.write(output.as_ref())?;
+        }
+    }
+    step.clear();
+    Ok(())
 }
 
 /// Loads the configuration, validates it, then opens the input, runs the backtest into the
@@ -221,6 +261,7 @@ pub fn run<W: Write>(
 /// [`BacktestError`] naming the file (and line, for configuration errors) that failed.
 pub fn execute(options: &Options, observer: &mut impl Observer) -> Result<Finished, BacktestError> {
     let monitor = config::load_monitor(options.config.as_deref())?;
+    let chain = Arc::new(Chain::new(vec![Arc::new(monitor)], &[])?);
     let mut source = RecordSource::open(&options.input, options.format)?;
     let outputs = [
         ("--alerts", Some(&options.alerts)),
@@ -237,14 +278,16 @@ pub fn execute(options: &Options, observer: &mut impl Observer) -> Result<Finish
         }
     }
     let format = source.format();
-    let mut sink = AlertWriter::create(&options.alerts)?;
-    let outcome = run(&monitor, &mut source, &mut sink, observer)?;
-    sink.finish()?;
+    let alerts = chain.stream("alerts").expect("the SPC stage emits alerts");
+    let mut writers: StreamWriters<File> = (0..chain.streams().len()).map(|_| None).collect();
+    writers[usize::from(alerts.0)] = Some(LineWriter::create(&options.alerts)?);
+    let outcome = run(&chain, &mut source, &mut writers, observer)?;
+    let empty = KeyedState::default();
     let report = report::build(
         &options.input.display().to_string(),
         format,
         &outcome.totals,
-        &outcome.store,
+        outcome.charts().unwrap_or(&empty),
     );
     if let Some(path) = &options.report {
         write_report(path, &report)?;

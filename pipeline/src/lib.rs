@@ -10,6 +10,9 @@
 //!   file, with bad records reported by line or record number.
 //! - [`backtest`]: the replay loop ([`backtest::run`]) and the whole command
 //!   ([`backtest::execute`]).
+//! - [`stages`]: the job's stages in order ([`stages::Chain`]), one partition's stage stores
+//!   ([`stages::PartitionChain`]) and the record path every runtime takes
+//!   ([`stages::step`]).
 //! - [`report`]: the `--report` JSON document.
 //! - `main.rs`: the command line (clap), progress bar and summary.
 //!
@@ -17,9 +20,9 @@
 //!
 //! ```text
 //! CHARTS.toml ──config::load──> SpcMonitor
-//! FILE ──RecordSource::next_ref──> TelemetryRef ──SpcMonitor::process_record──> Vec<Alert> ──AlertWriter──> alerts.jsonl
+//! FILE ──RecordSource::next_ref──> TelemetryRef ──Step──> PartitionChain (SPC stage) ──> alerts ──LineWriter──> alerts.jsonl
 //!        └─ bad record ──Observer──> stderr                  │ KeyedState<SpcState> (per tool/recipe/parameter)
-//! end of input ──SpcMonitor::end_all──> closing alerts ──AlertWriter──> alerts.jsonl
+//! end of input ──PartitionChain::end──> closing alerts ──LineWriter──> alerts.jsonl
 //! KeyedState + Totals ──report::build──> report.json
 //! ```
 
@@ -31,3 +34,4 @@ pub mod input;
 pub mod metrics;
 pub mod report;
 pub mod run;
+pub mod stages;

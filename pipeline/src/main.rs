@@ -394,8 +394,9 @@ async fn wait_for_signal() {
 fn topics_create_command(args: RunArgs) -> Result<()> {
     let config = load_pipeline_config(&args)?;
     init_logging(&config.log);
+    let job = Job::new(config)?;
     let rt = runtime()?;
-    let results = rt.block_on(topics::create(&config))?;
+    let results = rt.block_on(topics::create(&job))?;
     for (spec, created) in results {
         let (what, partitions) = match created {
             topics::Created::Created => ("created", spec.partitions.to_string()),

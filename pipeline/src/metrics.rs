@@ -85,7 +85,8 @@ pub struct Metrics {
     /// `spcvm_partitions_assigned`: input partitions currently assigned to this process.
     pub partitions_assigned: IntGauge,
     /// `spcvm_processing_latency_seconds`: from receipt of a telemetry event to the broker's
-    /// acknowledgement of the alerts it caused (see [`PROCESSING_LATENCY_BUCKETS`]).
+    /// acknowledgement of each output (alert, ...) it caused (see
+    /// [`PROCESSING_LATENCY_BUCKETS`]).
     pub processing_latency: Histogram,
     /// `spcvm_checkpoint_duration_seconds`: time to checkpoint state (changelog writes and
     /// transaction commit), see [`CHECKPOINT_DURATION_BUCKETS`].
@@ -172,7 +173,7 @@ impl Metrics {
             )?,
             processing_latency: histogram(
                 "spcvm_processing_latency_seconds",
-                "Time from receipt of a telemetry event to the acknowledgement of its alerts.",
+                "Time from receipt of a telemetry event to the acknowledgement of each output (alert, ...) it caused.",
                 &PROCESSING_LATENCY_BUCKETS,
             )?,
             checkpoint_duration: histogram(

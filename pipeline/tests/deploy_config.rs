@@ -116,6 +116,21 @@ fn pipeline_example_documents_every_key_with_its_default() {
             _ => {}
         }
     }
+    // `[outputs.<stream>]` tables: every key of one, documented in `[outputs]`.
+    let output = run_config::OutputConfig {
+        topic: Some("t".into()),
+        schema_id: Some(1),
+        file: Some("f".into()),
+        ..Default::default()
+    };
+    let keys: toml::Table = toml::from_str(&toml::to_string(&output).unwrap()).unwrap();
+    assert_eq!(keys.len(), 4);
+    let outputs = section("outputs");
+    missing.extend(
+        keys.keys()
+            .filter(|k| !documented(&outputs, k))
+            .map(|k| format!("outputs.<stream>.{k}")),
+    );
     assert!(
         missing.is_empty(),
         "keys not in pipeline.example.toml: {missing:?}"

@@ -1,7 +1,8 @@
-//! JSON-lines alert output: one [`Alert`] per line, encoded by
-//! [`spcvm_schemas::encode_alert_json`], each line ended by `\n`.
+//! JSON-lines output of a stage's stream: one output per line, encoded by its
+//! [`StageOutput::to_json`] (for alerts, [`spcvm_schemas::encode_alert_json`]), each line
+//! ended by `\n`.
 //!
-//! Writes are buffered; [`AlertWriter::finish`] flushes and hands the inner writer back.
+//! Writes are buffered; [`LineWriter::finish`] flushes and hands the inner writer back.
 //! Every error names the output (a file path, or whatever name the caller gave) and the
 //! operation that failed.
 
@@ -9,13 +10,13 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use spcvm_schemas::{Alert, encode_alert_json};
+use spcvm_operators::StageOutput;
 
-/// Error from writing alerts.
+/// Error from writing output lines.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// The output file could not be created.
-    #[error("cannot create alert file `{}`", path.display())]
+    #[error("cannot create output file `{}`", path.display())]
     Create {
         /// The path that was to be created.
         path: PathBuf,
@@ -23,19 +24,19 @@ pub enum SinkError {
         #[source]
         source: io::Error,
     },
-    /// Writing an alert failed.
-    #[error("cannot write alert {index} to `{}`", path.display())]
+    /// Writing a line failed.
+    #[error("cannot write line {index} to `{}`", path.display())]
     Write {
-        /// The output the alert was written to.
+        /// The output the line was written to.
         path: PathBuf,
-        /// One-based number of the alert that failed.
+        /// One-based number of the line that failed.
         index: u64,
         /// Why it failed.
         #[source]
         source: io::Error,
     },
-    /// Flushing buffered alerts at the end failed.
-    #[error("cannot flush alerts to `{}`", path.display())]
+    /// Flushing buffered lines at the end failed.
+    #[error("cannot flush lines to `{}`", path.display())]
     Flush {
         /// The output being flushed.
         path: PathBuf,
@@ -45,16 +46,16 @@ pub enum SinkError {
     },
 }
 
-/// Writes alerts as JSON lines to a buffered writer and counts them.
+/// Writes a stream's outputs as JSON lines to a buffered writer and counts them.
 #[derive(Debug)]
-pub struct AlertWriter<W: Write> {
+pub struct LineWriter<W: Write> {
     out: BufWriter<W>,
     path: PathBuf,
     written: u64,
 }
 
-impl AlertWriter<File> {
-    /// Creates (or truncates) the file at `path` and writes alerts to it.
+impl LineWriter<File> {
+    /// Creates (or truncates) the file at `path` and writes lines to it.
     ///
     /// # Errors
     ///
@@ -64,28 +65,28 @@ impl AlertWriter<File> {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(AlertWriter::new(file, path))
+        Ok(LineWriter::new(file, path))
     }
 }
 
-impl<W: Write> AlertWriter<W> {
-    /// Writes alerts to `writer`; `name` is what error messages call it (usually its path).
+impl<W: Write> LineWriter<W> {
+    /// Writes lines to `writer`; `name` is what error messages call it (usually its path).
     pub fn new(writer: W, name: impl Into<PathBuf>) -> Self {
-        AlertWriter {
+        LineWriter {
             out: BufWriter::with_capacity(64 * 1024, writer),
             path: name.into(),
             written: 0,
         }
     }
 
-    /// Writes one alert as a line of JSON.
+    /// Writes one output as a line of JSON.
     ///
     /// # Errors
     ///
-    /// [`SinkError::Write`] naming the output and the alert's number when writing fails.
-    pub fn write(&mut self, alert: &Alert) -> Result<(), SinkError> {
+    /// [`SinkError::Write`] naming the output and the line's number when writing fails.
+    pub fn write(&mut self, output: &dyn StageOutput) -> Result<(), SinkError> {
         let index = self.written + 1;
-        let mut line = encode_alert_json(alert);
+        let mut line = output.to_json();
         line.push(b'\n');
         self.out
             .write_all(&line)
@@ -98,19 +99,19 @@ impl<W: Write> AlertWriter<W> {
         Ok(())
     }
 
-    /// Writes every alert of `alerts`, in order.
+    /// Writes every output of `outputs`, in order.
     ///
     /// # Errors
     ///
-    /// As [`AlertWriter::write`]; alerts after the failing one are not written.
-    pub fn write_all<'a>(
+    /// As [`LineWriter::write`]; outputs after the failing one are not written.
+    pub fn write_all<'a, O: StageOutput>(
         &mut self,
-        alerts: impl IntoIterator<Item = &'a Alert>,
+        outputs: impl IntoIterator<Item = &'a O>,
     ) -> Result<(), SinkError> {
-        alerts.into_iter().try_for_each(|a| self.write(a))
+        outputs.into_iter().try_for_each(|o| self.write(o))
     }
 
-    /// Number of alerts written so far.
+    /// Number of lines written so far.
     pub fn written(&self) -> u64 {
         self.written
     }
@@ -120,7 +121,19 @@ impl<W: Write> AlertWriter<W> {
         &self.path
     }
 
-    /// Flushes buffered alerts and returns the inner writer.
+    /// Flushes buffered lines to the inner writer.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Flush`] naming the output when the buffered data cannot be written.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(|source| SinkError::Flush {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Flushes buffered lines and returns the inner writer.
     ///
     /// # Errors
     ///
@@ -138,7 +151,7 @@ impl<W: Write> AlertWriter<W> {
 mod tests {
     use std::io::{BufRead, BufReader};
 
-    use spcvm_schemas::{Severity, ToolType, decode_alert_json};
+    use spcvm_schemas::{Alert, Severity, ToolType, decode_alert_json, encode_alert_json};
 
     use super::*;
 
@@ -168,7 +181,7 @@ mod tests {
     fn writes_one_alert_per_line_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("alerts.jsonl");
-        let mut w = AlertWriter::create(&path).unwrap();
+        let mut w = LineWriter::create(&path).unwrap();
         let alerts: Vec<Alert> = (0..3).map(alert).collect();
         w.write(&alerts[0]).unwrap();
         w.write_all(&alerts[1..]).unwrap();
@@ -189,7 +202,7 @@ mod tests {
 
     #[test]
     fn finish_returns_the_inner_writer_with_everything_flushed() {
-        let mut w = AlertWriter::new(Vec::new(), "memory");
+        let mut w = LineWriter::new(Vec::new(), "memory");
         w.write(&alert(7)).unwrap();
         let bytes = w.finish().unwrap();
         let mut expected = encode_alert_json(&alert(7));
@@ -201,11 +214,11 @@ mod tests {
     fn create_error_names_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing-dir").join("alerts.jsonl");
-        let err = AlertWriter::create(&path).unwrap_err();
+        let err = LineWriter::create(&path).unwrap_err();
         assert!(matches!(err, SinkError::Create { .. }));
         assert_eq!(
             err.to_string(),
-            format!("cannot create alert file `{}`", path.display())
+            format!("cannot create output file `{}`", path.display())
         );
     }
 
@@ -232,12 +245,12 @@ mod tests {
 
     #[test]
     fn flush_error_names_the_output() {
-        let mut w = AlertWriter::new(Full { limit: 10 }, "/mnt/full/alerts.jsonl");
+        let mut w = LineWriter::new(Full { limit: 10 }, "/mnt/full/alerts.jsonl");
         w.write(&alert(1)).unwrap();
         let err = w.finish().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "cannot flush alerts to `/mnt/full/alerts.jsonl`"
+            "cannot flush lines to `/mnt/full/alerts.jsonl`"
         );
         let source = std::error::Error::source(&err).unwrap();
         assert_eq!(source.to_string(), "disk full");

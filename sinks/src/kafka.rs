@@ -1,5 +1,6 @@
-//! [`KafkaSink`]: the one producer of a `spcvm run` process, writing alerts, dead letters and
-//! state changelog records, optionally inside Kafka transactions.
+//! [`KafkaSink`]: the one producer of a `spcvm run` process, writing the stages' output
+//! streams (alerts, and whatever later stages emit), dead letters and state changelog
+//! records, optionally inside Kafka transactions.
 //!
 //! Sends are non-blocking enqueues that hand back a [`DeliveryFuture`]; when librdkafka's
 //! queue is full the send waits and retries (backpressure: the partition task slows down,
@@ -15,36 +16,37 @@ use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use spcvm_schemas::{Alert, SchemaError, encode_alert_avro, encode_alert_json};
+use spcvm_operators::StageOutput;
+use spcvm_schemas::SchemaError;
 
 use crate::ClientLog;
 
 /// Largest payload the producer sends (dead letters carry the original message unchanged).
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 
-/// How alerts are encoded on the alert topic.
+/// How a stream's outputs are encoded on its topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertEncoding {
+pub enum Encoding {
     /// JSON, as `spcvm backtest` writes it.
     Json,
     /// Avro in the Confluent wire format: magic byte 0, the schema id (big-endian), datum.
     AvroConfluent(u32),
-    /// A bare Avro datum of `alert.avsc`.
+    /// A bare Avro datum of the stream's schema.
     Avro,
 }
 
-impl AlertEncoding {
-    /// Encodes `alert`.
+impl Encoding {
+    /// Encodes `output`.
     ///
     /// # Errors
     ///
     /// The Avro encoder's error (none is known to occur: every alert has an encoding).
-    pub fn encode(self, alert: &Alert) -> Result<Vec<u8>, SchemaError> {
+    pub fn encode(self, output: &dyn StageOutput) -> Result<Vec<u8>, SchemaError> {
         Ok(match self {
-            AlertEncoding::Json => encode_alert_json(alert),
-            AlertEncoding::Avro => encode_alert_avro(alert)?,
-            AlertEncoding::AvroConfluent(id) => {
-                let datum = encode_alert_avro(alert)?;
+            Encoding::Json => output.to_json(),
+            Encoding::Avro => output.to_avro()?,
+            Encoding::AvroConfluent(id) => {
+                let datum = output.to_avro()?;
                 let mut out = Vec::with_capacity(5 + datum.len());
                 out.push(0);
                 out.extend_from_slice(&id.to_be_bytes());
@@ -55,11 +57,9 @@ impl AlertEncoding {
     }
 }
 
-/// Topics the sink writes.
+/// Topics the sink writes besides the output streams' (named at each send).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkTopics {
-    /// Alerts, keyed by tool.
-    pub alerts: String,
     /// Dead letters.
     pub dlq: String,
     /// The compacted state changelog.
@@ -119,14 +119,25 @@ pub enum KafkaSinkError {
         #[source]
         source: KafkaError,
     },
-    /// An alert could not be encoded.
-    #[error("cannot encode alert {alert_id}: {source}")]
+    /// An output could not be encoded.
+    #[error("cannot encode an output for topic `{topic}` (key `{key}`): {source}")]
     Encode {
-        /// The alert.
-        alert_id: String,
+        /// The topic it was for.
+        topic: String,
+        /// Its key.
+        key: String,
         /// Why.
         #[source]
         source: SchemaError,
+    },
+    /// Messages were still unacknowledged when the timeout ran out (at shutdown).
+    #[error("messages still unacknowledged after {} s: {source}", timeout.as_secs())]
+    Flush {
+        /// How long the flush waited.
+        timeout: Duration,
+        /// Why.
+        #[source]
+        source: KafkaError,
     },
     /// A transaction call failed.
     #[error("transaction {operation} failed: {source}")]
@@ -162,14 +173,12 @@ pub struct KafkaSink {
     /// The producer's context, shared (rdkafka keeps its own out of reach).
     log: ClientLog,
     topics: SinkTopics,
-    alerts: AlertEncoding,
 }
 
 impl std::fmt::Debug for KafkaSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaSink")
             .field("topics", &self.topics)
-            .field("alerts", &self.alerts)
             .finish_non_exhaustive()
     }
 }
@@ -191,7 +200,6 @@ impl KafkaSink {
     pub fn new(
         properties: &BTreeMap<String, String>,
         topics: SinkTopics,
-        alerts: AlertEncoding,
         transactional_id: Option<&str>,
         transaction_timeout: Duration,
     ) -> Result<KafkaSink, KafkaSinkError> {
@@ -220,7 +228,6 @@ impl KafkaSink {
             producer,
             log,
             topics,
-            alerts,
         })
     }
 
@@ -261,10 +268,10 @@ impl KafkaSink {
         }
     }
 
-    /// Sends `alert` to the alert topic, keyed by its tool.
+    /// Sends an encoded output of a stream to `topic`, keyed by `key` (the tool).
     ///
     /// The record's Kafka timestamp is the time of sending (librdkafka's default), not the
-    /// alert's event time, which the payload carries: the topic's time-based retention would
+    /// output's event time, which the payload carries: the topic's time-based retention would
     /// otherwise delete the alerts of a replay of older telemetry at the next segment roll
     /// (it did, in the rebalance test, whose telemetry is months old), and brokers refuse
     /// timestamps too far ahead (`message.timestamp.after.max.ms`, one hour by default since
@@ -273,17 +280,13 @@ impl KafkaSink {
     /// # Errors
     ///
     /// [`KafkaSinkError::Send`] when librdkafka refuses the message.
-    pub async fn send_alert(&self, alert: &Alert) -> Result<DeliveryFuture, KafkaSinkError> {
-        let payload = self
-            .alerts
-            .encode(alert)
-            .map_err(|source| KafkaSinkError::Encode {
-                alert_id: alert.alert_id.clone(),
-                source,
-            })?;
-        let record = FutureRecord::to(&self.topics.alerts)
-            .key(alert.tool_id.as_bytes())
-            .payload(payload.as_slice());
+    pub async fn send_output(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+    ) -> Result<DeliveryFuture, KafkaSinkError> {
+        let record = FutureRecord::to(topic).key(key).payload(payload);
         self.send(record).await
     }
 
@@ -432,17 +435,14 @@ impl KafkaSink {
     ///
     /// # Errors
     ///
-    /// [`KafkaSinkError::Send`] naming the alert topic if the queue does not drain in time.
+    /// [`KafkaSinkError::Flush`] if the queue does not drain in time.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaSinkError> {
         if self.wait_for_acks(timeout) {
             return Ok(());
         }
         self.producer
             .flush(timeout)
-            .map_err(|source| KafkaSinkError::Send {
-                topic: self.topics.alerts.clone(),
-                source,
-            })
+            .map_err(|source| KafkaSinkError::Flush { timeout, source })
     }
 }
 
@@ -463,6 +463,7 @@ pub fn owned_headers<H: Headers>(headers: Option<&H>) -> Vec<(String, Option<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spcvm_schemas::Alert;
 
     #[test]
     fn confluent_alert_framing() {
@@ -485,13 +486,11 @@ mod tests {
             message: "m".into(),
             repeats: 0,
         };
-        let framed = AlertEncoding::AvroConfluent(0x01020304)
-            .encode(&alert)
-            .unwrap();
+        let framed = Encoding::AvroConfluent(0x01020304).encode(&alert).unwrap();
         assert_eq!(&framed[..5], &[0, 1, 2, 3, 4]);
         let decoded = spcvm_schemas::decode_alert_avro(&framed[5..]).unwrap();
         assert_eq!(decoded, alert);
-        let json = AlertEncoding::Json.encode(&alert).unwrap();
+        let json = Encoding::Json.encode(&alert).unwrap();
         assert_eq!(spcvm_schemas::decode_alert_json(&json).unwrap(), alert);
     }
 }

@@ -1,10 +1,13 @@
-//! The state changelog: how operator state is written to, and read back from, the compacted
+//! The state changelog: how stage state is written to, and read back from, the compacted
 //! `spcvm.state.<group>` topic (and the file runtime's checkpoint).
 //!
-//! One record per (input topic, tool, recipe) group holds every chart of that group; one
-//! record per input topic partition holds the partition's event-time watermark. Keys are
-//! small JSON arrays, readable with any console consumer: `["tool.telemetry","ION-01","B11"]`
-//! for a group, `["tool.telemetry"]` for the partition record. Values are MessagePack behind
+//! One record per (stage, input topic, key) holds that key's state (the SPC stage's key is a
+//! (tool, recipe) group, its record every chart of the group); one record per input topic
+//! partition holds the partition's event-time watermark and input offset. Keys are small
+//! JSON arrays, readable with any console consumer: `["spc","tool.telemetry","ION-01","B11"]`
+//! for a stage's key, `["tool.telemetry"]` for the partition record. Builds before stages
+//! wrote `["tool.telemetry","ION-01","B11"]` for the SPC stage's groups: read as such
+//! ([`ChangelogKey::decode`]). Values are MessagePack behind
 //! a one-byte format version. Version 2 writes each struct as an array of its fields in
 //! declaration order: less than half the bytes of version 1, which wrote maps with field
 //! names (1,632 against 741 bytes for a group of four charts), and a checkpoint writes a
@@ -13,7 +16,6 @@
 //! A changelog partition mirrors the input partition of the same number.
 
 use serde::{Deserialize, Serialize};
-use spcvm_operators::SpcState;
 
 /// First byte of every value: the format version written.
 pub const FORMAT_VERSION: u8 = 2;
@@ -24,14 +26,14 @@ const FORMAT_VERSION_NAMED: u8 = 1;
 /// What a changelog key names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangelogKey {
-    /// The charts of one (tool, recipe) read from `topic`.
-    Group {
+    /// The state of one key of one stage, for the partition of `topic`.
+    Stage {
+        /// The stage's name.
+        stage: String,
         /// Input topic.
         topic: String,
-        /// Tool id.
-        tool_id: String,
-        /// Recipe id.
-        recipe_id: String,
+        /// The key's parts within the stage (the SPC stage: tool and recipe).
+        key: Vec<String>,
     },
     /// The event-time bookkeeping of one partition of `topic`.
     Partition {
@@ -40,71 +42,75 @@ pub enum ChangelogKey {
     },
 }
 
+/// The stage whose state the keys of builds before stages had (`[topic, tool, recipe]`).
+pub const LEGACY_STAGE: &str = "spc";
+
 impl ChangelogKey {
     /// The key's bytes (a JSON array).
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            ChangelogKey::Group {
-                topic,
-                tool_id,
-                recipe_id,
-            } => Self::encode_group(topic, tool_id, recipe_id),
+            ChangelogKey::Stage { stage, topic, key } => {
+                let key: Vec<&str> = key.iter().map(String::as_str).collect();
+                Self::encode_stage(stage, topic, &key)
+            }
             ChangelogKey::Partition { topic } => {
                 serde_json::to_vec(&[topic]).expect("a list of strings always serializes")
             }
         }
     }
 
-    /// The bytes of the [`ChangelogKey::Group`] key of (topic, tool, recipe), from borrowed
+    /// The bytes of the [`ChangelogKey::Stage`] key of (stage, topic, key), from borrowed
     /// parts.
-    pub fn encode_group(topic: &str, tool_id: &str, recipe_id: &str) -> Vec<u8> {
-        serde_json::to_vec(&[topic, tool_id, recipe_id])
-            .expect("a list of strings always serializes")
+    pub fn encode_stage(stage: &str, topic: &str, key: &[&str]) -> Vec<u8> {
+        let mut parts = Vec::with_capacity(2 + key.len());
+        parts.extend([stage, topic]);
+        parts.extend_from_slice(key);
+        serde_json::to_vec(&parts).expect("a list of strings always serializes")
     }
 
-    /// Parses a key written by [`ChangelogKey::encode`].
+    /// Parses a key of the changelog partition that `topic`'s partition shares with the
+    /// other input topics: `None` for a key of another topic. A key written before stages
+    /// (`[topic, tool, recipe]`) reads as the [`LEGACY_STAGE`]'s: stage names differ from
+    /// input topic names (the job refuses a stage named like an input), so the first part
+    /// tells the two apart.
     ///
     /// # Errors
     ///
-    /// [`ChangelogError::Key`] if the bytes are not a JSON array of one or three strings.
-    pub fn decode(bytes: &[u8]) -> Result<ChangelogKey, ChangelogError> {
-        let parts: Vec<String> = serde_json::from_slice(bytes)
+    /// [`ChangelogError::Key`] if the bytes are not a JSON array of strings of a shape spcvm
+    /// writes.
+    pub fn decode(bytes: &[u8], topic: &str) -> Result<Option<ChangelogKey>, ChangelogError> {
+        let mut parts: Vec<String> = serde_json::from_slice(bytes)
             .map_err(|e| ChangelogError::Key(format!("not a JSON array of strings: {e}")))?;
-        let mut it = parts.into_iter();
-        match (it.next(), it.next(), it.next(), it.next()) {
-            (Some(topic), None, None, None) => Ok(ChangelogKey::Partition { topic }),
-            (Some(topic), Some(tool_id), Some(recipe_id), None) => Ok(ChangelogKey::Group {
-                topic,
-                tool_id,
-                recipe_id,
-            }),
-            _ => Err(ChangelogError::Key(
-                "expected [topic] or [topic, tool, recipe]".into(),
+        match parts.len() {
+            0 => Err(ChangelogError::Key(
+                "expected [topic] or [stage, topic, key...]".into(),
             )),
+            1 => Ok((parts[0] == topic).then(|| ChangelogKey::Partition {
+                topic: parts.remove(0),
+            })),
+            3 if parts[0] == topic => {
+                let key = parts.split_off(1);
+                Ok(Some(ChangelogKey::Stage {
+                    stage: LEGACY_STAGE.to_string(),
+                    topic: parts.remove(0),
+                    key,
+                }))
+            }
+            2 => Err(ChangelogError::Key(
+                "a stage key needs at least one part after the stage and the topic".into(),
+            )),
+            _ if parts[1] == topic => {
+                let key = parts.split_off(2);
+                let topic = parts.remove(1);
+                Ok(Some(ChangelogKey::Stage {
+                    stage: parts.remove(0),
+                    topic,
+                    key,
+                }))
+            }
+            _ => Ok(None),
         }
     }
-
-    /// The input topic the key belongs to.
-    pub fn topic(&self) -> &str {
-        match self {
-            ChangelogKey::Group { topic, .. } | ChangelogKey::Partition { topic } => topic,
-        }
-    }
-}
-
-/// The charts of one (tool, recipe) group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GroupSnapshot {
-    /// (parameter, state) in the group's order.
-    pub charts: Vec<(String, SpcState)>,
-}
-
-/// A [`GroupSnapshot`] that borrows the states it encodes, so that a checkpoint writes them
-/// straight from the store: [`encode_value`] gives the same bytes for both.
-#[derive(Debug, Serialize)]
-pub struct GroupSnapshotRef<'a> {
-    /// (parameter, state) in the group's order.
-    pub charts: Vec<(&'a str, &'a SpcState)>,
 }
 
 /// A partition's event-time bookkeeping.
@@ -178,27 +184,61 @@ mod tests {
 
     #[test]
     fn keys_round_trip_and_read_as_json() {
-        let group = ChangelogKey::Group {
+        let key = ChangelogKey::Stage {
+            stage: "spc".into(),
             topic: "tool.telemetry".into(),
-            tool_id: "ION-01".into(),
-            recipe_id: "B11\"x".into(),
+            key: vec!["ION-01".into(), "B11\"x".into()],
         };
-        let bytes = group.encode();
+        let bytes = key.encode();
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
-            r#"["tool.telemetry","ION-01","B11\"x"]"#
+            r#"["spc","tool.telemetry","ION-01","B11\"x"]"#
         );
-        assert_eq!(ChangelogKey::decode(&bytes).unwrap(), group);
+        assert_eq!(
+            ChangelogKey::decode(&bytes, "tool.telemetry").unwrap(),
+            Some(key.clone())
+        );
+        // Another input topic's keys share the changelog partition: not this topic's.
+        assert_eq!(ChangelogKey::decode(&bytes, "other").unwrap(), None);
+        let tool_key = ChangelogKey::Stage {
+            stage: "triage".into(),
+            topic: "t".into(),
+            key: vec!["ION-01".into()],
+        };
+        assert_eq!(
+            ChangelogKey::decode(&tool_key.encode(), "t").unwrap(),
+            Some(tool_key)
+        );
         let part = ChangelogKey::Partition { topic: "t".into() };
-        assert_eq!(ChangelogKey::decode(&part.encode()).unwrap(), part);
-        assert!(ChangelogKey::decode(b"[]").is_err());
-        assert!(ChangelogKey::decode(b"[\"a\",\"b\"]").is_err());
-        assert!(ChangelogKey::decode(b"\xff").is_err());
+        assert_eq!(
+            ChangelogKey::decode(&part.encode(), "t").unwrap(),
+            Some(part)
+        );
+        assert_eq!(ChangelogKey::decode(b"[\"u\"]", "t").unwrap(), None);
+        for bad in [&b"[]"[..], b"[\"a\",\"t\"]", b"\xff", b"[1,2]"] {
+            assert!(ChangelogKey::decode(bad, "t").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_written_before_stages_reads_as_the_spc_stages() {
+        let legacy = br#"["tool.telemetry","ION-01","B11"]"#;
+        assert_eq!(
+            ChangelogKey::decode(legacy, "tool.telemetry").unwrap(),
+            Some(ChangelogKey::Stage {
+                stage: LEGACY_STAGE.into(),
+                topic: "tool.telemetry".into(),
+                key: vec!["ION-01".into(), "B11".into()],
+            })
+        );
+        assert_eq!(ChangelogKey::decode(legacy, "other").unwrap(), None);
     }
 
     #[test]
     fn a_borrowed_snapshot_encodes_as_the_owned_one() {
-        use spcvm_operators::{KeyedState, MonitorConfig, SpcMonitor};
+        use spcvm_operators::{
+            GroupSnapshot, GroupSnapshotRef, KeyedState, MonitorConfig, SpcMonitor, SpcState,
+        };
         use spcvm_schemas::{Telemetry, ToolType};
         let monitor = SpcMonitor::new(&MonitorConfig::default()).unwrap();
         let mut store = KeyedState::default();
@@ -236,7 +276,10 @@ mod tests {
         let mut buffer = vec![7u8; 3];
         encode_value_into(&GroupSnapshotRef { charts: entries }, &mut buffer);
         assert_eq!(buffer, encode_value(&owned));
-        assert_eq!(decode_value::<GroupSnapshot>(&buffer).unwrap(), owned);
+        assert_eq!(
+            decode_value::<GroupSnapshot<SpcState>>(&buffer).unwrap(),
+            owned
+        );
 
         // Version 1 (maps with field names), as earlier builds wrote it, still reads.
         let mut named = vec![FORMAT_VERSION_NAMED];
@@ -248,7 +291,10 @@ mod tests {
             buffer.len(),
             named.len()
         );
-        assert_eq!(decode_value::<GroupSnapshot>(&named).unwrap(), owned);
+        assert_eq!(
+            decode_value::<GroupSnapshot<SpcState>>(&named).unwrap(),
+            owned
+        );
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The file runtime: `spcvm run` with `source = "file"`, the embedded default that needs no
-//! broker. Same decoder, same [`PartitionProcessor`], same checkpoint records as the Kafka
-//! runtime, with files in place of topics:
+//! broker. Same decoder, same record path ([`Step`]), same [`PartitionChain`], same
+//! checkpoint records as the Kafka runtime, with files in place of topics:
 //!
 //! ```text
-//! input.jsonl ──line──> Decoder ──Telemetry──> PartitionProcessor ──Alert──> alerts.jsonl
-//!                  └─ rejected ──> dlq.jsonl {line, offset, kind, error, payload}
+//! input.jsonl ──line──> Decoder ──Telemetry──> Step ──> PartitionChain ──outputs──> one
+//!                                                 │      JSON-lines file per stream
+//!                                                 └─ rejected ──> dlq.jsonl {line, offset,
+//!                                                    kind, error, payload}
 //! every max_uncheckpointed lines / checkpoint_interval_ms:
-//!   alerts + dlq fsynced ──> checkpoint (input offset, output lengths, state) written
+//!   output files + dlq fsynced ──> checkpoint (input offset, output lengths, state) written
 //!   atomically (temp file, fsync, rename)
 //! restart: checkpoint read ──> outputs cut back to its lengths ──> input resumes at its offset
 //! ```
@@ -24,12 +26,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use spcvm_schemas::encode_alert_json;
+use spcvm_schemas::Alert;
 use spcvm_sinks::AppendFile;
 
-use super::changelog::{decode_value, encode_value};
-use super::processor::PartitionProcessor;
-use super::{Job, RunError, record_stats};
+use super::changelog::{ChangelogKey, decode_value, encode_value};
+use super::{Job, RunError};
+use crate::stages::PartitionChain;
+use crate::stages::step::{Rejection, Step};
 
 /// The pseudo-topic name file records are charted under (it prefixes the state keys).
 pub const FILE_TOPIC: &str = "file";
@@ -96,6 +99,27 @@ struct FileCheckpoint {
     ended: bool,
     /// The latest changelog record per key.
     state: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Committed lengths of the output files of streams other than `alerts`, by stream.
+    /// Absent in checkpoints written before stages.
+    #[serde(default)]
+    streams: BTreeMap<String, u64>,
+}
+
+impl FileCheckpoint {
+    /// Re-keys state written before stages (`[topic, tool, recipe]`) as the SPC stage's, so
+    /// that the next checkpoint holds one key per state.
+    fn migrate_keys(&mut self) -> Result<(), super::changelog::ChangelogError> {
+        let mut state = BTreeMap::new();
+        for (key, value) in std::mem::take(&mut self.state) {
+            let key = match ChangelogKey::decode(&key, FILE_TOPIC)? {
+                Some(k) => k.encode(),
+                None => key,
+            };
+            state.insert(key, value);
+        }
+        self.state = state;
+        Ok(())
+    }
 }
 
 fn read_checkpoint(path: &Path) -> Result<Option<FileCheckpoint>, RunError> {
@@ -193,29 +217,47 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
         input: cfg.input.clone(),
         ..FileCheckpoint::default()
     });
+    let checkpoint_error = |reason: String| RunError::Checkpoint {
+        path: cfg.checkpoint.clone(),
+        reason,
+    };
+    cp.migrate_keys()
+        .map_err(|e| checkpoint_error(e.to_string()))?;
     let mut summary = FileSummary {
         resumed_after_line: cp.input_line,
         ..FileSummary::default()
     };
     let resume = previous.is_some();
-    let mut alerts_out = AppendFile::open(&cfg.alerts, resume.then_some(cp.alerts_len))?;
-    let mut dlq_out = AppendFile::open(&cfg.dlq, resume.then_some(cp.dlq_len))?;
-    let mut processor = PartitionProcessor::new(
-        job.monitor.clone(),
+    let mut outputs = Vec::with_capacity(job.outputs.len());
+    for stream in &job.outputs {
+        let committed = if stream.name == "alerts" {
+            cp.alerts_len
+        } else {
+            cp.streams.get(&stream.name).copied().unwrap_or(0)
+        };
+        outputs.push(AppendFile::open(&stream.file, resume.then_some(committed))?);
+    }
+    let dlq_out = AppendFile::open(&cfg.dlq, resume.then_some(cp.dlq_len))?;
+    let mut partition = PartitionChain::new(
+        job.chain.clone(),
         FILE_TOPIC,
         // A followed file never ends, so quiet charts' windows close by watermark; a
         // bounded file closes them at its end, as the backtest does.
         cfg.follow.then_some(delivery.watermark_lateness_ms),
     );
     for (key, value) in &cp.state {
-        processor
+        partition
             .restore(key, value)
-            .map_err(|e| RunError::Checkpoint {
-                path: cfg.checkpoint.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| checkpoint_error(e.to_string()))?;
     }
-    job.metrics.keys.set(processor.keys() as i64);
+    for (stage, keys) in partition.dropped() {
+        tracing::warn!(
+            stage,
+            keys,
+            "the checkpoint holds state of a stage this job does not run: dropped"
+        );
+    }
+    job.metrics.keys.set(partition.keys() as i64);
     job.metrics.partitions_assigned.set(1);
     job.health.set_ready(true);
     if cp.ended {
@@ -231,10 +273,17 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
     input
         .seek(SeekFrom::Start(cp.input_offset))
         .map_err(input_err)?;
-    let mut offset = cp.input_offset;
-    let mut line_no = cp.input_line;
+    let mut files = Files {
+        job,
+        partition,
+        cp,
+        outputs,
+        dlq: dlq_out,
+        step: Step::default(),
+    };
+    let mut offset = files.cp.input_offset;
+    let mut line_no = files.cp.input_line;
     let mut line = Vec::with_capacity(4096);
-    let mut alerts = Vec::new();
     let mut since_checkpoint = 0u64;
     let mut last_checkpoint = Instant::now();
     let interval = Duration::from_millis(delivery.checkpoint_interval_ms);
@@ -242,37 +291,6 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
         .metrics
         .messages_consumed
         .with_label_values(&[FILE_TOPIC]);
-
-    let checkpoint = |processor: &mut PartitionProcessor,
-                      cp: &mut FileCheckpoint,
-                      alerts_out: &mut AppendFile,
-                      dlq_out: &mut AppendFile,
-                      offset: u64,
-                      line_no: u64,
-                      ended: bool|
-     -> Result<(), RunError> {
-        let started = Instant::now();
-        cp.alerts_len = alerts_out.commit()?;
-        cp.dlq_len = dlq_out.commit()?;
-        for record in processor.checkpoint(None) {
-            cp.state.insert(record.key, record.value);
-        }
-        if cp.input_offset < HEAD_BYTES || cp.input_head == 0 {
-            cp.input_head = head_hash(&cfg.input, offset).map_err(|e| RunError::Input {
-                path: cfg.input.clone(),
-                reason: e.to_string(),
-            })?;
-        }
-        cp.input_offset = offset;
-        cp.input_line = line_no;
-        cp.ended = ended;
-        write_checkpoint(&cfg.checkpoint, cp)?;
-        job.metrics
-            .checkpoint_duration
-            .observe(started.elapsed().as_secs_f64());
-        job.metrics.keys.set(processor.keys() as i64);
-        Ok(())
-    };
 
     loop {
         line.clear();
@@ -287,15 +305,7 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
                 break;
             }
             if since_checkpoint > 0 {
-                checkpoint(
-                    &mut processor,
-                    &mut cp,
-                    &mut alerts_out,
-                    &mut dlq_out,
-                    offset,
-                    line_no,
-                    false,
-                )?;
+                files.checkpoint(offset, line_no, false)?;
                 since_checkpoint = 0;
                 last_checkpoint = Instant::now();
             }
@@ -314,46 +324,22 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
         }
         consumed.inc();
         since_checkpoint += 1;
-        let mut dead_letter = |kind: &str, error: &str| -> Result<(), RunError> {
-            summary.dead_letters += 1;
-            job.metrics.dead_letter(kind);
-            let letter = serde_json::json!({
+        let decoded = job.decoder.decode_ref(text).map_err(Rejection::from);
+        files.step.one(&mut files.partition, 0, decoded);
+        files.dead_letters(&mut summary, |letter| {
+            serde_json::json!({
                 "input": cfg.input,
                 "line": line_no,
                 "offset": start_offset,
-                "kind": kind,
-                "error": error,
+                "kind": letter.kind(),
+                "error": letter.reason(),
                 "payload": String::from_utf8_lossy(text),
-            });
-            Ok(dlq_out.write_line(letter.to_string().as_bytes())?)
-        };
-        match job.decoder.decode_ref(text) {
-            Ok(record) => {
-                summary.records += 1;
-                if let Some(reason) = super::non_finite(&record) {
-                    dead_letter("non_finite", &reason)?;
-                }
-                let stats = processor.process(&record, &mut alerts);
-                record_stats(&job.metrics, &stats);
-                for alert in alerts.drain(..) {
-                    job.metrics.record_alert(&alert);
-                    alerts_out.write_line(&encode_alert_json(&alert))?;
-                    summary.alerts += 1;
-                }
-            }
-            Err(e) => dead_letter(e.kind(), &e.to_string())?,
-        }
+            })
+        })?;
+        files.write_outputs(&mut summary)?;
         if since_checkpoint >= delivery.max_uncheckpointed || last_checkpoint.elapsed() >= interval
         {
-            checkpoint(
-                &mut processor,
-                &mut cp,
-                &mut alerts_out,
-                &mut dlq_out,
-                offset,
-                line_no,
-                false,
-            )?;
+            files.checkpoint(offset, line_no, false)?;
             since_checkpoint = 0;
             last_checkpoint = Instant::now();
             if stop.load(Ordering::Relaxed) {
@@ -361,23 +347,89 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
             }
         }
     }
-    processor.end(&mut alerts);
-    for alert in alerts.drain(..) {
-        job.metrics.record_alert(&alert);
-        alerts_out.write_line(&encode_alert_json(&alert))?;
-        summary.alerts += 1;
-    }
-    checkpoint(
-        &mut processor,
-        &mut cp,
-        &mut alerts_out,
-        &mut dlq_out,
-        offset,
-        line_no,
-        true,
-    )?;
+    files.partition.end(&mut files.step.outputs);
+    files.write_outputs(&mut summary)?;
+    files.checkpoint(offset, line_no, true)?;
     summary.ended = true;
     Ok(summary)
+}
+
+/// A file job's outputs, stage stores and checkpoint.
+struct Files<'j> {
+    job: &'j Job,
+    partition: PartitionChain,
+    cp: FileCheckpoint,
+    /// One file per output stream, by stream id.
+    outputs: Vec<AppendFile>,
+    dlq: AppendFile,
+    step: Step,
+}
+
+impl Files<'_> {
+    /// Writes the step's dead letters, each as `letter` describes it.
+    fn dead_letters(
+        &mut self,
+        summary: &mut FileSummary,
+        letter: impl Fn(&Rejection) -> serde_json::Value,
+    ) -> Result<(), RunError> {
+        for (_, rejection) in &self.step.rejected {
+            summary.dead_letters += 1;
+            self.dlq
+                .write_line(letter(rejection).to_string().as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Writes the step's outputs, counts the whole step, and clears it.
+    fn write_outputs(&mut self, summary: &mut FileSummary) -> Result<(), RunError> {
+        let step = &mut self.step;
+        step.count(&self.job.metrics);
+        summary.records += step.records;
+        for emitted in &step.outputs {
+            self.outputs[usize::from(emitted.stream.0)].write_line(&emitted.output.to_json())?;
+            if emitted.output.value().is::<Alert>() {
+                summary.alerts += 1;
+            }
+        }
+        step.clear();
+        Ok(())
+    }
+
+    /// Fsyncs the outputs, then writes the checkpoint: the input position, the outputs'
+    /// lengths and the state changed since the last one.
+    fn checkpoint(&mut self, offset: u64, line_no: u64, ended: bool) -> Result<(), RunError> {
+        let started = Instant::now();
+        let cfg = &self.job.config.file;
+        let cp = &mut self.cp;
+        for (stream, file) in self.job.outputs.iter().zip(&mut self.outputs) {
+            let len = file.commit()?;
+            if stream.name == "alerts" {
+                cp.alerts_len = len;
+            } else {
+                cp.streams.insert(stream.name.clone(), len);
+            }
+        }
+        cp.dlq_len = self.dlq.commit()?;
+        for record in self.partition.checkpoint(None) {
+            cp.state.insert(record.key, record.value);
+        }
+        if cp.input_offset < HEAD_BYTES || cp.input_head == 0 {
+            cp.input_head = head_hash(&cfg.input, offset).map_err(|e| RunError::Input {
+                path: cfg.input.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        cp.input_offset = offset;
+        cp.input_line = line_no;
+        cp.ended = ended;
+        write_checkpoint(&cfg.checkpoint, cp)?;
+        let metrics = &self.job.metrics;
+        metrics
+            .checkpoint_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.keys.set(self.partition.keys() as i64);
+        Ok(())
+    }
 }
 
 /// `line` without its `\n` / `\r\n`.

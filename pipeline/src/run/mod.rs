@@ -3,9 +3,8 @@
 //! # Layout
 //!
 //! - [`config`]: `pipeline.toml`, layered with `SPCVM__*` environment variables.
-//! - [`processor`]: [`processor::PartitionProcessor`], one input partition's chart state and
-//!   the pure logic that feeds it (shared by both runtimes).
-//! - [`changelog`]: the state records written to the changelog topic / checkpoint file.
+//! - [`changelog`]: the state records written to the changelog topic / checkpoint file (the
+//!   stores themselves are [`crate::stages::PartitionChain`]'s, shared by both runtimes).
 //! - [`kafka`]: the Kafka runtime (consumer group, partition tasks, transactions,
 //!   changelog restore).
 //! - [`queue`]: [`queue::PartitionQueue`], an assigned partition's own librdkafka queue, from
@@ -17,38 +16,54 @@
 //!
 //! ```text
 //! pipeline.toml + SPCVM__* ──config::load──> PipelineConfig ──Job::new──> Job
-//!   (SpcMonitor from the charts file, Decoder, Metrics, Health)
-//! Job ──kafka::run (source = "kafka")──> alerts / DLQ / changelog topics
-//!     └─file::run  (source = "file") ──> alerts / DLQ / checkpoint files
+//!   (Chain of the configured stages, their OutputStreams, Decoder, Metrics, Health)
+//! Job ──kafka::run (source = "kafka")──> output stream / DLQ / changelog topics
+//!     └─file::run  (source = "file") ──> output stream / DLQ / checkpoint files
 //! Metrics + Health ──http::serve──> /metrics /healthz /readyz
 //! ```
+//!
+//! # Keys, partitions and joins
+//!
+//! Every input is keyed by tool, and a partition task runs all the stages for the tools on
+//! its partition: the stages are co-partitioned, and their state for input partition p
+//! lives in changelog partition p. An input keyed otherwise (metrology results keyed by
+//! wafer, say) does not join a task directly: it is first written, keyed by tool, to a
+//! repartition topic `spcvm.repartition.<group_id>.<name>` with the input's partition
+//! count, which the job creates as it creates the changelog, and the tasks read that
+//! topic's partition p with their own, as Kafka Streams does. No home-made shuffle; nothing
+//! reads a repartition topic yet.
 
 pub mod changelog;
 pub mod config;
 pub mod file;
 pub mod kafka;
-pub mod processor;
 pub mod queue;
 pub mod topics;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use spcvm_operators::SpcMonitor;
+use spcvm_sinks::Encoding;
 
 use crate::config::ConfigFileError;
 use crate::decode::{DecodeSetupError, Decoder};
 use crate::http::Health;
 use crate::metrics::Metrics;
-use config::PipelineConfig;
+use crate::stages::{Chain, DynStage};
+use config::{AlertFormat, PipelineConfig, SourceKind};
+
+/// The stages built into the binary, by name.
+pub const BUILTIN_STAGES: [&str; 1] = ["spc"];
 
 /// What one `spcvm run` process works with.
 #[derive(Debug)]
 pub struct Job {
     /// The configuration.
     pub config: PipelineConfig,
-    /// The SPC operator.
-    pub monitor: Arc<SpcMonitor>,
+    /// The stages, in order.
+    pub chain: Arc<Chain>,
+    /// Where each output stream of the chain goes, by [`crate::stages::StreamId`].
+    pub outputs: Vec<OutputStream>,
     /// Payload decoder.
     pub decoder: Decoder,
     /// Metrics.
@@ -57,23 +72,123 @@ pub struct Job {
     pub health: Health,
 }
 
+/// Where one output stream goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputStream {
+    /// The stream's name.
+    pub name: String,
+    /// Its topic (source `kafka`).
+    pub topic: String,
+    /// Its encoding on the topic.
+    pub encoding: Encoding,
+    /// Its JSON-lines file (source `file`).
+    pub file: PathBuf,
+}
+
 impl Job {
-    /// Builds the monitor (from `config.charts` or the built-in defaults) and the decoder.
+    /// Builds the configured stages (the SPC stage from `config.charts`, or the built-in
+    /// charts), the output streams and the decoder.
     ///
     /// # Errors
     ///
-    /// [`RunError::Charts`] or [`RunError::Decode`] naming the file or key at fault.
+    /// [`RunError`] naming the file, key or stage at fault.
     pub fn new(config: PipelineConfig) -> Result<Job, RunError> {
-        let monitor = crate::config::load_monitor(config.charts.as_deref())?;
+        Self::with_stages(config, |_| None)
+    }
+
+    /// [`Job::new`], with stages of the caller's (`extra` gives one by name) besides the
+    /// built-in ones: how a test or another binary adds a stage without touching the
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`Job::new`].
+    pub fn with_stages(
+        config: PipelineConfig,
+        extra: impl Fn(&str) -> Option<Arc<dyn DynStage>>,
+    ) -> Result<Job, RunError> {
+        let mut stages = Vec::with_capacity(config.stages.len());
+        for name in &config.stages {
+            let stage = match name.as_str() {
+                "spc" => Arc::new(crate::config::load_monitor(config.charts.as_deref())?)
+                    as Arc<dyn DynStage>,
+                other => extra(other).ok_or_else(|| {
+                    RunError::Stages(format!(
+                        "stages: unknown stage `{other}` (this build has {})",
+                        BUILTIN_STAGES.join(", ")
+                    ))
+                })?,
+            };
+            stages.push(stage);
+        }
+        let inputs: Vec<&str> = match config.source {
+            SourceKind::Kafka => config.topics.input.iter().map(String::as_str).collect(),
+            SourceKind::File => vec![file::FILE_TOPIC],
+        };
+        let chain =
+            Chain::new(stages, &inputs).map_err(|e| RunError::Stages(format!("stages: {e}")))?;
+        let outputs = output_streams(&config, &chain)?;
         let decoder = Decoder::new(&config.decode)?;
         Ok(Job {
             config,
-            monitor: Arc::new(monitor),
+            chain: Arc::new(chain),
+            outputs,
             decoder,
             metrics: Arc::new(Metrics::new()),
             health: Health::default(),
         })
     }
+}
+
+/// The topic, encoding and file of every stream of `chain`.
+fn output_streams(config: &PipelineConfig, chain: &Chain) -> Result<Vec<OutputStream>, RunError> {
+    let encoding = |format, schema_id| match (format, schema_id) {
+        (AlertFormat::Json, _) => Encoding::Json,
+        (AlertFormat::Avro, Some(id)) => Encoding::AvroConfluent(id),
+        (AlertFormat::Avro, None) => Encoding::Avro,
+    };
+    if let Some(unknown) = config
+        .outputs
+        .keys()
+        .find(|name| chain.stream(name).is_none())
+    {
+        let known: Vec<&str> = chain.streams().iter().map(|s| s.spec.name).collect();
+        return Err(RunError::Stages(format!(
+            "outputs.{unknown}: no configured stage emits a stream of that name (the streams are {})",
+            known.join(", ")
+        )));
+    }
+    let dir = config
+        .file
+        .alerts
+        .parent()
+        .unwrap_or(std::path::Path::new(""));
+    Ok(chain
+        .streams()
+        .iter()
+        .map(|stream| {
+            let name = stream.spec.name;
+            if name == "alerts" {
+                return OutputStream {
+                    name: name.into(),
+                    topic: config.topics.alerts.clone(),
+                    encoding: encoding(config.topics.alert_format, config.topics.alert_schema_id),
+                    file: config.file.alerts.clone(),
+                };
+            }
+            let out = config.outputs.get(name).cloned().unwrap_or_default();
+            OutputStream {
+                name: name.into(),
+                topic: out
+                    .topic
+                    .unwrap_or_else(|| stream.spec.default_topic.into()),
+                encoding: encoding(out.format, out.schema_id),
+                file: out
+                    .file
+                    .unwrap_or_else(|| dir.join(format!("{name}.jsonl"))),
+            }
+        })
+        .collect())
 }
 
 /// Why `spcvm run` stopped with an error.
@@ -85,6 +200,9 @@ pub enum RunError {
     /// The `[decode]` settings are invalid.
     #[error(transparent)]
     Decode(#[from] DecodeSetupError),
+    /// The stages or their output streams are misconfigured.
+    #[error("{0}")]
+    Stages(String),
     /// A Kafka client failed.
     #[error("kafka: {0}")]
     Kafka(String),
@@ -113,31 +231,4 @@ pub enum RunError {
         /// Why.
         reason: String,
     },
-}
-
-/// Adds one record's measurement counts to the metrics.
-fn record_stats(metrics: &crate::metrics::Metrics, stats: &spcvm_operators::RecordStats) {
-    if stats.non_finite > 0 {
-        metrics
-            .non_finite_values
-            .inc_by(u64::from(stats.non_finite));
-    }
-    if stats.missing > 0 {
-        metrics.missing_parameters.inc_by(u64::from(stats.missing));
-    }
-}
-
-/// The reason text when `record` has NaN or infinite measurements.
-pub(crate) fn non_finite(record: &impl spcvm_schemas::TelemetryView) -> Option<String> {
-    let bad: Vec<String> = record
-        .measurements()
-        .filter(|(_, v)| !v.is_finite())
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    (!bad.is_empty()).then(|| {
-        format!(
-            "non-finite measurement(s) {}: not charted (the finite measurements of this record were charted)",
-            bad.join(", ")
-        )
-    })
 }

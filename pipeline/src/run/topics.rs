@@ -1,12 +1,17 @@
-//! `spcvm topics create`: creates the input, alert, dead-letter and changelog topics through
-//! the Kafka Admin API, each with settings that fit its use:
+//! `spcvm topics create`: creates the input topics, the output topic of every stream the
+//! configured stages emit, the dead-letter topic and the changelog through the Kafka Admin
+//! API, each with settings that fit its use:
 //!
 //! | topic | partitions | settings |
 //! |---|---|---|
 //! | input (`tool.telemetry`) | `topics.partitions` | 7-day retention |
-//! | alerts (`spc.alerts`) | `topics.partitions` | 30-day retention |
+//! | each output stream (`spc.alerts`, ...) | `topics.partitions` | 30-day retention |
 //! | dead letters (`spc.dlq`) | 1 | 30-day retention, 32 MiB messages (letters carry the original payload) |
 //! | changelog (`spcvm.state.<group>`) | at least every input's (see below) | `cleanup.policy=compact` |
+//!
+//! The job itself creates its internal topics (the changelog) when they are missing
+//! ([`create_internal`]), as Kafka Streams does; input and output topics are the
+//! platform's to create, or this command's.
 //!
 //! Topics that already exist are reported and left alone, so the command can run at every
 //! deployment, with one exception: the state of input partition p is kept in changelog
@@ -33,8 +38,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext};
 use spcvm_sinks::ClientLog;
 
-use super::RunError;
 use super::config::PipelineConfig;
+use super::{Job, OutputStream, RunError};
 
 /// One topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,14 +214,18 @@ fn not_answered(bootstrap: &str) -> String {
     )
 }
 
-/// The topics `config` needs, with their settings, when none exists yet.
-pub fn plan(config: &PipelineConfig) -> Vec<TopicSpec> {
-    plan_for(config, &HashMap::new())
+/// The topics `job` needs, with their settings, when none exists yet.
+pub fn plan(job: &Job) -> Vec<TopicSpec> {
+    plan_for(&job.config, &job.outputs, &HashMap::new())
 }
 
-/// The topics `config` needs, given the partition counts of the topics that exist: the
-/// changelog gets as many partitions as the largest input will have.
-pub fn plan_for(config: &PipelineConfig, existing: &HashMap<String, i32>) -> Vec<TopicSpec> {
+/// The topics `config` and its `outputs` need, given the partition counts of the topics
+/// that exist: the changelog gets as many partitions as the largest input will have.
+pub fn plan_for(
+    config: &PipelineConfig,
+    outputs: &[OutputStream],
+    existing: &HashMap<String, i32>,
+) -> Vec<TopicSpec> {
     let t = &config.topics;
     let input_partitions = t
         .input
@@ -233,11 +242,15 @@ pub fn plan_for(config: &PipelineConfig, existing: &HashMap<String, i32>) -> Vec
             configs: vec![("retention.ms", days(7))],
         })
         .collect();
-    specs.push(TopicSpec {
-        name: t.alerts.clone(),
-        partitions: t.partitions,
-        configs: vec![("retention.ms", days(30))],
-    });
+    for output in outputs {
+        if !specs.iter().any(|s| s.name == output.topic) {
+            specs.push(TopicSpec {
+                name: output.topic.clone(),
+                partitions: t.partitions,
+                configs: vec![("retention.ms", days(30))],
+            });
+        }
+    }
     specs.push(TopicSpec {
         name: t.dlq.clone(),
         partitions: 1,
@@ -267,28 +280,67 @@ pub fn plan_for(config: &PipelineConfig, existing: &HashMap<String, i32>) -> Vec
 /// # Errors
 ///
 /// [`RunError::Kafka`] naming the topic that could not be created or grown.
-pub async fn create(config: &PipelineConfig) -> Result<Vec<(TopicSpec, Created)>, RunError> {
+pub async fn create(job: &Job) -> Result<Vec<(TopicSpec, Created)>, RunError> {
+    create_which(job, Which::All).await
+}
+
+/// Creates the job's internal topics (the changelog) if they are missing, with the
+/// partition count [`plan_for`] gives them; leaves existing ones alone (the job checks
+/// their partition counts itself). Returns those it created.
+///
+/// # Errors
+///
+/// [`RunError::Kafka`] naming the topic that could not be created.
+pub async fn create_internal(job: &Job) -> Result<Vec<TopicSpec>, RunError> {
+    Ok(create_which(job, Which::Internal)
+        .await?
+        .into_iter()
+        .filter(|(_, c)| *c == Created::Created)
+        .map(|(spec, _)| spec)
+        .collect())
+}
+
+/// Which topics of the plan a request creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    /// Every topic (`spcvm topics create`).
+    All,
+    /// The internal ones, and only when missing (the job at start).
+    Internal,
+}
+
+/// [`create_with`] an admin client whose librdkafka log lines and errors are logged.
+async fn create_which(job: &Job, which: Which) -> Result<Vec<(TopicSpec, Created)>, RunError> {
     let mut client = ClientConfig::new();
-    for (k, v) in config.kafka.common_properties() {
+    for (k, v) in job.config.kafka.common_properties() {
         client.set(k, v);
     }
     let admin: AdminClient<ClientLog> = client
         .create_with_context(ClientLog::default())
         .map_err(|e| RunError::Kafka(format!("cannot create the admin client: {e}")))?;
     let logs = MainQueueServer::start(&admin);
-    let result = create_with(config, &admin).await;
+    let result = create_with(job, &admin, which).await;
     drop(logs);
     admin.inner().context().flush();
     result
 }
 
-/// [`create`] with its admin client.
+/// [`create`] or [`create_internal`] with its admin client.
 async fn create_with(
-    config: &PipelineConfig,
+    job: &Job,
     admin: &AdminClient<ClientLog>,
+    which: Which,
 ) -> Result<Vec<(TopicSpec, Created)>, RunError> {
-    let existing = partition_counts(config, admin)?;
-    let specs = plan_for(config, &existing);
+    let config = &job.config;
+    let existing = partition_counts(job, admin)?;
+    let changelog = config.topics.changelog_topic(&config.kafka.group_id);
+    let mut specs = plan_for(config, &job.outputs, &existing);
+    if which == Which::Internal {
+        specs.retain(|s| s.name == changelog && !existing.contains_key(&s.name));
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
+    }
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|s| {
@@ -309,7 +361,6 @@ async fn create_with(
         .create_topics(&new_topics, &options)
         .await
         .map_err(|e| admin_error(config, "create topics", e))?;
-    let changelog = config.topics.changelog_topic(&config.kafka.group_id);
     let mut out = Vec::with_capacity(specs.len());
     for (mut spec, result) in specs.into_iter().zip(results) {
         match result {
@@ -339,12 +390,13 @@ async fn create_with(
     Ok(out)
 }
 
-/// The partition counts of the topics `config` names that exist.
+/// The partition counts of the topics `job` names that exist.
 fn partition_counts(
-    config: &PipelineConfig,
+    job: &Job,
     admin: &AdminClient<ClientLog>,
 ) -> Result<HashMap<String, i32>, RunError> {
-    let wanted: Vec<String> = plan(config).into_iter().map(|s| s.name).collect();
+    let config = &job.config;
+    let wanted: Vec<String> = plan(job).into_iter().map(|s| s.name).collect();
     // Metadata of every topic (asking for named ones may auto-create them on some
     // brokers). A blocking call: the command does nothing else meanwhile.
     let metadata = admin
@@ -403,12 +455,16 @@ mod tests {
         assert!(matches!(log_level(-1), RDKafkaLogLevel::Emerg));
     }
 
+    fn job(config: PipelineConfig) -> Job {
+        Job::new(config).unwrap()
+    }
+
     #[test]
     fn plan_compacts_the_changelog_and_mirrors_input_partitions() {
         let mut config = PipelineConfig::default();
         config.kafka.group_id = "g".into();
         config.topics.partitions = 4;
-        let specs = plan(&config);
+        let specs = plan(&job(config));
         let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
@@ -430,9 +486,10 @@ mod tests {
         config.kafka.group_id = "g".into();
         config.topics.partitions = 4;
         config.topics.input = vec!["a".into(), "b".into()];
+        let outputs = job(config.clone()).outputs;
         let changelog = |existing: &[(&str, i32)]| {
             let existing = existing.iter().map(|(n, p)| (n.to_string(), *p)).collect();
-            let specs = plan_for(&config, &existing);
+            let specs = plan_for(&config, &outputs, &existing);
             let spec = specs.iter().find(|s| s.name == "spcvm.state.g").unwrap();
             spec.partitions
         };

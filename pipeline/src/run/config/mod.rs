@@ -28,6 +28,9 @@ pub struct PipelineConfig {
     /// Where telemetry comes from and alerts go: `kafka` (production) or `file` (the
     /// embedded default: a JSON-lines file in, JSON-lines files out, no broker needed).
     pub source: SourceKind,
+    /// The stages each record goes through, in order (`spc`: the SPC charts). A stage may
+    /// read an earlier stage's output stream.
+    pub stages: Vec<String>,
     /// Kafka connection and client settings (source `kafka`).
     pub kafka: KafkaConfig,
     /// Topic names and the settings `spcvm topics create` uses.
@@ -42,6 +45,25 @@ pub struct PipelineConfig {
     pub http: HttpConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Where the output streams other than `alerts` go, by stream name
+    /// (`[outputs.<stream>]`). The `alerts` stream is set by `topics.alerts`,
+    /// `topics.alert_format`, `topics.alert_schema_id` and `file.alerts`.
+    pub outputs: BTreeMap<String, OutputConfig>,
+}
+
+/// Where one output stream goes (`[outputs.<stream>]`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Its topic (source `kafka`, keyed by tool). Default: the stream's own default topic.
+    pub topic: Option<String>,
+    /// Its encoding on the topic: `json`, or `avro` (Confluent wire format with
+    /// `schema_id`, or plain binary when that is absent).
+    pub format: AlertFormat,
+    /// Schema id to frame Avro outputs with.
+    pub schema_id: Option<u32>,
+    /// Its JSON-lines file (source `file`). Default: `<stream>.jsonl` beside `file.alerts`.
+    pub file: Option<PathBuf>,
 }
 
 impl Default for PipelineConfig {
@@ -49,6 +71,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             charts: None,
             source: SourceKind::File,
+            stages: vec!["spc".into()],
             kafka: KafkaConfig::default(),
             topics: TopicsConfig::default(),
             decode: DecodeConfig::default(),
@@ -56,6 +79,7 @@ impl Default for PipelineConfig {
             file: FileConfig::default(),
             http: HttpConfig::default(),
             log: LogConfig::default(),
+            outputs: BTreeMap::new(),
         }
     }
 }
@@ -250,11 +274,12 @@ impl TopicsConfig {
     }
 }
 
-/// How alerts are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How alerts (and the outputs of other streams) are encoded on their topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertFormat {
     /// JSON, as `spcvm backtest` writes it.
+    #[default]
     Json,
     /// Avro (`alert.avsc`).
     Avro,
@@ -560,6 +585,11 @@ impl PipelineConfig {
         if let Some(p) = &mut self.decode.avro_schema_file {
             fix(p);
         }
+        for output in self.outputs.values_mut() {
+            if let Some(p) = &mut output.file {
+                fix(p);
+            }
+        }
     }
 
     /// Checks what serde cannot: non-empty names, positive intervals.
@@ -569,6 +599,16 @@ impl PipelineConfig {
     /// [`PipelineConfigError::Invalid`] naming the key.
     pub fn validate(&self) -> Result<(), PipelineConfigError> {
         let bad = |key: &str, why: &str| Err(PipelineConfigError::Invalid(format!("{key}: {why}")));
+        if self.stages.is_empty() {
+            return bad("stages", "name at least one stage");
+        }
+        if self.outputs.contains_key("alerts") {
+            return bad(
+                "outputs.alerts",
+                "the alerts stream is set by topics.alerts, topics.alert_format, \
+                 topics.alert_schema_id and file.alerts",
+            );
+        }
         if self.source == SourceKind::Kafka {
             if self.topics.input.is_empty() || self.topics.input.iter().any(String::is_empty) {
                 return bad("topics.input", "name at least one topic, none empty");
@@ -618,154 +658,4 @@ impl PipelineConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pipeline.toml");
-        std::fs::write(&path, text).unwrap();
-        (dir, path)
-    }
-
-    #[test]
-    fn defaults_without_file_or_env() {
-        let config = load(None, env(&[])).unwrap();
-        assert_eq!(config, PipelineConfig::default());
-        assert_eq!(config.delivery.mode, DeliveryMode::ExactlyOnce);
-        assert_eq!(config.topics.changelog_topic("g1"), "spcvm.state.g1");
-    }
-
-    #[test]
-    fn env_overrides_file_and_file_overrides_defaults() {
-        let (_dir, path) = write(
-            "source = \"kafka\"\n[kafka]\nbootstrap_servers = \"file:1\"\ngroup_id = \"from-file\"\n",
-        );
-        let config = load(
-            Some(&path),
-            env(&[
-                ("SPCVM__KAFKA__BOOTSTRAP_SERVERS", "env:2,env:3"),
-                ("SPCVM__DELIVERY__MODE", "at_least_once"),
-                ("SPCVM__TOPICS__INPUT", "[\"a\", \"b\"]"),
-                ("SPCVM__DELIVERY__CHECKPOINT_INTERVAL_MS", "250"),
-                ("SPCVM__KAFKA__PROPERTIES__CLIENT.RACK", "az1"),
-                ("OTHER", "ignored"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(config.kafka.bootstrap_servers, "env:2,env:3");
-        assert_eq!(config.kafka.group_id, "from-file");
-        assert_eq!(config.delivery.mode, DeliveryMode::AtLeastOnce);
-        assert_eq!(config.topics.input, vec!["a", "b"]);
-        assert_eq!(config.delivery.checkpoint_interval_ms, 250);
-        assert_eq!(config.kafka.properties["client.rack"], "az1");
-        assert_eq!(config.kafka.common_properties()["client.rack"], "az1");
-    }
-
-    /// Clients are named after the instance, unless `properties` name them.
-    #[test]
-    fn clients_are_named_after_the_instance() {
-        let mut kafka = KafkaConfig {
-            instance_id: Some("pod-2".into()),
-            ..KafkaConfig::default()
-        };
-        assert_eq!(kafka.common_properties()["client.id"], "spcvm-pod-2");
-        kafka
-            .properties
-            .insert("client.id".into(), "fab7-spc".into());
-        assert_eq!(kafka.common_properties()["client.id"], "fab7-spc");
-    }
-
-    /// TLS without a named CA probes the system's CA bundle; a CA named anywhere, or no
-    /// TLS, leaves `ssl.ca.location` alone.
-    #[test]
-    fn tls_without_a_ca_probes_the_system_bundle() {
-        let ca = |protocol: Option<&str>, ca: Option<&str>, property: Option<(&str, &str)>| {
-            let kafka = KafkaConfig {
-                security_protocol: protocol.map(String::from),
-                ssl_ca_location: ca.map(String::from),
-                properties: property
-                    .map(|(k, v)| BTreeMap::from([(k.to_string(), v.to_string())]))
-                    .unwrap_or_default(),
-                ..KafkaConfig::default()
-            };
-            kafka.common_properties().get("ssl.ca.location").cloned()
-        };
-        assert_eq!(ca(Some("sasl_ssl"), None, None).as_deref(), Some("probe"));
-        assert_eq!(ca(Some("SSL"), None, None).as_deref(), Some("probe"));
-        let via_properties = Some(("security.protocol", "ssl"));
-        assert_eq!(ca(None, None, via_properties).as_deref(), Some("probe"));
-        assert_eq!(
-            ca(Some("ssl"), Some("/etc/kafka/ca.pem"), None).as_deref(),
-            Some("/etc/kafka/ca.pem")
-        );
-        let pem = Some(("ssl.ca.pem", "-----BEGIN CERTIFICATE-----"));
-        assert_eq!(ca(Some("sasl_ssl"), None, pem), None);
-        let own = Some(("ssl.ca.location", "/ca"));
-        assert_eq!(ca(Some("sasl_ssl"), None, own).as_deref(), Some("/ca"));
-        assert_eq!(ca(None, None, None), None);
-        assert_eq!(ca(Some("sasl_plaintext"), None, None), None);
-    }
-
-    #[test]
-    fn unknown_key_in_file_names_file_line_and_key() {
-        let (_dir, path) =
-            write("[kafka]\nbootstrap_servers = \"x:1\"\nbootstrap_server = \"y\"\n");
-        let err = load(Some(&path), env(&[])).unwrap_err().to_string();
-        assert!(err.contains("pipeline.toml:3:"), "{err}");
-        assert!(err.contains("bootstrap_server"), "{err}");
-    }
-
-    #[test]
-    fn unknown_env_key_names_the_variable() {
-        let err = load(None, env(&[("SPCVM__KAFKA__BOOTSTRAP", "x")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("SPCVM__KAFKA__BOOTSTRAP"), "{err}");
-        assert!(err.contains("bootstrap"), "{err}");
-        let err = load(None, env(&[("SPCVM__DELIVERY__MODE", "twice")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("SPCVM__DELIVERY__MODE"), "{err}");
-    }
-
-    #[test]
-    fn invalid_values_are_rejected_with_the_key() {
-        let (_dir, path) = write("[delivery]\ncheckpoint_interval_ms = 0\n");
-        let err = load(Some(&path), env(&[])).unwrap_err().to_string();
-        assert!(err.contains("delivery.checkpoint_interval_ms"), "{err}");
-        let (_dir, path) = write("[delivery]\nqueue_capacity = 1048577\n");
-        let err = load(Some(&path), env(&[])).unwrap_err().to_string();
-        assert!(
-            err.contains("delivery.queue_capacity: must be at most 1048576"),
-            "{err}"
-        );
-        let (_dir, path) = write("[delivery]\nqueue_capacity = 1048576\n");
-        assert!(load(Some(&path), env(&[])).is_ok());
-    }
-
-    #[test]
-    fn relative_paths_follow_the_file() {
-        let (dir, path) = write("charts = \"charts.toml\"\n[file]\ninput = \"in.jsonl\"\n");
-        let config = load(Some(&path), env(&[])).unwrap();
-        assert_eq!(config.charts.unwrap(), dir.path().join("charts.toml"));
-        assert_eq!(config.file.input, dir.path().join("in.jsonl"));
-    }
-
-    #[test]
-    fn transactional_id_uses_group_and_instance() {
-        let kafka = KafkaConfig {
-            group_id: "g".into(),
-            instance_id: Some("pod-0".into()),
-            ..KafkaConfig::default()
-        };
-        assert_eq!(kafka.transactional_id(), "spcvm-g-pod-0");
-    }
-}
+mod tests;

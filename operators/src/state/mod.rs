@@ -357,6 +357,10 @@ pub struct KeyedState<S> {
     /// Position of the group looked up last.
     last: usize,
     len: usize,
+    /// Groups changed since the last [`KeyedState::take_changed`], in first-change order.
+    changed: Vec<GroupId>,
+    /// Whether each group (by position) is in `changed`.
+    is_changed: Vec<bool>,
 }
 
 impl<S> Default for KeyedState<S> {
@@ -368,6 +372,8 @@ impl<S> Default for KeyedState<S> {
             long_keys: Vec::new(),
             last: usize::MAX,
             len: 0,
+            changed: Vec::new(),
+            is_changed: Vec::new(),
         }
     }
 }
@@ -511,6 +517,7 @@ impl<S> KeyedState<S> {
                     hash: h,
                     entries: Vec::new(),
                 });
+                self.is_changed.push(false);
                 g
             }
         };
@@ -518,10 +525,31 @@ impl<S> KeyedState<S> {
         g
     }
 
-    /// The states of one (tool, recipe), created empty if absent. Their first cache lines
-    /// are prefetched.
+    /// Notes that group `g` changed, unless it is noted already.
+    #[inline]
+    fn mark(&mut self, g: usize) {
+        if !self.is_changed[g] {
+            self.is_changed[g] = true;
+            self.changed.push(GroupId(g));
+        }
+    }
+
+    /// The groups changed since the last call (lent mutably: by [`KeyedState::group`],
+    /// [`KeyedState::get_or_insert_with`], [`KeyedState::iter_mut`] or
+    /// [`KeyedState::collect_mut_where`]; not by [`KeyedState::insert`], which restores), in
+    /// first-change order; forgets them.
+    pub fn take_changed(&mut self) -> Vec<GroupId> {
+        for id in &self.changed {
+            self.is_changed[id.0] = false;
+        }
+        std::mem::take(&mut self.changed)
+    }
+
+    /// The states of one (tool, recipe), created empty if absent and counted as changed.
+    /// Their first cache lines are prefetched.
     pub fn group(&mut self, tool_id: &str, recipe_id: &str) -> GroupMut<'_, S> {
         let g = self.group_index(tool_id, recipe_id);
+        self.mark(g);
         let entries = &mut self.groups[g].entries;
         let lines = std::mem::size_of::<Entry<S>>()
             .div_ceil(64)
@@ -541,19 +569,25 @@ impl<S> KeyedState<S> {
     }
 
     /// The state of `key`, created by `init` if absent (untagged: see
-    /// [`GroupMut::get_or_insert_with`]).
+    /// [`GroupMut::get_or_insert_with`]); its group counts as changed.
     pub fn get_or_insert_with(&mut self, key: ChartKeyRef<'_>, init: impl FnOnce() -> S) -> &mut S {
         let g = self.group_index(key.tool_id, key.recipe_id);
+        self.mark(g);
+        self.entry_in(g, key.parameter, init)
+    }
+
+    /// The state of `parameter` in group `g`, created by `init` if absent.
+    fn entry_in(&mut self, g: usize, parameter: &str, init: impl FnOnce() -> S) -> &mut S {
         let long = &self.long_names[..];
         let entries = &mut self.groups[g].entries;
-        let pos = match entries.iter().position(|e| e.name.is(key.parameter, long)) {
+        let pos = match entries.iter().position(|e| e.name.is(parameter, long)) {
             Some(pos) => pos,
             None => {
                 entries.reserve_exact(1);
                 entries.push(Entry {
                     tag: UNTAGGED,
                     state: init(),
-                    name: Name::new(key.parameter, &mut self.long_names),
+                    name: Name::new(parameter, &mut self.long_names),
                 });
                 self.len += 1;
                 entries.len() - 1
@@ -572,12 +606,12 @@ impl<S> KeyedState<S> {
             .map(|e| &e.state)
     }
 
-    /// Replaces the state of `key` (restore from a snapshot). The entry loses its tag, so
-    /// the next tagged lookup checks the state again.
+    /// Replaces the state of `key` (restore from a snapshot; not counted as a change). The
+    /// entry loses its tag, so the next tagged lookup checks the state again.
     pub fn insert(&mut self, key: ChartKeyRef<'_>, state: S) {
         let g = self.group_index(key.tool_id, key.recipe_id);
         let mut state = Some(state);
-        let slot = self.get_or_insert_with(key, || state.take().expect("taken once"));
+        let slot = self.entry_in(g, key.parameter, || state.take().expect("taken once"));
         if let Some(s) = state {
             *slot = s;
         }
@@ -669,8 +703,12 @@ impl<S> KeyedState<S> {
         })
     }
 
-    /// Every key and its state, mutably, in no particular order.
+    /// Every key and its state, mutably, in no particular order; every group counts as
+    /// changed.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (ChartKeyRef<'_>, &mut S)> {
+        for g in 0..self.groups.len() {
+            self.mark(g);
+        }
         let (names, keys) = (&self.long_names, &self.long_keys);
         self.groups.iter_mut().flat_map(move |group| {
             let (tool_id, recipe_id) = group.key.get(keys);
@@ -688,17 +726,23 @@ impl<S> KeyedState<S> {
     }
 
     /// The keys whose state `keep` accepts, with their states, mutably, in no particular
-    /// order. Unlike filtering [`iter_mut`](Self::iter_mut), a key is spelled out only for
-    /// the states kept (a sweep that keeps few pays for few keys).
+    /// order; their groups count as changed. Unlike filtering [`iter_mut`](Self::iter_mut),
+    /// a key is spelled out only for the states kept (a sweep that keeps few pays for few
+    /// keys).
     pub fn collect_mut_where(
         &mut self,
         mut keep: impl FnMut(&S) -> bool,
     ) -> Vec<(ChartKeyRef<'_>, &mut S)> {
         let (names, keys) = (&self.long_names, &self.long_keys);
+        let (changed, is_changed) = (&mut self.changed, &mut self.is_changed);
         let mut out = Vec::new();
-        for Group { key, entries, .. } in &mut self.groups {
+        for (g, Group { key, entries, .. }) in self.groups.iter_mut().enumerate() {
             let mut ids = None;
             for e in entries.iter_mut().filter(|e| keep(&e.state)) {
+                if !is_changed[g] {
+                    is_changed[g] = true;
+                    changed.push(GroupId(g));
+                }
                 let (tool_id, recipe_id) = *ids.get_or_insert_with(|| key.get(keys));
                 let chart = ChartKeyRef {
                     tool_id,
@@ -741,249 +785,8 @@ impl<S> KeyedState<S> {
     }
 }
 
+mod snapshot;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    #[test]
-    fn group_entries_lists_one_group_in_insertion_order() {
-        let mut store = KeyedState::<u32>::default();
-        let key = |tool_id, recipe_id, parameter| ChartKeyRef {
-            tool_id,
-            recipe_id,
-            parameter,
-        };
-        store.insert(key("T1", "R1", "b"), 1);
-        store.insert(key("T1", "R2", "a"), 2);
-        store.insert(key("T1", "R1", "a"), 3);
-        let entries: Vec<_> = store.group_entries("T1", "R1").unwrap().collect();
-        assert_eq!(entries, vec![("b", &1), ("a", &3)]);
-        assert!(store.group_entries("T2", "R1").is_none());
-        assert!(store.group_entries("T1", "R3").is_none());
-    }
-
-    /// `collect_mut_where` gives exactly the kept states with their keys (short and long
-    /// ids alike), and its states are the store's own.
-    #[test]
-    fn collect_mut_where_gives_the_kept_states_with_their_keys() {
-        let mut store = KeyedState::<u32>::default();
-        let long_tool = "IMPLANTER-WITH-A-NAME-TOO-LONG-TO-KEEP-INLINE";
-        let long_parameter = "a_parameter_name_longer_than_the_inline_room";
-        let key = |tool_id, recipe_id, parameter| ChartKeyRef {
-            tool_id,
-            recipe_id,
-            parameter,
-        };
-        for (i, k) in [
-            key("T1", "R1", "a"),
-            key("T1", "R1", "b"),
-            key("T2", "R1", "a"),
-            key(long_tool, "R9", long_parameter),
-            key(long_tool, "R9", "c"),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            store.insert(k, i as u32);
-        }
-        let mut kept: Vec<(ChartKeyRef<'_>, u32)> = store
-            .collect_mut_where(|v| v % 2 == 1 || *v == 4)
-            .into_iter()
-            .map(|(k, v)| {
-                *v += 10;
-                (k, *v)
-            })
-            .collect();
-        kept.sort();
-        let mut expected = vec![
-            (key("T1", "R1", "b"), 11),
-            (key(long_tool, "R9", long_parameter), 13),
-            (key(long_tool, "R9", "c"), 14),
-        ];
-        expected.sort();
-        assert_eq!(kept, expected);
-        let mut all: Vec<u32> = store.iter().map(|(_, v)| *v).collect();
-        all.sort();
-        assert_eq!(all, vec![0, 2, 11, 13, 14]);
-        assert!(store.collect_mut_where(|_| false).is_empty());
-    }
-
-    #[test]
-    fn short_eq_matches_slice_equality() {
-        let words = [
-            "",
-            "a",
-            "b",
-            "ab",
-            "ba",
-            "abc",
-            "acc",
-            "abb",
-            "abcd",
-            "abce",
-            "p_imr",
-            "p_xbr",
-            "p_ewma",
-            "p_xbar",
-            "TOOL-000",
-            "TOOL-001",
-            "TOOL-0001",
-            "TOOL-0002",
-            "1OOL-0001",
-            "ION-01/B11_30KEV",
-            "ION-01/B11_30KEW",
-            "JON-01/B11_30KEV",
-            "ION-01/B11_30KEV+",
-            "ION-01/B11_30KEV-",
-            "ION-01/B11_30KEV+-",
-            "ION-01/B11_3XKEV+-",
-            "gas_flow_deviation_sccm",
-            "gas_flow_deviation_sccn",
-            "gas_flow_deviatioX_sccm",
-            "gas_flow_deviation_sccm_",
-            "gas_flow_deviation_sccm__",
-            "gas_flow_deviation_sccm_-",
-        ];
-        for a in words {
-            for b in words {
-                assert_eq!(
-                    short_eq(a.as_bytes(), b.as_bytes()),
-                    a == b,
-                    "{a:?} vs {b:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn entries_restored_by_name_are_adopted_once_by_a_tagged_lookup() {
-        let key = ChartKeyRef {
-            tool_id: "ION-01",
-            recipe_id: "R1",
-            parameter: "beam_current_mA",
-        };
-        let mut st = KeyedState::<u32>::default();
-        st.insert(key, 7);
-        let mut adopted = 0;
-        let mut group = st.group("ION-01", "R1");
-        assert_eq!(
-            *group.get_or_insert_with("beam_current_mA", 3, || 0, |_| adopted += 1),
-            7
-        );
-        *group.get_or_insert_with("dose_uniformity_pct", 4, || 1, |_| panic!("new")) += 1;
-        assert_eq!(
-            *group.get_or_insert_with("beam_current_mA", 3, || 0, |_| panic!("tagged")),
-            7
-        );
-        // Another tag for a known name (another monitor over the same store) adopts it.
-        assert_eq!(
-            *group.get_or_insert_with("beam_current_mA", 9, || 0, |s| *s += 1),
-            8
-        );
-        assert_eq!(adopted, 1);
-        assert_eq!(st.len(), 2);
-        assert_eq!(st.get(key), Some(&8));
-        // A restore clears the tag again.
-        st.insert(key, 5);
-        let mut group = st.group("ION-01", "R1");
-        assert_eq!(
-            *group.get_or_insert_with("beam_current_mA", 9, || 0, |s| *s += 10),
-            15
-        );
-    }
-
-    #[test]
-    fn another_callers_tags_adopt_entries_by_name() {
-        let mut st = KeyedState::<&str>::default();
-        let mut group = st.group("T", "R");
-        let keep = |_: &mut &str| {};
-        *group.get_or_insert_with("beam", 1, || "beam", keep) = "beam";
-        *group.get_or_insert_with("dose", 2, || "dose", keep) = "dose";
-        // Another configuration tags the same parameters 3 and 4.
-        assert_eq!(*group.get_or_insert_with("dose", 4, || "new", keep), "dose");
-        assert_eq!(*group.get_or_insert_with("beam", 3, || "new", keep), "beam");
-        assert_eq!(*group.get_or_insert_with("beam", 3, || "new", keep), "beam");
-        assert_eq!(*group.get_or_insert_with("dose", 4, || "new", keep), "dose");
-        assert_eq!(st.len(), 2);
-    }
-
-    #[test]
-    fn keys_do_not_collide_and_round_trip() {
-        let mut st = KeyedState::<u32>::default();
-        let a = ChartKeyRef {
-            tool_id: "a\u{1f}b",
-            recipe_id: "c",
-            parameter: "p",
-        };
-        let b = ChartKeyRef {
-            tool_id: "a",
-            recipe_id: "b\u{1f}c",
-            parameter: "p",
-        };
-        let c = ChartKeyRef {
-            tool_id: "ab",
-            recipe_id: "",
-            parameter: "p",
-        };
-        let d = ChartKeyRef {
-            tool_id: "a",
-            recipe_id: "b",
-            parameter: "p",
-        };
-        *st.get_or_insert_with(a, || 0) += 1;
-        *st.get_or_insert_with(b, || 10) += 1;
-        *st.get_or_insert_with(a, || 0) += 1;
-        *st.get_or_insert_with(c, || 20) += 1;
-        *st.get_or_insert_with(d, || 30) += 1;
-        assert_eq!(st.len(), 4);
-        assert_eq!(st.get(a), Some(&2));
-        assert_eq!(st.get(b), Some(&11));
-        assert_eq!(st.get(c), Some(&21));
-        assert_eq!(st.get(d), Some(&31));
-        let keys: Vec<_> = st.sorted().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, vec![d, b, a, c]);
-    }
-
-    #[test]
-    fn long_ids_and_many_groups_are_found() {
-        let mut st = KeyedState::<usize>::default();
-        let long_tool = "IMPLANTER-WITH-A-VERY-LONG-NAME-0001";
-        let long_param = "a_parameter_name_longer_than_23_bytes";
-        let mut keys = vec![];
-        for i in 0..5000 {
-            let tool = if i % 7 == 0 {
-                format!("{long_tool}-{i}")
-            } else {
-                format!("T{i}")
-            };
-            for p in [long_param, "short", "exactly_23_bytes_long_x"] {
-                keys.push((tool.clone(), format!("R{}", i % 3), p));
-            }
-        }
-        let tag = |p: &str| 1 + u64::from(p == long_param) + 2 * u64::from(p == "short");
-        for (n, (t, r, p)) in keys.iter().enumerate() {
-            let mut group = st.group(t, r);
-            assert_eq!(*group.get_or_insert_with(p, tag(p), || n, |_| {}), n);
-        }
-        assert_eq!(st.len(), keys.len());
-        for (n, (t, r, p)) in keys.iter().enumerate() {
-            let key = ChartKeyRef {
-                tool_id: t,
-                recipe_id: r,
-                parameter: p,
-            };
-            assert_eq!(st.get(key), Some(&n), "{key:?}");
-            let mut group = st.group(t, r);
-            assert_eq!(*group.get_or_insert_with(p, tag(p), || 0, |_| panic!()), n);
-        }
-        assert_eq!(st.len(), keys.len());
-        let mut listed: Vec<usize> = st.iter().map(|(_, &n)| n).collect();
-        listed.sort_unstable();
-        assert_eq!(listed, (0..keys.len()).collect::<Vec<_>>());
-        assert!(
-            st.iter()
-                .all(|(k, &n)| k.tool_id == keys[n].0 && k.parameter == keys[n].2)
-        );
-        assert_eq!(st.long_names.len(), 1);
-    }
-}
+pub use snapshot::{GroupSnapshot, GroupSnapshotRef};

@@ -1,0 +1,478 @@
+//! One partition's task: takes its messages from the partition's queue in batches, runs
+//! them through the record path, sends or holds the outputs, and answers checkpoint
+//! barriers between batches.
+
+use super::*;
+
+/// One partition's task: takes its messages from the partition's queue in batches,
+/// decodes them in order, runs them through its processor, sends the outputs, and answers
+/// checkpoint barriers between batches.
+pub(super) async fn partition_task(
+    shared: Arc<Shared>,
+    tp: Tp,
+    mut processor: PartitionChain,
+    queue: PartitionQueue,
+    mut rx: mpsc::Receiver<Barrier>,
+    skip_below: Option<i64>,
+) {
+    let consumed = shared
+        .job
+        .metrics
+        .messages_consumed
+        .with_label_values(&[&tp.0]);
+    let mut task = PartitionTask {
+        gate: shared.gate.subscribe(),
+        required_epoch: *shared.gate.borrow(),
+        shared: shared.clone(),
+        tp,
+        next_offset: None,
+        skip_below,
+        acks: FuturesOrdered::new(),
+        step: Step::default(),
+        held: VecDeque::new(),
+    };
+    let mut messages = Messages::default();
+    // Whether the queue may hold messages: false once a take came back empty, until
+    // librdkafka signals an arrival.
+    let mut readable = true;
+    // Cleared by a last barrier (revocation, shutdown): what the task processed after it
+    // would belong to no commit.
+    let mut taking = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some(ack) = task.acks.next(), if !task.acks.is_empty() => {
+                if let Err(e) = task.acknowledged(ack) {
+                    shared.fail(e);
+                    return;
+                }
+            }
+            barrier = rx.recv() => {
+                let Some(Barrier { reply, epoch, last }) = barrier else {
+                    return;
+                };
+                let result = task.checkpoint(&mut processor, reply).await;
+                task.required_epoch = epoch;
+                taking &= !last;
+                if let Err(e) = result {
+                    shared.fail(e);
+                    return;
+                }
+            }
+            // The transaction that held outputs wait for may have begun.
+            _ = task.gate.changed(), if !task.held.is_empty() => {
+                if let Err(e) = task.flush_if_open().await {
+                    shared.fail(e);
+                    return;
+                }
+            }
+            () = queue.readable(), if taking && !readable => readable = true,
+            () = std::future::ready(()), if taking && readable => {
+                let taken = queue.take(shared.batch, &mut messages);
+                if taken == 0 {
+                    readable = false;
+                } else {
+                    consumed.inc_by(taken as u64);
+                    shared.uncheckpointed.fetch_add(taken as u64, Ordering::Relaxed);
+                    let result = task.records(&mut processor, &messages, Instant::now()).await;
+                    messages.clear();
+                    if let Err(e) = result {
+                        shared.fail(e);
+                        return;
+                    }
+                    // Taking from the queue never waits: give the other tasks their turn.
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+}
+
+/// The outputs of one message: their delivery futures, awaited in message order.
+pub(super) type Acks = FuturesOrdered<
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Acked, RunError>> + Send>>,
+>;
+
+/// A batch of messages whose outputs are all acknowledged.
+pub(super) struct Acked {
+    pub(super) received: Instant,
+    /// Outputs of the batch's records on the stages' streams: one latency observation
+    /// each.
+    pub(super) produced: usize,
+    /// At-least-once checkpoint: the barrier's answer, sent once this and every earlier
+    /// output of the task is acknowledged (the ack queue resolves in order).
+    pub(super) reply: Option<(CheckpointSender, CheckpointReply)>,
+}
+
+/// Where a task answers a checkpoint barrier.
+pub(super) type CheckpointSender = std_mpsc::SyncSender<Result<CheckpointReply, RunError>>;
+
+pub(super) struct PartitionTask {
+    /// Sends wait for this to reach `required_epoch` (exactly-once).
+    pub(super) gate: tokio::sync::watch::Receiver<u64>,
+    /// The transaction this task's next outputs belong to.
+    pub(super) required_epoch: u64,
+    pub(super) shared: Arc<Shared>,
+    pub(super) tp: Tp,
+    /// Next offset to consume once everything before it is safe.
+    pub(super) next_offset: Option<i64>,
+    /// at_least_once: records before this offset are in the restored state already (it
+    /// was written after their offsets' commit failed or before it happened), and skipped.
+    pub(super) skip_below: Option<i64>,
+    pub(super) acks: Acks,
+    /// The record path's results for the batch being processed.
+    pub(super) step: Step,
+    /// Outputs of whole batches held back, in order, while the transaction they belong to
+    /// has not begun (exactly-once: the previous one is committing); sent once it has.
+    pub(super) held: VecDeque<HeldBatch>,
+}
+
+impl PartitionTask {
+    /// Whether this task's outputs may be sent now: at-least-once, or the transaction they
+    /// belong to has begun.
+    pub(super) fn gate_is_open(&self) -> bool {
+        self.shared.mode != DeliveryMode::ExactlyOnce || *self.gate.borrow() >= self.required_epoch
+    }
+
+    /// Sends every held output, in order (the gate must be open), one acknowledgement
+    /// future per batch.
+    pub(super) async fn flush(&mut self) -> Result<(), RunError> {
+        let shared = self.shared.clone();
+        while let Some(batch) = self.held.pop_front() {
+            let mut deliveries = Vec::with_capacity(batch.outputs.len());
+            for output in batch.outputs {
+                deliveries.push(match output {
+                    Held::Output {
+                        stream,
+                        key,
+                        payload,
+                    } => {
+                        let topic = &shared.job.outputs[usize::from(stream.0)].topic;
+                        let delivery = shared.sink.send_output(topic, &key, &payload).await?;
+                        (Output::Stream(stream), delivery)
+                    }
+                    Held::DeadLetter {
+                        key,
+                        payload,
+                        headers,
+                        offset,
+                        kind,
+                        error,
+                    } => {
+                        let letter = DeadLetter {
+                            key: key.as_deref(),
+                            payload: payload.as_deref(),
+                            headers: &headers,
+                            topic: &self.tp.0,
+                            partition: self.tp.1,
+                            offset,
+                            kind,
+                            error: &error,
+                        };
+                        (
+                            Output::DeadLetter,
+                            shared.sink.send_dead_letter(&letter).await?,
+                        )
+                    }
+                });
+            }
+            self.acks.push_back(acks_of(
+                shared.clone(),
+                deliveries,
+                batch.received,
+                batch.produced,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends the held outputs if their transaction has begun.
+    pub(super) async fn flush_if_open(&mut self) -> Result<(), RunError> {
+        if !self.held.is_empty() && self.gate_is_open() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the transaction this task's outputs belong to has begun.
+    pub(super) async fn gate_open(&mut self) -> Result<(), RunError> {
+        if self.shared.mode == DeliveryMode::ExactlyOnce
+            && *self.gate.borrow() < self.required_epoch
+        {
+            let required = self.required_epoch;
+            self.gate
+                .wait_for(|open| *open >= required)
+                .await
+                .map_err(|_| RunError::Kafka("the transaction gate closed".into()))?;
+        }
+        Ok(())
+    }
+
+    /// Processes a batch of messages, then queues one future for all their deliveries, or,
+    /// in exactly-once while the transaction they belong to has not begun, holds their
+    /// outputs back (up to [`MAX_HELD`] outputs and [`MAX_HELD_BYTES`]) and goes on.
+    pub(super) async fn records(
+        &mut self,
+        processor: &mut PartitionChain,
+        batch: &Messages,
+        received: Instant,
+    ) -> Result<(), RunError> {
+        self.flush_if_open().await?;
+        let (outputs, bytes) = self.held.iter().fold((0, 0), |(outputs, bytes), batch| {
+            (outputs + batch.outputs.len(), bytes + batch.bytes)
+        });
+        if outputs >= MAX_HELD || bytes >= MAX_HELD_BYTES {
+            self.gate_open().await?;
+            self.flush().await?;
+        }
+        let mut outbox = if self.held.is_empty() && self.gate_is_open() {
+            Outbox::Sending(Vec::new())
+        } else {
+            Outbox::Holding(Vec::new())
+        };
+        // One clone a batch (a clone a record was a contended atomic pair on every record).
+        let shared = self.shared.clone();
+        let job = &shared.job;
+        // at_least_once after a restore: the leading records the state holds already (a
+        // partition's messages come in offset order) are passed over.
+        let skipped = self.skip_below.map_or(0, |below| {
+            batch.iter().take_while(|m| m.offset() < below).count()
+        });
+        let mut messages = Vec::with_capacity(batch.len() - skipped);
+        let mut decoded = Vec::with_capacity(batch.len() - skipped);
+        for message in batch.iter().skip(skipped) {
+            if let Some(error) = message.error() {
+                tracing::warn!(topic = %self.tp.0, partition = self.tp.1, %error, "consumer error");
+                continue;
+            }
+            let payload = message.payload().unwrap_or_default();
+            let result = match job.decoder.decode_ref(payload) {
+                Err(e) if e.is_transient() => decode_with_retry(job, payload).await,
+                result => result,
+            };
+            if let (Some(key), Ok(record)) = (message.key(), &result)
+                && key != record.tool_id.as_bytes()
+            {
+                job.metrics.key_mismatches.inc();
+            }
+            decoded.push((messages.len(), result.map_err(Rejection::from)));
+            messages.push(message);
+        }
+        self.step.batch(processor, decoded);
+        self.step.count(&job.metrics);
+        for (i, rejection) in self.step.rejected.drain(..) {
+            let message = &messages[i];
+            Self::dead_letter(&shared, &self.tp, &mut outbox, message, rejection).await?;
+        }
+        let produced = self.step.outputs.len();
+        for emitted in self.step.outputs.drain(..) {
+            let stream = &job.outputs[usize::from(emitted.stream.0)];
+            let key = emitted.output.key();
+            let payload = stream
+                .encoding
+                .encode(emitted.output.as_ref())
+                .map_err(|source| KafkaSinkError::Encode {
+                    topic: stream.topic.clone(),
+                    key: key.to_string(),
+                    source,
+                })?;
+            match &mut outbox {
+                Outbox::Sending(deliveries) => {
+                    let delivery = shared
+                        .sink
+                        .send_output(&stream.topic, key.as_bytes(), &payload)
+                        .await?;
+                    deliveries.push((Output::Stream(emitted.stream), delivery));
+                }
+                Outbox::Holding(held) => held.push(Held::Output {
+                    stream: emitted.stream,
+                    key: key.as_bytes().to_vec(),
+                    payload,
+                }),
+            }
+        }
+        self.step.clear();
+        if let Some(last) = messages.last() {
+            self.next_offset = Some(last.offset() + 1);
+        }
+        if let Some(below) = self.skip_below {
+            if skipped > 0 {
+                tracing::info!(
+                    topic = %self.tp.0,
+                    partition = self.tp.1,
+                    skipped,
+                    below,
+                    "skipped records the restored state holds already"
+                );
+            }
+            if batch.last().is_some_and(|m| m.offset() + 1 >= below) {
+                self.skip_below = None;
+                self.next_offset = self.next_offset.max(Some(below));
+            }
+        }
+        match outbox {
+            Outbox::Sending(deliveries) => {
+                self.acks
+                    .push_back(acks_of(shared.clone(), deliveries, received, produced));
+            }
+            Outbox::Holding(outputs) if !outputs.is_empty() => {
+                self.held.push_back(HeldBatch {
+                    received,
+                    produced,
+                    bytes: outputs.iter().map(Held::bytes).sum(),
+                    outputs,
+                });
+                self.flush_if_open().await?;
+            }
+            Outbox::Holding(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Sends `message` to the dead-letter topic, or holds a copy of it (a free-standing
+    /// future: it must not borrow the task, whose ack queue is not `Sync`).
+    pub(super) async fn dead_letter(
+        shared: &Shared,
+        tp: &Tp,
+        outbox: &mut Outbox,
+        message: &QueuedMessage<'_>,
+        rejection: Rejection,
+    ) -> Result<(), RunError> {
+        let kind = rejection.kind();
+        let error = match rejection {
+            Rejection::Undecodable { reason, .. } | Rejection::NonFinite { reason } => reason,
+        };
+        let headers = message.headers();
+        let offset = message.offset();
+        tracing::debug!(topic = %tp.0, partition = tp.1, offset, kind, %error, "dead letter");
+        match outbox {
+            Outbox::Sending(deliveries) => {
+                let letter = DeadLetter {
+                    key: message.key(),
+                    payload: message.payload(),
+                    headers: &headers,
+                    topic: &tp.0,
+                    partition: tp.1,
+                    offset,
+                    kind,
+                    error: &error,
+                };
+                let delivery = shared.sink.send_dead_letter(&letter).await?;
+                deliveries.push((Output::DeadLetter, delivery));
+            }
+            Outbox::Holding(held) => held.push(Held::DeadLetter {
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+                headers,
+                offset,
+                kind,
+                error,
+            }),
+        }
+        Ok(())
+    }
+
+    pub(super) fn acknowledged(&mut self, ack: Result<Acked, RunError>) -> Result<(), RunError> {
+        let ack = ack?;
+        let latency = ack.received.elapsed().as_secs_f64();
+        for _ in 0..ack.produced {
+            self.shared.job.metrics.processing_latency.observe(latency);
+        }
+        if let Some((reply, answer)) = ack.reply {
+            // The coordinator may have stopped waiting (it failed): nothing to tell.
+            let _ = reply.send(Ok(answer));
+        }
+        Ok(())
+    }
+
+    /// Answers a checkpoint barrier: sends the changelog records of what changed, and
+    /// replies with the next offset to consume. In exactly-once the reply goes at once (the
+    /// commit flushes every output of the transaction); in at-least-once it goes when every
+    /// earlier output of the task is acknowledged, while the task goes on processing.
+    pub(super) async fn checkpoint(
+        &mut self,
+        processor: &mut PartitionChain,
+        reply: CheckpointSender,
+    ) -> Result<(), RunError> {
+        let result = self.write_changelog(processor).await;
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                let _ = reply.send(Err(RunError::Kafka(e.to_string())));
+                return Err(e);
+            }
+        };
+        match self.shared.mode {
+            DeliveryMode::ExactlyOnce => {
+                let _ = reply.send(Ok(answer));
+            }
+            DeliveryMode::AtLeastOnce => {
+                // Offsets may only move past messages whose outputs are all acknowledged:
+                // the answer rides at the end of the ack queue.
+                self.acks.push_back(Box::pin(std::future::ready(Ok(Acked {
+                    received: Instant::now(),
+                    produced: 0,
+                    reply: Some((reply, answer)),
+                }))));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the changelog records of the state changed since the last checkpoint (in the
+    /// transaction this task is filling) and queues their acknowledgements.
+    pub(super) async fn write_changelog(
+        &mut self,
+        processor: &mut PartitionChain,
+    ) -> Result<CheckpointReply, RunError> {
+        // The changelog records belong to the transaction this task is filling, after the
+        // outputs it holds for that transaction.
+        self.gate_open().await?;
+        self.flush().await?;
+        if self.shared.mode == DeliveryMode::AtLeastOnce {
+            // The partition record says the state reaches `next_offset`, and a restore
+            // skips the records before it: their outputs must be stored first.
+            while let Some(ack) = self.acks.next().await {
+                self.acknowledged(ack)?;
+            }
+        }
+        let sink = &self.shared.sink;
+        let mut deliveries = Vec::new();
+        for record in processor.checkpoint(self.next_offset) {
+            let delivery = sink
+                .send_state(self.tp.1, &record.key, &record.value)
+                .await?;
+            deliveries.push((Output::State, delivery));
+        }
+        self.shared
+            .job
+            .metrics
+            .changelog_records
+            .inc_by(deliveries.len() as u64);
+        self.acks
+            .push_back(acks_of(self.shared.clone(), deliveries, Instant::now(), 0));
+        Ok(CheckpointReply {
+            next_offset: self.next_offset,
+            keys: processor.keys(),
+        })
+    }
+}
+
+/// Decodes `payload`, waiting and retrying while the failure is transient (the schema
+/// registry is unreachable): such a message is not bad and must not be dead-lettered.
+pub(super) async fn decode_with_retry<'a>(
+    job: &Job,
+    payload: &'a [u8],
+) -> Result<TelemetryRef<'a>, crate::decode::DecodeError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match job.decoder.decode_ref(payload) {
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "transient decode failure");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            other => return other,
+        }
+    }
+}
