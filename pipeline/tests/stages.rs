@@ -206,8 +206,10 @@ fn a_second_stage_runs_in_the_file_runtime_and_restores_from_its_checkpoint() {
     config.file.alerts = dir.path().join("out/alerts.jsonl");
     config.file.dlq = dir.path().join("out/dlq.jsonl");
     config.file.checkpoint = dir.path().join("out/checkpoint.bin");
-    // Following, so that the first run stops at a checkpoint instead of ending the input.
+    // Following, so that the first run stops at a checkpoint instead of ending the input;
+    // one checkpoint a run, at the end of what is there to read.
     config.file.follow = true;
+    config.delivery.checkpoint_interval_ms = 3_600_000;
     let stop = AtomicBool::new(true);
     let run = || {
         let job = Job::with_stages(config.clone(), |name| {

@@ -32,6 +32,7 @@ use spcvm_sinks::AppendFile;
 use super::changelog::{ChangelogKey, decode_value, encode_value};
 use super::{Job, RunError};
 use crate::stages::PartitionChain;
+use crate::stages::commit::Participants;
 use crate::stages::step::{Rejection, Step};
 
 /// The pseudo-topic name file records are charted under (it prefixes the state keys).
@@ -257,6 +258,8 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
             "the checkpoint holds state of a stage this job does not run: dropped"
         );
     }
+    let mut participants = Participants::open(&job.participants, &job.chain, FILE_TOPIC, 0)?;
+    participants.recover(partition.prepared())?;
     job.metrics.keys.set(partition.keys() as i64);
     job.metrics.partitions_assigned.set(1);
     job.health.set_ready(true);
@@ -279,6 +282,7 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
         cp,
         outputs,
         dlq: dlq_out,
+        participants,
         step: Step::default(),
     };
     let mut offset = files.cp.input_offset;
@@ -362,6 +366,8 @@ struct Files<'j> {
     /// One file per output stream, by stream id.
     outputs: Vec<AppendFile>,
     dlq: AppendFile,
+    /// Sinks outside these files, in the checkpoint's two-phase commit.
+    participants: Participants,
     step: Step,
 }
 
@@ -387,6 +393,7 @@ impl Files<'_> {
         summary.records += step.records;
         for emitted in &step.outputs {
             self.outputs[usize::from(emitted.stream.0)].write_line(&emitted.output.to_json())?;
+            self.participants.write(&self.job.chain, emitted)?;
             if emitted.output.value().is::<Alert>() {
                 summary.alerts += 1;
             }
@@ -395,8 +402,9 @@ impl Files<'_> {
         Ok(())
     }
 
-    /// Fsyncs the outputs, then writes the checkpoint: the input position, the outputs'
-    /// lengths and the state changed since the last one.
+    /// Fsyncs the outputs and has the participants prepare, then writes the checkpoint (the
+    /// input position, the outputs' lengths, the state changed since the last one and what
+    /// the participants prepared), then has the participants finalize.
     fn checkpoint(&mut self, offset: u64, line_no: u64, ended: bool) -> Result<(), RunError> {
         let started = Instant::now();
         let cfg = &self.job.config.file;
@@ -410,7 +418,8 @@ impl Files<'_> {
             }
         }
         cp.dlq_len = self.dlq.commit()?;
-        for record in self.partition.checkpoint(None) {
+        let prepared = self.participants.prepare()?;
+        for record in self.partition.checkpoint(None, prepared) {
             cp.state.insert(record.key, record.value);
         }
         if cp.input_offset < HEAD_BYTES || cp.input_head == 0 {
@@ -423,6 +432,7 @@ impl Files<'_> {
         cp.input_line = line_no;
         cp.ended = ended;
         write_checkpoint(&cfg.checkpoint, cp)?;
+        self.participants.finalize()?;
         let metrics = &self.job.metrics;
         metrics
             .checkpoint_duration

@@ -49,6 +49,7 @@ use crate::config::ConfigFileError;
 use crate::decode::{DecodeSetupError, Decoder};
 use crate::http::Health;
 use crate::metrics::Metrics;
+use crate::stages::commit::ParticipantFactory;
 use crate::stages::{Chain, DynStage};
 use config::{AlertFormat, PipelineConfig, SourceKind};
 
@@ -64,6 +65,9 @@ pub struct Job {
     pub chain: Arc<Chain>,
     /// Where each output stream of the chain goes, by [`crate::stages::StreamId`].
     pub outputs: Vec<OutputStream>,
+    /// Sinks outside Kafka that take part in checkpoints (none is configured yet: the
+    /// Parquet feature store will be the first; tests add theirs).
+    pub participants: Vec<Arc<dyn ParticipantFactory>>,
     /// Payload decoder.
     pub decoder: Decoder,
     /// Metrics.
@@ -133,6 +137,7 @@ impl Job {
             config,
             chain: Arc::new(chain),
             outputs,
+            participants: Vec::new(),
             decoder,
             metrics: Arc::new(Metrics::new()),
             health: Health::default(),
@@ -200,6 +205,9 @@ pub enum RunError {
     /// The `[decode]` settings are invalid.
     #[error(transparent)]
     Decode(#[from] DecodeSetupError),
+    /// A sink outside Kafka failed in a checkpoint's two-phase commit.
+    #[error("commit participant {0}")]
+    Commit(#[from] crate::stages::commit::CommitError),
     /// The stages or their output streams are misconfigured.
     #[error("{0}")]
     Stages(String),

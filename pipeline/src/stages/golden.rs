@@ -100,8 +100,10 @@ impl Partition {
     }
 
     fn checkpoint(&mut self, next_offset: usize) {
-        self.changelog
-            .extend(self.partition.checkpoint(Some(next_offset as i64)));
+        self.changelog.extend(
+            self.partition
+                .checkpoint(Some(next_offset as i64), Vec::new()),
+        );
     }
 }
 

@@ -12,6 +12,9 @@
 //!   the stages, advances event time, checkpoints what changed and restores it.
 //! - [`step`]: the record path (validate, dead letter, stages, outputs, statistics) that
 //!   `spcvm backtest`, the file runtime and the Kafka runtime all take.
+//! - [`commit`]: [`commit::Participant`], a sink outside Kafka in the checkpoint's
+//!   two-phase commit (prepare at the checkpoint, finalize once it is committed, recover
+//!   after a restart).
 //! - [`golden`]: the broker-free harness every chain gets: straight = checkpointed =
 //!   restored, byte for byte on every stream.
 //!
@@ -28,6 +31,7 @@
 //! their tools: they are co-partitioned. An input keyed otherwise (metrology results keyed
 //! by wafer, say) joins through a repartition topic keyed by tool, as Kafka Streams does.
 
+pub mod commit;
 pub mod erased;
 pub mod golden;
 pub mod partition;
@@ -82,6 +86,9 @@ pub enum ChainError {
     /// Two streams share a name.
     #[error("two streams are named `{0}` (stages `{1}` and `{2}`)")]
     DuplicateStream(String, String, String),
+    /// A stage name starts with `@` (reserved for the runtime's own changelog records).
+    #[error("stage `{0}`: names starting with `@` are reserved")]
+    ReservedName(String),
     /// A stage is named like an input topic.
     #[error(
         "stage `{0}` is named like an input topic: changelog keys start with the stage name \
@@ -146,6 +153,9 @@ impl Chain {
             let name = stage.name();
             if stages[..i].iter().any(|s| s.name() == name) {
                 return Err(ChainError::DuplicateStage(name.to_string()));
+            }
+            if name.starts_with('@') {
+                return Err(ChainError::ReservedName(name.to_string()));
             }
             if inputs.contains(&name) {
                 return Err(ChainError::NamedLikeTopic(name.to_string()));

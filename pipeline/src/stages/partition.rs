@@ -15,6 +15,7 @@ use std::sync::Arc;
 use spcvm_operators::RecordStats;
 use spcvm_schemas::{TelemetryRef, TelemetryView};
 
+use super::commit::{COMMIT_STAGE, Prepared};
 use super::{Chain, Emitted, StageTask};
 use crate::run::changelog::{
     ChangelogError, ChangelogKey, PartitionMeta, decode_value, encode_value,
@@ -55,6 +56,8 @@ pub struct PartitionChain {
     scratch: Vec<Emitted>,
     /// Keys restored for stages this job does not run, by stage name.
     dropped: BTreeMap<String, u64>,
+    /// What each commit participant prepared last, as restored (by participant name).
+    prepared: BTreeMap<String, Prepared>,
 }
 
 impl std::fmt::Debug for PartitionChain {
@@ -83,6 +86,7 @@ impl PartitionChain {
             since_checkpoint: 0,
             scratch: Vec::new(),
             dropped: BTreeMap::new(),
+            prepared: BTreeMap::new(),
         }
     }
 
@@ -211,12 +215,21 @@ impl PartitionChain {
         &self.dropped
     }
 
+    /// What each commit participant prepared last, as restored (by participant name).
+    pub fn prepared(&self) -> &BTreeMap<String, Prepared> {
+        &self.prepared
+    }
+
     /// Changelog records for everything changed since the last checkpoint (each stage's
-    /// changed keys in first-change order, stage by stage, then the partition record), and
-    /// forgets the changes. With `next_offset` (the input offset after the last record
-    /// processed) the partition record carries it; it comes last, so once it is stored the
-    /// keys before it are too.
-    pub fn checkpoint(&mut self, next_offset: Option<i64>) -> Vec<StateRecord> {
+    /// changed keys in first-change order, stage by stage, then `prepared`, the records of
+    /// the commit participants, then the partition record), and forgets the changes. With
+    /// `next_offset` (the input offset after the last record processed) the partition
+    /// record carries it; it comes last, so once it is stored the records before it are too.
+    pub fn checkpoint(
+        &mut self,
+        next_offset: Option<i64>,
+        prepared: Vec<StateRecord>,
+    ) -> Vec<StateRecord> {
         if next_offset.is_some() && next_offset != self.meta.next_offset {
             self.meta.next_offset = next_offset;
             self.meta_dirty = true;
@@ -231,6 +244,7 @@ impl PartitionChain {
                 });
             });
         }
+        records.extend(prepared);
         if self.meta_dirty {
             records.push(StateRecord {
                 key: ChangelogKey::Partition {
@@ -257,6 +271,11 @@ impl PartitionChain {
             None => Ok(false),
             Some(ChangelogKey::Partition { .. }) => {
                 self.meta = decode_value(value)?;
+                Ok(true)
+            }
+            Some(ChangelogKey::Stage { stage, mut key, .. }) if stage == COMMIT_STAGE => {
+                let name = key.pop().unwrap_or_default();
+                self.prepared.insert(name, decode_value(value)?);
                 Ok(true)
             }
             Some(ChangelogKey::Stage { stage, key, .. }) => {

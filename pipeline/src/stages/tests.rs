@@ -61,7 +61,7 @@ fn a_checkpoint_writes_each_changed_key_once_in_first_change_order() {
     for r in views(&docs) {
         p.process(&r, &mut out);
     }
-    let first = p.checkpoint(Some(5));
+    let first = p.checkpoint(Some(5), Vec::new());
     let key = |t: &str, r: &str| ("spc".to_string(), vec![t.to_string(), r.to_string()]);
     assert_eq!(
         keys(&first),
@@ -86,10 +86,10 @@ fn a_checkpoint_writes_each_changed_key_once_in_first_change_order() {
     assert_eq!(restored.keys(), p.keys());
 
     // Only what changed since: nothing, then one group.
-    assert!(keys(&p.checkpoint(None)).is_empty());
+    assert!(keys(&p.checkpoint(None, Vec::new())).is_empty());
     let again = documents(&[record("A", "R2", 9)]);
     p.process(&views(&again)[0], &mut out);
-    assert_eq!(keys(&p.checkpoint(None)), [key("A", "R2")]);
+    assert_eq!(keys(&p.checkpoint(None, Vec::new())), [key("A", "R2")]);
 }
 
 /// The changelog the build before stages (920370b) wrote for the first 900 lines of the
@@ -189,4 +189,56 @@ fn a_chain_is_checked_when_it_is_built() {
         Stage::name(&SpcMonitor::new(&MonitorConfig::default()).unwrap()),
         "spc"
     );
+}
+
+#[test]
+fn the_record_path_dead_letters_what_it_rejects_and_charts_what_is_finite() {
+    let chain = chain(vec![spc()]);
+    let mut p = PartitionChain::new(chain, "t", None);
+    let mut step = step::Step::default();
+    let doc = br#"{"tool_id":"ION-01","tool_type":"ion_implant","recipe_id":"R","event_time":1,"measurements":{"beam_current_mA":NaN,"dose_uniformity_pct":95.0}}"#;
+    let nan = spcvm_schemas::decode_telemetry_json_ref(doc).unwrap();
+    let ok = documents(&[record("ION-01", "R", 2)]);
+    let undecodable = step::Rejection::Undecodable {
+        kind: "json",
+        reason: "expected value at line 1".into(),
+    };
+    step.batch(
+        &mut p,
+        [
+            (0, Ok(nan)),
+            (1, Err(undecodable.clone())),
+            (2, Ok(views(&ok)[0].clone())),
+        ],
+    );
+    assert_eq!(step.records, 2);
+    assert_eq!(step.rejected.len(), 2);
+    assert_eq!(step.rejected[0].0, 0);
+    assert_eq!(step.rejected[0].1.kind(), "non_finite");
+    assert!(
+        step.rejected[0].1.reason().contains("beam_current_mA=NaN"),
+        "{}",
+        step.rejected[0].1.reason()
+    );
+    assert_eq!(step.rejected[1], (1, undecodable));
+    // The NaN is counted, not charted; the dose of the same record is.
+    assert_eq!(step.stats.non_finite, 1);
+    assert_eq!(step.stats.routed, 3);
+    let store: &KeyedState<SpcState> = p.store("spc").unwrap();
+    let chart = |parameter| {
+        store
+            .get(spcvm_operators::ChartKeyRef {
+                tool_id: "ION-01",
+                recipe_id: "R",
+                parameter,
+            })
+            .unwrap()
+            .chart
+            .clone()
+    };
+    assert_eq!(chart("beam_current_mA").samples, 1);
+    assert_eq!(chart("beam_current_mA").non_finite, 1);
+    assert_eq!(chart("dose_uniformity_pct").samples, 1);
+    step.clear();
+    assert!(step.rejected.is_empty() && step.records == 0);
 }

@@ -206,9 +206,11 @@ impl Coordinator {
             .restore_duration
             .observe(started.elapsed().as_secs_f64());
         let mut keys = 0;
-        for ((tp, processor), queue) in restored.into_iter().zip(queues) {
-            keys += processor.keys();
-            for (stage, dropped) in processor.dropped() {
+        for ((tp, chain), queue) in restored.into_iter().zip(queues) {
+            keys += chain.keys();
+            let mut participants = Participants::open(&job.participants, &job.chain, &tp.0, tp.1)?;
+            participants.recover(chain.prepared())?;
+            for (stage, dropped) in chain.dropped() {
                 tracing::warn!(
                     topic = %tp.0,
                     partition = tp.1,
@@ -218,7 +220,7 @@ impl Coordinator {
                 );
             }
             let skip_below = match self.shared.mode {
-                DeliveryMode::AtLeastOnce => self.resume_offset(&tp, &processor)?,
+                DeliveryMode::AtLeastOnce => self.resume_offset(&tp, &chain)?,
                 DeliveryMode::ExactlyOnce => None,
             };
             // The poll thread sends one barrier at a time and waits for its answers.
@@ -226,7 +228,8 @@ impl Coordinator {
             let task = self.rt.spawn(partition_task(
                 self.shared.clone(),
                 tp.clone(),
-                processor,
+                chain,
+                participants,
                 queue,
                 rx,
                 skip_below,
@@ -249,9 +252,9 @@ impl Coordinator {
     pub(super) fn resume_offset(
         &self,
         tp: &Tp,
-        processor: &PartitionChain,
+        chain: &PartitionChain,
     ) -> Result<Option<i64>, RunError> {
-        let Some(resume) = processor.resume_offset() else {
+        let Some(resume) = chain.resume_offset() else {
             return Ok(None);
         };
         let (_, high) = self

@@ -83,6 +83,7 @@ use tokio::sync::mpsc;
 use super::config::{DeliveryConfig, DeliveryMode, PipelineConfig};
 use super::queue::{Messages, PartitionQueue, QueuedMessage};
 use super::{Job, RunError};
+use crate::stages::commit::Participants;
 use crate::stages::step::{Rejection, Step};
 use crate::stages::{PartitionChain, StreamId};
 

@@ -5,7 +5,7 @@ use super::*;
 
 impl Coordinator {
     /// Reads the changelog partitions of `partitions` from the beginning to their end
-    /// (read_committed: only committed state) into the processors.
+    /// (read_committed: only committed state) into the partitions' stage chains.
     pub(super) fn restore_partitions(
         &mut self,
         partitions: &mut [(Tp, PartitionChain)],

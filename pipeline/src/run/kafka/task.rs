@@ -5,12 +5,13 @@
 use super::*;
 
 /// One partition's task: takes its messages from the partition's queue in batches,
-/// decodes them in order, runs them through its processor, sends the outputs, and answers
+/// decodes them in order, runs them through its chain, sends the outputs, and answers
 /// checkpoint barriers between batches.
 pub(super) async fn partition_task(
     shared: Arc<Shared>,
     tp: Tp,
-    mut processor: PartitionChain,
+    mut chain: PartitionChain,
+    participants: Participants,
     queue: PartitionQueue,
     mut rx: mpsc::Receiver<Barrier>,
     skip_below: Option<i64>,
@@ -30,6 +31,7 @@ pub(super) async fn partition_task(
         acks: FuturesOrdered::new(),
         step: Step::default(),
         held: VecDeque::new(),
+        participants,
     };
     let mut messages = Messages::default();
     // Whether the queue may hold messages: false once a take came back empty, until
@@ -49,9 +51,14 @@ pub(super) async fn partition_task(
             }
             barrier = rx.recv() => {
                 let Some(Barrier { reply, epoch, last }) = barrier else {
+                    // Stopped: what was prepared is finalized if its checkpoint committed,
+                    // or else by the partition's next owner (`Participant::recover`).
+                    if let Err(e) = task.finalize_if_committed() {
+                        shared.fail(e);
+                    }
                     return;
                 };
-                let result = task.checkpoint(&mut processor, reply).await;
+                let result = task.checkpoint(&mut chain, reply).await;
                 task.required_epoch = epoch;
                 taking &= !last;
                 if let Err(e) = result {
@@ -59,8 +66,13 @@ pub(super) async fn partition_task(
                     return;
                 }
             }
-            // The transaction that held outputs wait for may have begun.
-            _ = task.gate.changed(), if !task.held.is_empty() => {
+            // The transaction that held outputs wait for may have begun (and so the one
+            // holding what participants prepared committed).
+            _ = task.gate.changed(), if !task.held.is_empty() || task.participants.has_pending() => {
+                if let Err(e) = task.finalize_if_committed() {
+                    shared.fail(e);
+                    return;
+                }
                 if let Err(e) = task.flush_if_open().await {
                     shared.fail(e);
                     return;
@@ -74,7 +86,7 @@ pub(super) async fn partition_task(
                 } else {
                     consumed.inc_by(taken as u64);
                     shared.uncheckpointed.fetch_add(taken as u64, Ordering::Relaxed);
-                    let result = task.records(&mut processor, &messages, Instant::now()).await;
+                    let result = task.records(&mut chain, &messages, Instant::now()).await;
                     messages.clear();
                     if let Err(e) = result {
                         shared.fail(e);
@@ -125,6 +137,8 @@ pub(super) struct PartitionTask {
     /// Outputs of whole batches held back, in order, while the transaction they belong to
     /// has not begun (exactly-once: the previous one is committing); sent once it has.
     pub(super) held: VecDeque<HeldBatch>,
+    /// Sinks outside Kafka in the checkpoints' two-phase commit.
+    pub(super) participants: Participants,
 }
 
 impl PartitionTask {
@@ -213,7 +227,7 @@ impl PartitionTask {
     /// outputs back (up to [`MAX_HELD`] outputs and [`MAX_HELD_BYTES`]) and goes on.
     pub(super) async fn records(
         &mut self,
-        processor: &mut PartitionChain,
+        chain: &mut PartitionChain,
         batch: &Messages,
         received: Instant,
     ) -> Result<(), RunError> {
@@ -258,7 +272,7 @@ impl PartitionTask {
             decoded.push((messages.len(), result.map_err(Rejection::from)));
             messages.push(message);
         }
-        self.step.batch(processor, decoded);
+        self.step.batch(chain, decoded);
         self.step.count(&job.metrics);
         for (i, rejection) in self.step.rejected.drain(..) {
             let message = &messages[i];
@@ -266,6 +280,7 @@ impl PartitionTask {
         }
         let produced = self.step.outputs.len();
         for emitted in self.step.outputs.drain(..) {
+            self.participants.write(&job.chain, &emitted)?;
             let stream = &job.outputs[usize::from(emitted.stream.0)];
             let key = emitted.output.key();
             let payload = stream
@@ -379,8 +394,23 @@ impl PartitionTask {
             self.shared.job.metrics.processing_latency.observe(latency);
         }
         if let Some((reply, answer)) = ack.reply {
+            // at_least_once: the checkpoint's changelog records, what participants prepared
+            // among them, are stored.
+            self.participants.finalize()?;
             // The coordinator may have stopped waiting (it failed): nothing to tell.
             let _ = reply.send(Ok(answer));
+        }
+        Ok(())
+    }
+
+    /// exactly_once: finalizes what participants prepared once the transaction holding it
+    /// has committed (the gate has reached the epoch of the outputs after it).
+    pub(super) fn finalize_if_committed(&mut self) -> Result<(), RunError> {
+        if self.shared.mode == DeliveryMode::ExactlyOnce
+            && self.participants.has_pending()
+            && self.gate_is_open()
+        {
+            self.participants.finalize()?;
         }
         Ok(())
     }
@@ -391,10 +421,10 @@ impl PartitionTask {
     /// earlier output of the task is acknowledged, while the task goes on processing.
     pub(super) async fn checkpoint(
         &mut self,
-        processor: &mut PartitionChain,
+        chain: &mut PartitionChain,
         reply: CheckpointSender,
     ) -> Result<(), RunError> {
-        let result = self.write_changelog(processor).await;
+        let result = self.write_changelog(chain).await;
         let answer = match result {
             Ok(answer) => answer,
             Err(e) => {
@@ -423,7 +453,7 @@ impl PartitionTask {
     /// transaction this task is filling) and queues their acknowledgements.
     pub(super) async fn write_changelog(
         &mut self,
-        processor: &mut PartitionChain,
+        chain: &mut PartitionChain,
     ) -> Result<CheckpointReply, RunError> {
         // The changelog records belong to the transaction this task is filling, after the
         // outputs it holds for that transaction.
@@ -438,7 +468,8 @@ impl PartitionTask {
         }
         let sink = &self.shared.sink;
         let mut deliveries = Vec::new();
-        for record in processor.checkpoint(self.next_offset) {
+        let prepared = self.participants.prepare()?;
+        for record in chain.checkpoint(self.next_offset, prepared) {
             let delivery = sink
                 .send_state(self.tp.1, &record.key, &record.value)
                 .await?;
@@ -453,7 +484,7 @@ impl PartitionTask {
             .push_back(acks_of(self.shared.clone(), deliveries, Instant::now(), 0));
         Ok(CheckpointReply {
             next_offset: self.next_offset,
-            keys: processor.keys(),
+            keys: chain.keys(),
         })
     }
 }
