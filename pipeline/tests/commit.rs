@@ -47,17 +47,55 @@ fn append(path: &Path, lines: &[&str]) {
     }
 }
 
-fn setup(fail_finalize: Option<u64>) -> (tempfile::TempDir, StagedFilesFactory, Vec<String>) {
-    let dir = tempfile::tempdir().unwrap();
-    let factory = StagedFilesFactory {
-        dir: dir.path().join("staged"),
-        streams: vec!["alerts".into()],
-        log: Arc::new(Mutex::new(Vec::new())),
-        fail_finalize: Arc::new(Mutex::new(fail_finalize)),
-    };
-    let text = std::fs::read_to_string(common::example_input()).unwrap();
-    let lines = text.lines().map(str::to_string).collect();
-    (dir, factory, lines)
+/// A test's directory, participant and input: the example's lines, fed in parts.
+struct Case {
+    dir: tempfile::TempDir,
+    factory: StagedFilesFactory,
+    lines: Vec<String>,
+    fed: std::cell::Cell<usize>,
+}
+
+impl Case {
+    fn new(fail_finalize: Option<u64>) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let factory = StagedFilesFactory {
+            dir: dir.path().join("staged"),
+            streams: vec!["alerts".into()],
+            log: Arc::new(Mutex::new(Vec::new())),
+            fail_finalize: Arc::new(Mutex::new(fail_finalize)),
+        };
+        let text = std::fs::read_to_string(common::example_input()).unwrap();
+        let lines = text.lines().map(str::to_string).collect();
+        Case {
+            dir,
+            factory,
+            lines,
+            fed: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Appends the input's lines up to `upto` (all with `None`) and runs the job to the
+    /// end of what is there.
+    fn run_to(&self, upto: Option<usize>) -> Result<file::FileSummary, RunError> {
+        let upto = upto.unwrap_or(self.lines.len());
+        let lines: Vec<&str> = self.lines[self.fed.get()..upto]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        append(&self.dir.path().join("in.jsonl"), &lines);
+        self.fed.set(upto);
+        file::run(&job(self.dir.path(), &self.factory), &AtomicBool::new(true))
+    }
+
+    /// The alerts stream's file.
+    fn alerts(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("out/alerts.jsonl")).unwrap()
+    }
+
+    /// The participant's visible output.
+    fn visible(&self) -> Vec<u8> {
+        visible(&self.factory.dir.join("file-0"))
+    }
 }
 
 /// The log without the byte counts of `prepare`.
@@ -73,16 +111,11 @@ fn calls(factory: &StagedFilesFactory) -> Vec<String> {
 
 #[test]
 fn a_participant_prepares_at_each_checkpoint_and_finalizes_after_it() {
-    let (dir, factory, lines) = setup(None);
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let input = dir.path().join("in.jsonl");
-    let stop = AtomicBool::new(true);
-    append(&input, &lines[..900]);
-    file::run(&job(dir.path(), &factory), &stop).unwrap();
-    append(&input, &lines[900..]);
-    file::run(&job(dir.path(), &factory), &stop).unwrap();
+    let case = Case::new(None);
+    case.run_to(Some(900)).unwrap();
+    case.run_to(None).unwrap();
     assert_eq!(
-        calls(&factory),
+        calls(&case.factory),
         [
             "open file-0",
             "recover 0",
@@ -94,26 +127,21 @@ fn a_participant_prepares_at_each_checkpoint_and_finalizes_after_it() {
             "finalize 2"
         ]
     );
-    let alerts = std::fs::read(dir.path().join("out/alerts.jsonl")).unwrap();
+    let alerts = case.alerts();
     assert!(alerts.len() > 1000, "{} bytes of alerts", alerts.len());
-    assert_eq!(visible(&factory.dir.join("file-0")), alerts);
+    assert_eq!(case.visible(), alerts);
 }
 
 #[test]
 fn what_a_committed_checkpoint_prepared_is_finished_after_a_failed_finalize() {
-    let (dir, factory, lines) = setup(Some(1));
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let input = dir.path().join("in.jsonl");
-    let stop = AtomicBool::new(true);
-    append(&input, &lines[..900]);
-    let err = file::run(&job(dir.path(), &factory), &stop).unwrap_err();
+    let case = Case::new(Some(1));
+    let err = case.run_to(Some(900)).unwrap_err();
     assert!(matches!(err, RunError::Commit(_)), "{err}");
     // Nothing of the checkpoint is visible yet.
-    assert!(visible(&factory.dir.join("file-0")).is_empty());
-    append(&input, &lines[900..]);
-    file::run(&job(dir.path(), &factory), &stop).unwrap();
+    assert!(case.visible().is_empty());
+    case.run_to(None).unwrap();
     assert_eq!(
-        calls(&factory),
+        calls(&case.factory),
         [
             "open file-0",
             "recover 0",
@@ -126,24 +154,17 @@ fn what_a_committed_checkpoint_prepared_is_finished_after_a_failed_finalize() {
             "finalize 2"
         ]
     );
-    let alerts = std::fs::read(dir.path().join("out/alerts.jsonl")).unwrap();
-    assert_eq!(visible(&factory.dir.join("file-0")), alerts);
+    assert_eq!(case.visible(), case.alerts());
 }
 
 #[test]
 fn work_prepared_for_a_checkpoint_that_was_not_written_is_discarded() {
-    let (dir, factory, lines) = setup(None);
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let input = dir.path().join("in.jsonl");
-    let stop = AtomicBool::new(true);
-    append(&input, &lines[..900]);
-    file::run(&job(dir.path(), &factory), &stop).unwrap();
+    let case = Case::new(None);
+    case.run_to(Some(900)).unwrap();
     // A crash after preparing epoch 2 and before its checkpoint was written left this.
-    let stale = factory.dir.join("file-0/.pending-000002");
+    let stale = case.factory.dir.join("file-0/.pending-000002");
     std::fs::write(&stale, b"not committed\n").unwrap();
-    append(&input, &lines[900..]);
-    file::run(&job(dir.path(), &factory), &stop).unwrap();
-    assert!(calls(&factory).contains(&"discard .pending-000002".to_string()));
-    let alerts = std::fs::read(dir.path().join("out/alerts.jsonl")).unwrap();
-    assert_eq!(visible(&factory.dir.join("file-0")), alerts);
+    case.run_to(None).unwrap();
+    assert!(calls(&case.factory).contains(&"discard .pending-000002".to_string()));
+    assert_eq!(case.visible(), case.alerts());
 }
