@@ -16,14 +16,11 @@ use std::sync::{Arc, Mutex};
 use spcvm::decode::{DecodeConfig, DecodeError, Decoder, PayloadFormat};
 use spcvm_schemas::apache_avro::types::Value;
 use spcvm_schemas::apache_avro::{Schema, to_avro_datum};
-#[path = "../../tests/e2e/common/mod.rs"]
-mod common;
-
-use common::{python, workspace_root};
 use spcvm_schemas::{
     TELEMETRY_SCHEMA_JSON, Telemetry, ToolType, decode_telemetry_json, encode_telemetry_avro,
     parse_schema,
 };
+use spcvm_testkit::{python, workspace_root};
 
 /// Compares two records, NaN equal to NaN and -0.0 different from 0.0.
 fn assert_same(name: &str, got: &Telemetry, want: &Telemetry) {

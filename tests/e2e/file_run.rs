@@ -9,15 +9,13 @@
 //!   two pieces too); SIGTERM stops it with exit 0; a restart continues where it stopped.
 //! - A checkpoint of another input file is refused, and nothing is touched.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
+use spcvm_testkit::*;
 
 const CONSUMED: &str = "spcvm_messages_consumed_total{topic=\"file\"}";
 
@@ -620,4 +618,9 @@ fn a_replaced_or_truncated_input_is_refused() {
     let status = job.wait_exit(Duration::from_secs(60));
     assert!(!status.success(), "{}", job.log_text());
     assert!(std::fs::read(&out.checkpoint).unwrap() == checkpoint);
+}
+
+#[test]
+fn the_testkit_runs_the_binary_cargo_built_for_these_tests() {
+    assert_eq!(spcvm(), Path::new(env!("CARGO_BIN_EXE_spcvm")));
 }

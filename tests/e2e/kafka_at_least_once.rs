@@ -14,12 +14,10 @@
 //!   restored is ahead of the committed offsets, and the records read again are skipped,
 //!   not charted twice: every alert of the backtest, none it does not raise.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use spcvm_schemas::encode_telemetry_json;
+use spcvm_testkit::*;
 
 #[test]
 fn at_least_once_publishes_the_backtest_alerts_and_resumes_after_sigterm() {

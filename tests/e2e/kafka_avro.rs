@@ -10,14 +10,12 @@
 //! - `[topics] alert_format = "avro"` with `alert_schema_id`: every alert is the Confluent
 //!   header with that id and an `alert.avsc` datum, and they are the backtest's alerts.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
 use spcvm_schemas::{Telemetry, decode_alert_avro, encode_telemetry_json};
+use spcvm_testkit::*;
 
 /// Schema id the Avro alerts are framed with (four different bytes, so a byte-order
 /// mistake shows).

@@ -7,14 +7,12 @@
 //! prints), since the shared brokers serve the other tests: stopped with SIGTERM (noida-db
 //! saves its data), started again on the same port and data a few seconds later.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::*;
 use spcvm_schemas::Alert;
+use spcvm_testkit::*;
 
 /// A noida-db of this test's own, restartable with its data.
 struct OwnBroker {

@@ -11,11 +11,9 @@
 //!   with an error saying so instead of what failed after it; the newer one carries on and the alerts equal the
 //!   backtest's.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use spcvm_testkit::*;
 
 const ASSIGNED: &str = "partitions assigned";
 

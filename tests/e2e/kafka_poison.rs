@@ -3,12 +3,10 @@
 //! source in headers, while the good messages around it are charted exactly as
 //! `spcvm backtest` charts them.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use spcvm_schemas::encode_telemetry_json;
+use spcvm_testkit::*;
 
 #[test]
 fn poison_messages_go_to_the_dlq_and_good_ones_are_charted() {

@@ -5,7 +5,7 @@
 //!
 //! Neither broker that installs here terminates TLS or authenticates clients itself, so
 //! each test starts its own tansu (`SPCVM_TANSU`, the binary `scripts/broker.sh path tansu`
-//! prints) that advertises a proxy in front of it (`common/broker_proxy.py`: Python's `ssl`
+//! prints) that advertises a proxy in front of it (`tests/support/broker_proxy.py`: Python's `ssl`
 //! with certificates made fresh per test, and the Kafka protocol's SASL handshake with the
 //! `scramp` package's SCRAM server): every connection of every client, bootstrap and
 //! broker, goes through the proxy, which forwards the bytes once the client is accepted.
@@ -20,24 +20,22 @@
 //!   transactions times out). `spcvm topics create` with a wrong password logs the same
 //!   reason and fails with an error naming the brokers.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use spcvm_testkit::*;
 
-/// A tansu broker reachable only through `common/broker_proxy.py`.
+/// A tansu broker reachable only through `tests/support/broker_proxy.py`.
 struct ProxiedBroker {
     tansu: Child,
     proxy: Child,
     /// What the proxy printed so far (`listening PORT`, `accepted CN`, `authenticated USER
     /// MECHANISM`, `authentication failed USER MECHANISM: WHY`).
     proxy_out: Arc<Mutex<Vec<String>>>,
-    /// Certificates (see `common/broker_proxy.py`) and the broker's log.
+    /// Certificates (see `tests/support/broker_proxy.py`) and the broker's log.
     dir: tempfile::TempDir,
     /// `127.0.0.1:PORT` of the proxy: the bootstrap and the advertised listener.
     bootstrap: String,
@@ -70,7 +68,7 @@ impl ProxiedBroker {
         // The broker's own (plaintext) port, known before the terminator starts.
         let upstream = free_port();
         let mut proxy = Command::new(python())
-            .arg(workspace_root().join("tests/e2e/common/broker_proxy.py"))
+            .arg(broker_proxy_py())
             .arg("--dir")
             .arg(dir.path())
             .arg("--upstream")

@@ -3,11 +3,9 @@
 //! The job's per-partition queues hold 5 messages, so the backlog it starts with is handed
 //! to the tasks in pieces and the consumer waits on full queues (backpressure) throughout.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use spcvm_testkit::*;
 
 #[test]
 fn streamed_alerts_equal_the_backtest() {

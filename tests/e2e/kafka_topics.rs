@@ -11,11 +11,9 @@
 //!
 //! On noida-db: tansu does not implement CreatePartitions.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use spcvm_testkit::*;
 
 /// A config for `setup` whose `topics.partitions` is `partitions`.
 fn config_with_partitions(setup: &mut Setup, name: &str, partitions: i32) -> std::path::PathBuf {
