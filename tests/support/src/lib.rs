@@ -12,7 +12,7 @@
 //! | [`job`] | [`Job`]: a running `spcvm run` (SIGTERM, `kill -9`, its log, HTTP and `/metrics`); reading Prometheus samples |
 //! | [`setup`] | [`Setup`]: one test's topics, group, configs and jobs, and the `kill -9` and join-and-leave scenarios |
 //! | [`kafka`] | the tests' own clients: [`produce`], [`read_all`], committed offsets against the ends |
-//! | [`telemetry`](mod@telemetry) | the tests' telemetry, [`telemetry()`] |
+//! | [`telemetry`](mod@telemetry) | the telemetry generator, [`TelemetryGen`] ([`telemetry()`] for the tests' `Vec`) |
 //! | [`compare`] | [`backtest_alerts`] and the checks that streamed alerts equal the backtest's |
 //!
 //! The crate depends on no spcvm crate but `spcvm-schemas`: it drives the binary from
@@ -36,4 +36,4 @@ pub use kafka::{
 };
 pub use paths::{broker_proxy_py, python, spcvm, workspace_root};
 pub use setup::{Setup, keep_if_failing};
-pub use telemetry::{DRIFT_FROM, jsonl_lines, telemetry};
+pub use telemetry::{DRIFT_FROM, GenOptions, Layout, TelemetryGen, jsonl_lines, telemetry};
