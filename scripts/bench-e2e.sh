@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end benchmark of the streaming job (pipeline/benches/e2e.rs): produces N telemetry
+# End-to-end benchmark of the streaming job (pipeline/benches/e2e/): produces N telemetry
 # records to a Kafka-protocol broker, measures `spcvm run`'s sustained throughput against a
 # bare rdkafka consumer draining the same topic (the ratio), then the alert latency p50/p99
 # at a paced 10,000 records/s. Builds the release binary, makes sure a broker runs, runs the

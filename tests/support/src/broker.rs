@@ -1,11 +1,16 @@
-//! The brokers and the machine: bootstrap addresses from the environment, unique names,
-//! free ports, polling.
+//! The brokers and the machine: bootstrap addresses from the environment (or a broker
+//! started through `scripts/broker.sh`), unique names, free ports, polling.
 //!
 //! Brokers: `KAFKA_BOOTSTRAP` (tansu, the general suite) and `KAFKA_BOOTSTRAP_TXN` (noida-db,
 //! which hides aborted transactions from read_committed readers: the exactly-once and crash
 //! tests). A test whose broker variable is unset fails and says how to start one.
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+
+use crate::paths::workspace_root;
 
 /// The general suite's broker (tansu): `KAFKA_BOOTSTRAP`.
 ///
@@ -30,6 +35,28 @@ fn broker_var(var: &str, broker: &str) -> String {
              `scripts/broker.sh start {broker}` and export {var}=127.0.0.1:PORT"
         )
     })
+}
+
+/// Runs `scripts/broker.sh start BROKER` (`tansu` or `noida`; it reuses a running one) and
+/// returns the bootstrap address from its `KAFKA_BOOTSTRAP=` line. Its progress goes to
+/// this process's stderr.
+pub fn start_broker(broker: &str) -> anyhow::Result<String> {
+    let script = workspace_root().join("scripts/broker.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(["start", broker])
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    ensure!(
+        out.status.success(),
+        "scripts/broker.sh start {broker} failed ({})",
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("KAFKA_BOOTSTRAP=").map(str::to_string))
+        .context("scripts/broker.sh printed no KAFKA_BOOTSTRAP= line")
 }
 
 /// A unique name per run: `prefix`, the process id and the clock's nanoseconds (for

@@ -63,6 +63,11 @@ impl Job {
         })
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, no chance to clean up.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -117,9 +122,21 @@ impl Job {
         }
     }
 
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// The job's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of the log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = self.log_text();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// Waits until the log contains `text` (e.g. `partitions assigned`).
@@ -200,6 +217,22 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// The sum of the samples of metric `name` whose label text contains `label` (e.g.
+/// `topic="x"`; `""` for all) in a Prometheus text exposition.
+pub fn metric_sum(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, labels) = match series.find('{') {
+                Some(i) => (&series[..i], &series[i..]),
+                None => (series, ""),
+            };
+            (metric == name && labels.contains(label)).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,12 +243,15 @@ mod tests {
         spcvm_keys 12\n";
 
     #[test]
-    fn metrics_are_read_by_series() {
+    fn metrics_are_read_by_series_or_summed_by_label() {
         assert_eq!(
             metric_value(TEXT, "spcvm_alerts_total{chart=\"ewma\"}"),
             Some(3.0)
         );
         assert_eq!(metric_value(TEXT, "spcvm_keys"), Some(12.0));
         assert_eq!(metric_value(TEXT, "spcvm_alerts_total"), None);
+        assert_eq!(metric_sum(TEXT, "spcvm_alerts_total", ""), 7.0);
+        assert_eq!(metric_sum(TEXT, "spcvm_alerts_total", "cusum"), 4.0);
+        assert_eq!(metric_sum(TEXT, "spcvm_missing", ""), 0.0);
     }
 }

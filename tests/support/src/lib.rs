@@ -1,13 +1,13 @@
-//! Test support of spcvm's end-to-end tests (`tests/e2e/`): a real Kafka-protocol broker
-//! (started by `scripts/test.sh` through `scripts/broker.sh`), the real `spcvm` binary,
-//! rdkafka clients to produce telemetry and read what the job wrote, and the backtest to
-//! compare it with.
+//! Test support of spcvm's end-to-end tests (`tests/e2e/`) and the e2e bench
+//! (`pipeline/benches/e2e/`): a real Kafka-protocol broker (started by `scripts/test.sh`
+//! through `scripts/broker.sh`), the real `spcvm` binary, rdkafka clients to produce
+//! telemetry and read what the job wrote, and the backtest to compare it with.
 //!
 //! # Layout
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`broker`] | the brokers' bootstrap addresses (`KAFKA_BOOTSTRAP`, `KAFKA_BOOTSTRAP_TXN`), unique names, free ports, [`wait_for`] |
+//! | [`broker`] | the brokers' bootstrap addresses (`KAFKA_BOOTSTRAP`, `KAFKA_BOOTSTRAP_TXN`, or `scripts/broker.sh start`), unique names, free ports, [`wait_for`] |
 //! | [`paths`] | the workspace root, the `spcvm` binary under test, the Python with confluent-kafka, the TLS/SASL proxy script `broker_proxy.py` |
 //! | [`job`] | [`Job`]: a running `spcvm run` (SIGTERM, `kill -9`, its log, HTTP and `/metrics`); reading Prometheus samples |
 //! | [`setup`] | [`Setup`]: one test's topics, group, configs and jobs, and the `kill -9` and join-and-leave scenarios |
@@ -27,9 +27,9 @@ pub mod paths;
 pub mod setup;
 pub mod telemetry;
 
-pub use broker::{bootstrap, bootstrap_txn, free_port, unique, wait_for};
+pub use broker::{bootstrap, bootstrap_txn, free_port, start_broker, unique, wait_for};
 pub use compare::{assert_alerts_at_least_once, assert_same_alerts, backtest_alerts};
-pub use job::{Job, metric_value, output_ok, start_run};
+pub use job::{Job, metric_sum, metric_value, output_ok, start_run};
 pub use kafka::{
     Read, client_config, committed_reached, plain_consumer, produce, produce_with, read_all,
     read_all_with, send_queued,
