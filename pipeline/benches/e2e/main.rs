@@ -46,20 +46,21 @@
 //!    (`delivery.checkpoint_interval_ms`, 100 ms). For scale, the ack latency of the bench's
 //!    own paced producer is printed too: the job's alert acks cannot beat the broker's.
 //!
-//! Options (flags, or the environment variable in brackets; `args.rs` parses them):
-//! `--records N` [E2E_RECORDS, 200000], `--tools N` [E2E_TOOLS, 50], `--partitions N`
-//! [E2E_PARTITIONS, 4], `--mode exactly_once|at_least_once` [E2E_MODE], `--rate N`
-//! [E2E_RATE, 10000], `--latency-secs S` [E2E_LATENCY_SECS, 10], `--fetch-wait-ms MS`
-//! [E2E_FETCH_WAIT_MS, librdkafka's 500: the job's and the bench's consumers],
-//! `--paced-linger-ms MS` [E2E_PACED_LINGER_MS, 1: the latency phase's producer],
-//! `--client-property KEY=VALUE` (repeatable) [E2E_CLIENT_PROPERTIES, comma-separated: a
-//! librdkafka property for every client, the job's (`kafka.properties`) and the bench's],
-//! `--repeat N` [E2E_REPEAT, 3: throughput rounds on the same input, each a bare drain then
-//! the job in a fresh group with fresh output topics; the ratio is judged on their median,
-//! as the two rates move from run to run on a shared machine], `--spcvm PATH` [SPCVM_BIN,
-//! target/release/spcvm], `--bootstrap HOST:PORT` [KAFKA_BOOTSTRAP], `--keep` (keep the
-//! topics, the job's config and log; `SPCVM_BENCH_LOG` sets the job's `RUST_LOG`, e.g.
-//! `info,spcvm=debug` to log each commit's phases). Without a broker address,
+//! Options (flags, or the environment variable in brackets; `--help` lists them, `args.rs`
+//! parses them): `--records N` [E2E_RECORDS, 200000], `--tools N` [E2E_TOOLS, 50],
+//! `--partitions N` [E2E_PARTITIONS, 4], `--mode exactly_once|at_least_once` [E2E_MODE],
+//! `--rate N` [E2E_RATE, 10000], `--latency-secs S` [E2E_LATENCY_SECS, 10],
+//! `--fetch-wait-ms MS` [E2E_FETCH_WAIT_MS, librdkafka's 500: the job's and the bench's
+//! consumers], `--paced-linger-ms MS` [E2E_PACED_LINGER_MS, 1: the latency phase's
+//! producer], `--client-property KEY=VALUE` (repeatable) [E2E_CLIENT_PROPERTIES,
+//! comma-separated: a librdkafka property for every client, the job's (`kafka.properties`)
+//! and the bench's], `--repeat N` [E2E_REPEAT, 3: throughput rounds on the same input, each
+//! a bare drain then the job in a fresh group with fresh output topics; the ratio is judged
+//! on their median, as the two rates move from run to run on a shared machine], `--spcvm
+//! PATH` [SPCVM_BIN, target/release/spcvm], `--bootstrap HOST:PORT` [KAFKA_BOOTSTRAP],
+//! `--keep` (keep the topics, the job's config and log; `SPCVM_BENCH_LOG` sets the job's
+//! `RUST_LOG`, e.g. `info,spcvm=debug` to log each commit's phases). A flag replaces its
+//! variable; an empty variable counts as unset. Without a broker address,
 //! `scripts/broker.sh start tansu` is run and its `KAFKA_BOOTSTRAP=` line read.
 //!
 //! The records come from the testkit's generator (`spcvm_testkit::TelemetryGen`, seed 7,
@@ -69,7 +70,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `main.rs` | the run: topics, producing, the rounds, the latency phase |
-//! | `args.rs` | the options |
+//! | `args.rs` | the options (clap) |
 //! | `kafka.rs` | the counting producer, the consumers, the settings every client shares |
 //! | `job.rs` | the job under test, scraped; CPU and memory from `/proc` |
 //! | `setup.rs` | the topics, group and config of a run and of its rounds |
