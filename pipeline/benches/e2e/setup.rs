@@ -10,6 +10,8 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 
+use spcvm_testkit::setup::topics_toml;
+
 use crate::CHECKPOINT_INTERVAL_MS;
 use crate::kafka::{CLIENT_PROPERTIES, FETCH_WAIT_MS};
 
@@ -53,13 +55,7 @@ session_timeout_ms = 6000
 [kafka.properties]
 {properties}[kafka.consumer_properties]
 "heartbeat.interval.ms" = "500"
-{fetch_wait}[topics]
-input = ["{input}"]
-alerts = "{alerts}"
-dlq = "{dlq}"
-partitions = {partitions}
-replication_factor = 1
-[delivery]
+{fetch_wait}{topics}[delivery]
 mode = "{mode}"
 checkpoint_interval_ms = {CHECKPOINT_INTERVAL_MS}
 [http]
@@ -67,10 +63,7 @@ listen = "127.0.0.1:0"
 "#,
             bootstrap = self.bootstrap,
             group = self.group,
-            input = self.input,
-            alerts = self.alerts,
-            dlq = self.dlq,
-            partitions = self.partitions,
+            topics = topics_toml(&self.input, &self.alerts, &self.dlq, self.partitions),
             mode = self.mode,
         )
     }

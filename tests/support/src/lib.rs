@@ -35,5 +35,5 @@ pub use kafka::{
     read_all_with, send_queued,
 };
 pub use paths::{broker_proxy_py, python, spcvm, workspace_root};
-pub use setup::{Setup, keep_if_failing};
+pub use setup::{Setup, keep_if_failing, topics_toml};
 pub use telemetry::{DRIFT_FROM, GenOptions, Layout, TelemetryGen, jsonl_lines, telemetry};

@@ -126,13 +126,7 @@ static_membership = {static_membership}
 [kafka.consumer_properties]
 "heartbeat.interval.ms" = "500"
 "max.poll.interval.ms" = "10000"
-[topics]
-input = ["{input}"]
-alerts = "{alerts}"
-dlq = "{dlq}"
-partitions = {partitions}
-replication_factor = 1
-[delivery]
+{topics}[delivery]
 mode = "{mode}"
 checkpoint_interval_ms = 100
 queue_capacity = {queue_capacity}
@@ -142,10 +136,7 @@ listen = "127.0.0.1:0"
 "#,
             bootstrap = self.bootstrap,
             group = self.group,
-            input = self.input,
-            alerts = self.alerts,
-            dlq = self.dlq,
-            partitions = self.partitions,
+            topics = topics_toml(&self.input, &self.alerts, &self.dlq, self.partitions),
             static_membership = self.static_membership,
             queue_capacity = self.queue_capacity,
             kafka_toml = self.kafka_toml,
@@ -336,6 +327,20 @@ impl Drop for Setup {
         // Keep the configs and job logs of a failed test for a look.
         keep_if_failing(&mut self.dir, "test files");
     }
+}
+
+/// The `[topics]` table of a job config (ending in a newline): `input`, its `alerts` and
+/// `dlq`, and the `partitions` (replication factor 1) `spcvm topics create` makes.
+pub fn topics_toml(input: &str, alerts: &str, dlq: &str, partitions: i32) -> String {
+    format!(
+        r#"[topics]
+input = ["{input}"]
+alerts = "{alerts}"
+dlq = "{dlq}"
+partitions = {partitions}
+replication_factor = 1
+"#
+    )
 }
 
 /// While a test panics (called from a `Drop`), keeps `dir` instead of deleting it and
