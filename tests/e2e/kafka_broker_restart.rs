@@ -36,16 +36,28 @@ impl OwnBroker {
             port: free_port(),
             child: None,
         };
-        broker.start();
-        broker
+        // The port was free when picked, but another process (another test's noida-db opens a
+        // second port of its own) may take it before this one binds it: then this broker
+        // exits at once, and a new port is tried.
+        for _ in 0..5 {
+            if broker.start() {
+                return broker;
+            }
+            broker.port = free_port();
+        }
+        panic!(
+            "noida-db could not start: see {}",
+            broker.dir.path().join("noida.log").display()
+        );
     }
 
     fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Starts the broker on its port and data, and waits until the port answers.
-    fn start(&mut self) {
+    /// Starts the broker on its port and data, and waits until the port answers; false when
+    /// it exited instead (its port was taken).
+    fn start(&mut self) -> bool {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -74,6 +86,14 @@ impl OwnBroker {
                 .map(|_| ())
         });
         assert!(open.is_some(), "noida-db did not open port {}", self.port);
+        // The port may answer for another process: this broker must still be running.
+        std::thread::sleep(Duration::from_millis(300));
+        let child = self.child.as_mut().expect("just started");
+        if child.try_wait().unwrap().is_some() {
+            self.child = None;
+            return false;
+        }
+        true
     }
 
     /// SIGTERM (noida-db saves its data), and waits for the exit.
@@ -126,7 +146,11 @@ fn through_a_broker_restart(name: &str, mode: &str) -> (Setup, Vec<Alert>, Vec<A
     std::thread::sleep(Duration::from_millis(2000));
     broker.stop();
     std::thread::sleep(Duration::from_secs(4));
-    broker.start();
+    assert!(
+        broker.start(),
+        "noida-db did not start again on port {}",
+        broker.port
+    );
     producer.join().unwrap();
     // The job rides the restart out: it must not exit (a restart by Kubernetes would pass
     // the alert check too, but is not what this test is about).
