@@ -120,14 +120,15 @@ impl PartitionChain {
     /// Records between two sweeps: the whole slice at once, or one record at a time when
     /// a stage reads both the records and an upstream stream.
     fn segment(&mut self, records: &[TelemetryRef<'_>], out: &mut Vec<Emitted>) -> RecordStats {
-        let mut stats = RecordStats::default();
         if records.is_empty() {
-        } else if self.chain.one_at_a_time {
-            for record in records.chunks(1) {
-                stats += self.feed(Feed::Records(record), out);
-            }
-        } else {
-            stats += self.feed(Feed::Records(records), out);
+            return RecordStats::default();
+        }
+        if !self.chain.one_at_a_time {
+            return self.feed(Feed::Records(records), out);
+        }
+        let mut stats = RecordStats::default();
+        for record in records.chunks(1) {
+            stats += self.feed(Feed::Records(record), out);
         }
         stats
     }
@@ -146,8 +147,7 @@ impl PartitionChain {
                         records => task.records(records, out),
                     };
                 }
-                Feed::Records(_) => {}
-                Feed::Watermark(_) | Feed::End => {}
+                Feed::Records(_) | Feed::Watermark(_) | Feed::End => {}
             }
             if let Some(stream) = self.chain.upstream[k] {
                 for emitted in &out[start..before] {
