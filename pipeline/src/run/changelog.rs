@@ -15,6 +15,8 @@
 //! field added later goes last, with a serde default, so that older values still read.
 //! A changelog partition mirrors the input partition of the same number.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// First byte of every value: the format version written.
@@ -114,7 +116,7 @@ impl ChangelogKey {
 }
 
 /// A partition's event-time bookkeeping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PartitionMeta {
     /// Newest event time seen (ms), if any record was.
     pub newest_event_ms: Option<i64>,
@@ -125,6 +127,11 @@ pub struct PartitionMeta {
     /// written. Absent in values written before 2026-11-28.
     #[serde(default)]
     pub next_offset: Option<i64>,
+    /// Co-partitioned inputs: the offsets the state reaches in the other input topics of
+    /// the partition group (as [`next_offset`](Self::next_offset), which is the first
+    /// topic's), by topic.
+    #[serde(default)]
+    pub offsets: BTreeMap<String, i64>,
 }
 
 /// A changelog record that cannot be read back.
@@ -303,6 +310,7 @@ mod tests {
             newest_event_ms: Some(42),
             swept_to_ms: None,
             next_offset: Some(7),
+            offsets: [("context".to_string(), 3)].into(),
         };
         let bytes = encode_value(&meta);
         assert_eq!(bytes[0], FORMAT_VERSION);
@@ -335,7 +343,22 @@ mod tests {
                 newest_event_ms: Some(42),
                 swept_to_ms: Some(40),
                 next_offset: None,
+                offsets: BTreeMap::new(),
             }
         );
+        // And one of the build before co-partitioned inputs (no `offsets`).
+        #[derive(Serialize)]
+        struct BeforeOffsets {
+            newest_event_ms: Option<i64>,
+            swept_to_ms: Option<i64>,
+            next_offset: Option<i64>,
+        }
+        let bytes = encode_value(&BeforeOffsets {
+            newest_event_ms: Some(42),
+            swept_to_ms: None,
+            next_offset: Some(9),
+        });
+        let meta = decode_value::<PartitionMeta>(&bytes).unwrap();
+        assert_eq!((meta.next_offset, meta.offsets.len()), (Some(9), 0));
     }
 }

@@ -419,7 +419,7 @@ impl Files<'_> {
         }
         cp.dlq_len = self.dlq.commit()?;
         let prepared = self.participants.prepare()?;
-        for record in self.partition.checkpoint(None, prepared) {
+        for record in self.partition.checkpoint(&[], prepared) {
             cp.state.insert(record.key, record.value);
         }
         if cp.input_offset < HEAD_BYTES || cp.input_head == 0 {

@@ -35,13 +35,19 @@ pub const RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
 /// it drops its consumer).
 pub struct PartitionQueue {
     queue: NonNull<rdsys::rd_kafka_queue_t>,
+    /// The consumer the queue was split from (it outlives the queue), the topic and the
+    /// partition: for the watermarks librdkafka caches from its fetches.
+    rk: NonNull<rdsys::rd_kafka_t>,
+    topic: CString,
+    partition: i32,
     /// Woken by librdkafka when a message lands in the empty queue; one reference is lent
     /// to the callback (released in `drop`, after the callback is disabled).
     wake: Arc<Notify>,
 }
 
 // SAFETY: librdkafka queues are thread-safe (every operation takes the queue's lock), and
-// the handle is owned by exactly one `PartitionQueue`; `Notify` is `Sync`.
+// the handle is owned by exactly one `PartitionQueue`; the consumer handle is only read
+// for its cached watermarks (under the partition's lock); `Notify` is `Sync`.
 unsafe impl Send for PartitionQueue {}
 // SAFETY: as for `Send`: `take` and `readable` may run from several threads at once.
 unsafe impl Sync for PartitionQueue {}
@@ -68,6 +74,7 @@ impl PartitionQueue {
         // SAFETY: `rk` is live (the caller's promise) and `topic` is NUL-terminated.
         let raw = unsafe { rdsys::rd_kafka_queue_get_partition(rk, topic.as_ptr(), partition) };
         let queue = NonNull::new(raw)?;
+        let rk = NonNull::new(rk)?;
         let wake = Arc::new(Notify::new());
         // SAFETY: `queue` is the handle just returned. Forwarding to nothing takes the
         // partition's messages off the consumer queue (and, as the application's choice,
@@ -80,7 +87,13 @@ impl PartitionQueue {
                 Arc::into_raw(wake.clone()) as *mut c_void,
             );
         }
-        Some(PartitionQueue { queue, wake })
+        Some(PartitionQueue {
+            queue,
+            rk,
+            topic,
+            partition,
+            wake,
+        })
     }
 
     /// Moves up to `max` messages that are waiting in the queue into `into`, without
@@ -103,6 +116,25 @@ impl PartitionQueue {
         // `Messages` now owns (and destroys).
         unsafe { into.messages.set_len(into.messages.len() + taken) };
         taken
+    }
+
+    /// The partition's low and high watermarks as of librdkafka's last fetch response for
+    /// it (no request: cached), if it has had one; the low one is negative while unknown.
+    pub fn cached_watermarks(&self) -> Option<(i64, i64)> {
+        let (mut low, mut high) = (-1, -1);
+        // SAFETY: `rk` is live (the invariant of `split`), `topic` is NUL-terminated, and
+        // librdkafka only writes the two offsets.
+        let err = unsafe {
+            rdsys::rd_kafka_get_watermark_offsets(
+                self.rk.as_ptr(),
+                self.topic.as_ptr(),
+                self.partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some((low, high))
     }
 
     /// Resolves once a message has arrived since the queue was last found empty (at once
@@ -165,7 +197,7 @@ impl Messages {
     }
 
     /// Message `i` (below [`len`](Self::len)), borrowed.
-    fn at(&self, i: usize) -> QueuedMessage<'_> {
+    pub fn at(&self, i: usize) -> QueuedMessage<'_> {
         QueuedMessage {
             message: self.messages[i],
             _owner: std::marker::PhantomData,

@@ -102,7 +102,7 @@ impl Partition {
     fn checkpoint(&mut self, next_offset: usize) {
         self.changelog.extend(
             self.partition
-                .checkpoint(Some(next_offset as i64), Vec::new()),
+                .checkpoint(&[("golden", next_offset as i64)], Vec::new()),
         );
     }
 }

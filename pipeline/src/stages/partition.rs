@@ -205,9 +205,15 @@ impl PartitionChain {
         self.tasks[k].store().downcast_ref()
     }
 
-    /// The input offset the restored state reaches (see [`PartitionMeta::next_offset`]).
-    pub fn resume_offset(&self) -> Option<i64> {
-        self.meta.next_offset
+    /// The offset in input `topic` the restored state reaches (see
+    /// [`PartitionMeta::next_offset`]; another topic of a co-partitioned group:
+    /// [`PartitionMeta::offsets`]).
+    pub fn resume_offset(&self, topic: &str) -> Option<i64> {
+        if topic == self.topic {
+            self.meta.next_offset
+        } else {
+            self.meta.offsets.get(topic).copied()
+        }
     }
 
     /// Keys restored for stages this job does not run (dropped), by stage name.
@@ -222,17 +228,22 @@ impl PartitionChain {
 
     /// Changelog records for everything changed since the last checkpoint (each stage's
     /// changed keys in first-change order, stage by stage, then `prepared`, the records of
-    /// the commit participants, then the partition record), and forgets the changes. With
-    /// `next_offset` (the input offset after the last record processed) the partition
-    /// record carries it; it comes last, so once it is stored the records before it are too.
+    /// the commit participants, then the partition record), and forgets the changes. The
+    /// partition record carries `next_offsets`, the input offset after the last record
+    /// processed of each input topic (one, or each of a co-partitioned group); it comes
+    /// last, so once it is stored the records before it are too.
     pub fn checkpoint(
         &mut self,
-        next_offset: Option<i64>,
+        next_offsets: &[(&str, i64)],
         prepared: Vec<StateRecord>,
     ) -> Vec<StateRecord> {
-        if next_offset.is_some() && next_offset != self.meta.next_offset {
-            self.meta.next_offset = next_offset;
-            self.meta_dirty = true;
+        for &(topic, next) in next_offsets {
+            let known = if topic == self.topic {
+                self.meta.next_offset.replace(next)
+            } else {
+                self.meta.offsets.insert(topic.to_string(), next)
+            };
+            self.meta_dirty |= known != Some(next);
         }
         let mut records = Vec::new();
         for (task, stage) in self.tasks.iter_mut().zip(&self.chain.stages) {

@@ -61,7 +61,7 @@ fn a_checkpoint_writes_each_changed_key_once_in_first_change_order() {
     for r in views(&docs) {
         p.process(&r, &mut out);
     }
-    let first = p.checkpoint(Some(5), Vec::new());
+    let first = p.checkpoint(&[("t", 5), ("u", 7)], Vec::new());
     let key = |t: &str, r: &str| ("spc".to_string(), vec![t.to_string(), r.to_string()]);
     assert_eq!(
         keys(&first),
@@ -82,14 +82,17 @@ fn a_checkpoint_writes_each_changed_key_once_in_first_change_order() {
         format!("{:?}", store.sorted())
     };
     assert_eq!(charts(&restored), charts(&p));
-    assert_eq!(restored.resume_offset(), Some(5));
+    assert_eq!(restored.resume_offset("t"), Some(5));
+    assert_eq!(restored.resume_offset("u"), Some(7));
+    assert_eq!(restored.resume_offset("v"), None);
     assert_eq!(restored.keys(), p.keys());
 
     // Only what changed since: nothing, then one group.
-    assert!(keys(&p.checkpoint(None, Vec::new())).is_empty());
+    assert!(keys(&p.checkpoint(&[("t", 5)], Vec::new())).is_empty());
+    assert!(p.checkpoint(&[("t", 5), ("u", 7)], Vec::new()).is_empty());
     let again = documents(&[record("A", "R2", 9)]);
     p.process(&views(&again)[0], &mut out);
-    assert_eq!(keys(&p.checkpoint(None, Vec::new())), [key("A", "R2")]);
+    assert_eq!(keys(&p.checkpoint(&[], Vec::new())), [key("A", "R2")]);
 }
 
 /// The changelog the build before stages (920370b) wrote for the first 900 lines of the
@@ -144,7 +147,7 @@ fn a_changelog_written_before_stages_restores_into_the_spc_stage() {
         assert!(restored.restore(&key, &value).unwrap());
     }
     assert!(restored.dropped().is_empty());
-    assert_eq!(restored.resume_offset(), Some(900));
+    assert_eq!(restored.resume_offset("tool.telemetry"), Some(900));
     assert_eq!(charts(&restored), state_at_cut);
     assert_eq!(run(&mut restored, &records[cut..]), after);
     assert!(!before.is_empty());

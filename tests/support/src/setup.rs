@@ -24,6 +24,9 @@ pub struct Setup {
     pub bootstrap: String,
     /// Input topic.
     pub input: String,
+    /// Further input topics, read co-partitioned with `input` (`topics.co_partitioned`,
+    /// listed after it); none: `input` alone.
+    pub co_inputs: Vec<String>,
     /// Alert topic.
     pub alerts: String,
     /// Dead-letter topic.
@@ -80,6 +83,7 @@ impl Setup {
         let setup = Setup {
             bootstrap,
             input: format!("{id}.telemetry"),
+            co_inputs: Vec::new(),
             alerts: format!("{id}.alerts"),
             dlq: format!("{id}.dlq"),
             group: id.clone(),
@@ -136,13 +140,38 @@ listen = "127.0.0.1:0"
 "#,
             bootstrap = self.bootstrap,
             group = self.group,
-            topics = topics_toml(&self.input, &self.alerts, &self.dlq, self.partitions),
+            topics = self.topics_toml(),
             static_membership = self.static_membership,
             queue_capacity = self.queue_capacity,
             kafka_toml = self.kafka_toml,
         );
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// The jobs' `[topics]` table.
+    fn topics_toml(&self) -> String {
+        let table = topics_toml(&self.input, &self.alerts, &self.dlq, self.partitions);
+        if self.co_inputs.is_empty() {
+            return table;
+        }
+        let inputs: Vec<String> = std::iter::once(&self.input)
+            .chain(&self.co_inputs)
+            .map(|t| format!("{t:?}"))
+            .collect();
+        table.replace(
+            &format!("input = [{:?}]\n", self.input),
+            &format!("input = [{}]\nco_partitioned = true\n", inputs.join(", ")),
+        )
+    }
+
+    /// Adds the input topic `<input>.<suffix>`, read co-partitioned with the others and
+    /// made with as many partitions; its name.
+    pub fn add_co_input(&mut self, suffix: &str) -> String {
+        let topic = format!("{}.{suffix}", self.input);
+        self.create_topic(&topic, self.partitions);
+        self.co_inputs.push(topic.clone());
+        topic
     }
 
     /// Starts `spcvm run` with `config`; its stderr goes to `NAME.log` in the directory.
@@ -159,11 +188,16 @@ listen = "127.0.0.1:0"
 
     /// Produces `records` to the input, keyed by tool, and waits for every ack.
     pub fn produce_telemetry(&self, records: &[Telemetry]) {
+        self.produce_telemetry_to(&self.input, records);
+    }
+
+    /// Produces `records` to `topic`, keyed by tool, and waits for every ack.
+    pub fn produce_telemetry_to(&self, topic: &str, records: &[Telemetry]) {
         let messages: Vec<(Vec<u8>, Vec<u8>)> = records
             .iter()
             .map(|r| (r.tool_id.clone().into_bytes(), encode_telemetry_json(r)))
             .collect();
-        self.produce(&self.input, &messages, &[]);
+        self.produce(topic, &messages, &[]);
     }
 
     /// [`crate::produce`] with this setup's client properties.
@@ -208,10 +242,14 @@ listen = "127.0.0.1:0"
     pub fn caught_up(&self) -> bool {
         let consumer = plain_consumer(self.client(), Some(&self.group));
         let partitions: Vec<i32> = (0..self.partitions).collect();
-        committed_reached(&consumer, &self.input, &partitions, |p| {
-            let watermarks = consumer.fetch_watermarks(&self.input, p, Duration::from_secs(5));
-            watermarks.ok().map(|(_, high)| high)
-        })
+        std::iter::once(&self.input)
+            .chain(&self.co_inputs)
+            .all(|topic| {
+                committed_reached(&consumer, topic, &partitions, |p| {
+                    let watermarks = consumer.fetch_watermarks(topic, p, Duration::from_secs(5));
+                    watermarks.ok().map(|(_, high)| high)
+                })
+            })
     }
 
     /// Waits until [`Setup::caught_up`], failing after `timeout` with the job logs.

@@ -231,6 +231,13 @@ impl KafkaConfig {
 pub struct TopicsConfig {
     /// Telemetry topics to consume (keyed by `tool_id`).
     pub input: Vec<String>,
+    /// Read the input topics as one stream (co-partitioned, as Kafka Streams' partition
+    /// groups): one task per partition number takes partition p of every input and feeds
+    /// its stages their records merged in event-time order, so the stages keep one state
+    /// per tool across the topics (stored under the first input's name). The inputs must
+    /// have the same partition count (checked at start). Off: each input partition is a
+    /// task of its own, with its own state.
+    pub co_partitioned: bool,
     /// Alert topic (keyed by `tool_id`).
     pub alerts: String,
     /// Dead-letter topic: undecodable or invalid messages, unchanged, with `spcvm.error*`
@@ -254,6 +261,7 @@ impl Default for TopicsConfig {
     fn default() -> Self {
         TopicsConfig {
             input: vec!["tool.telemetry".into()],
+            co_partitioned: false,
             alerts: "spc.alerts".into(),
             dlq: "spc.dlq".into(),
             changelog: None,
@@ -329,6 +337,11 @@ pub struct DeliveryConfig {
     /// Event time a partition's watermark trails its newest record by, in milliseconds;
     /// dedup windows close once the watermark passes their end.
     pub watermark_lateness_ms: i64,
+    /// Co-partitioned inputs: how long a task waits, in milliseconds, for an input
+    /// partition that has nothing fetched while the broker may hold more of it, before it
+    /// merges the other inputs' records without it (Kafka Streams' `max.task.idle.ms`). A
+    /// partition read to its end does not hold the others back.
+    pub max_idle_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -342,6 +355,7 @@ impl Default for DeliveryConfig {
             prefetch_mb: 768,
             transaction_timeout_ms: 60_000,
             watermark_lateness_ms: 300_000,
+            max_idle_ms: 500,
         }
     }
 }
@@ -618,6 +632,34 @@ impl PipelineConfig {
             }
             if self.kafka.group_id.is_empty() {
                 return bad("kafka.group_id", "must not be empty");
+            }
+            if let Some((i, topic)) = self
+                .topics
+                .input
+                .iter()
+                .enumerate()
+                .find(|(i, t)| self.topics.input[..*i].contains(t))
+            {
+                return bad(
+                    "topics.input",
+                    &format!("`{topic}` is listed twice (again at position {})", i + 1),
+                );
+            }
+            let assignor = self
+                .kafka
+                .consumer_properties
+                .get("partition.assignment.strategy")
+                .or(self.kafka.properties.get("partition.assignment.strategy"));
+            if let Some(assignor) = assignor.filter(|a| self.topics.co_partitioned && *a != "range")
+            {
+                return bad(
+                    "topics.co_partitioned",
+                    &format!(
+                        "needs partition.assignment.strategy = range (the assignor that gives \
+                         a member partition p of every input), not `{assignor}` as set in \
+                         [kafka.consumer_properties] or [kafka.properties]"
+                    ),
+                );
             }
             if self.kafka.bootstrap_servers.is_empty() {
                 return bad("kafka.bootstrap_servers", "must not be empty");

@@ -132,6 +132,35 @@ fn invalid_values_are_rejected_with_the_key() {
 }
 
 #[test]
+fn co_partitioned_inputs_are_distinct_and_range_assigned() {
+    let kafka = "source = \"kafka\"\n[topics]\nco_partitioned = true\n";
+    let (_dir, path) = write(&format!("{kafka}input = [\"a\", \"b\", \"a\"]\n"));
+    let err = load(Some(&path), env(&[])).unwrap_err().to_string();
+    assert!(
+        err.contains("topics.input: `a` is listed twice (again at position 3)"),
+        "{err}"
+    );
+    let assignor = "[kafka.consumer_properties]\n\"partition.assignment.strategy\" = ";
+    let (_dir, path) = write(&format!(
+        "{kafka}input = [\"a\", \"b\"]\n{assignor}\"roundrobin\"\n"
+    ));
+    let err = load(Some(&path), env(&[])).unwrap_err().to_string();
+    assert!(
+        err.contains("topics.co_partitioned: needs partition.assignment.strategy = range")
+            && err.contains("not `roundrobin`"),
+        "{err}"
+    );
+    for (co, strategy) in [("true", "range"), ("false", "roundrobin")] {
+        let (_dir, path) = write(&format!(
+            "source = \"kafka\"\n[topics]\nco_partitioned = {co}\ninput = [\"a\", \"b\"]\n\
+             {assignor}\"{strategy}\"\n"
+        ));
+        let config = load(Some(&path), env(&[])).unwrap();
+        assert_eq!(config.topics.co_partitioned, co == "true");
+    }
+}
+
+#[test]
 fn relative_paths_follow_the_file() {
     let (dir, path) = write("charts = \"charts.toml\"\n[file]\ninput = \"in.jsonl\"\n");
     let config = load(Some(&path), env(&[])).unwrap();

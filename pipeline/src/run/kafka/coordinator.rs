@@ -150,13 +150,15 @@ impl Coordinator {
     /// Stops every task and waits for it: at its next turn of the loop, when it sees its
     /// barrier channel closed (`abort`: at its next await, wherever that is).
     pub(super) fn stop_workers_with(&mut self, abort: bool) {
-        for ((topic, partition), worker) in self.workers.drain() {
+        for (_, worker) in self.workers.drain() {
             drop(worker.tx);
             if abort {
                 worker.task.abort();
             }
             let _ = self.rt.block_on(worker.task);
-            self.shared.job.metrics.forget_partition(&topic, partition);
+            for (topic, partition) in &worker.tps {
+                self.shared.job.metrics.forget_partition(topic, *partition);
+            }
         }
         self.shared.job.metrics.partitions_assigned.set(0);
         self.shared.job.metrics.keys.set(0);
@@ -167,8 +169,9 @@ impl Coordinator {
     }
 
     /// Assignment of `tps` on the consumer `rk`: split each partition's queue off the
-    /// consumer queue (first, before the fetcher delivers anything), restore every
-    /// partition from the changelog, then start its task.
+    /// consumer queue (first, before the fetcher delivers anything), group the partitions
+    /// into tasks (one each, or partition p of every co-partitioned input together), restore
+    /// every task's stores from the changelog, then start it.
     pub(super) fn assign(
         &mut self,
         rk: *mut rdkafka::bindings::rd_kafka_t,
@@ -176,7 +179,7 @@ impl Coordinator {
     ) -> Result<(), RunError> {
         let started = Instant::now();
         let job = self.shared.job.clone();
-        let mut queues = Vec::with_capacity(tps.len());
+        let mut queues = HashMap::with_capacity(tps.len());
         for (topic, partition) in tps {
             // SAFETY: `rk` is the live consumer whose rebalance is being served; the queues
             // go with the tasks, which `run` stops before it drops the consumer.
@@ -186,19 +189,19 @@ impl Coordinator {
                         "cannot split the queue of {topic}[{partition}] off the consumer queue"
                     ))
                 })?;
-            queues.push(queue);
+            queues.insert((topic.clone(), *partition), queue);
         }
-        let mut restored: Vec<(Tp, PartitionChain)> = tps
+        let groups = task_groups(&job.config.topics, tps)?;
+        let mut restored: Vec<(Tp, PartitionChain)> = groups
             .iter()
-            .map(|tp| {
-                (
-                    tp.clone(),
-                    PartitionChain::new(
-                        job.chain.clone(),
-                        &tp.0,
-                        Some(job.config.delivery.watermark_lateness_ms),
-                    ),
-                )
+            .map(|group| {
+                let first = group[0].clone();
+                let chain = PartitionChain::new(
+                    job.chain.clone(),
+                    &first.0,
+                    Some(job.config.delivery.watermark_lateness_ms),
+                );
+                (first, chain)
             })
             .collect();
         self.restore_partitions(&mut restored)?;
@@ -206,40 +209,52 @@ impl Coordinator {
             .restore_duration
             .observe(started.elapsed().as_secs_f64());
         let mut keys = 0;
-        for ((tp, chain), queue) in restored.into_iter().zip(queues) {
+        let max_idle = Duration::from_millis(job.config.delivery.max_idle_ms);
+        for ((first, chain), group) in restored.into_iter().zip(groups) {
             keys += chain.keys();
-            let mut participants = Participants::open(&job.participants, &job.chain, &tp.0, tp.1)?;
+            let mut participants =
+                Participants::open(&job.participants, &job.chain, &first.0, first.1)?;
             participants.recover(chain.prepared())?;
             for (stage, dropped) in chain.dropped() {
                 tracing::warn!(
-                    topic = %tp.0,
-                    partition = tp.1,
+                    topic = %first.0,
+                    partition = first.1,
                     stage,
                     keys = dropped,
                     "the changelog holds state of a stage this job does not run: dropped"
                 );
             }
-            let skip_below = match self.shared.mode {
-                DeliveryMode::AtLeastOnce => self.resume_offset(&tp, &chain)?,
-                DeliveryMode::ExactlyOnce => None,
-            };
+            let mut inputs = Vec::with_capacity(group.len());
+            for tp in &group {
+                let skip_below = match self.shared.mode {
+                    DeliveryMode::AtLeastOnce => self.resume_offset(tp, &chain)?,
+                    DeliveryMode::ExactlyOnce => None,
+                };
+                let queue = queues
+                    .remove(tp)
+                    .expect("a queue for every assigned partition");
+                inputs.push(Input::new(&job, tp.clone(), queue, skip_below));
+            }
             // The poll thread sends one barrier at a time and waits for its answers.
             let (tx, rx) = mpsc::channel(1);
             let task = self.rt.spawn(partition_task(
                 self.shared.clone(),
-                tp.clone(),
                 chain,
                 participants,
-                queue,
+                Inputs::new(inputs, max_idle),
                 rx,
-                skip_below,
             ));
-            self.workers.insert(tp, Worker { tx, task });
+            self.workers.insert(
+                first,
+                Worker {
+                    tps: group,
+                    tx,
+                    task,
+                },
+            );
         }
         job.metrics.keys.set(keys as i64);
-        job.metrics
-            .partitions_assigned
-            .set(self.workers.len() as i64);
+        job.metrics.partitions_assigned.set(tps.len() as i64);
         job.health.set_ready(true);
         self.last_checkpoint = Instant::now();
         Ok(())
@@ -254,7 +269,7 @@ impl Coordinator {
         tp: &Tp,
         chain: &PartitionChain,
     ) -> Result<Option<i64>, RunError> {
-        let Some(resume) = chain.resume_offset() else {
+        let Some(resume) = chain.resume_offset(&tp.0) else {
             return Ok(None);
         };
         let (_, high) = self
@@ -319,7 +334,7 @@ pub(super) fn complete(
             })
         })??;
         keys += reply.keys;
-        if let Some(next) = reply.next_offset {
+        for ((topic, partition), next) in reply.offsets {
             offsets
                 .add_partition_offset(&topic, partition, Offset::Offset(next))
                 .map_err(|e| RunError::Kafka(e.to_string()))?;
@@ -367,4 +382,42 @@ pub(super) fn complete(
         );
     }
     Ok(Completed { offsets, keys })
+}
+
+/// The assigned partitions `tps` grouped into tasks, each group in `topics.input` order:
+/// one partition each, or with `co_partitioned` partition p of every input together.
+///
+/// # Errors
+///
+/// With `co_partitioned`, a partition assigned without the same partition of every other
+/// input (an assignor that does not co-partition).
+pub(super) fn task_groups(
+    topics: &super::super::config::TopicsConfig,
+    tps: &[Tp],
+) -> Result<Vec<Vec<Tp>>, RunError> {
+    let rank = |topic: &str| topics.input.iter().position(|t| t == topic);
+    if !topics.co_partitioned {
+        return Ok(tps.iter().map(|tp| vec![tp.clone()]).collect());
+    }
+    let mut by_partition: std::collections::BTreeMap<i32, Vec<Tp>> = Default::default();
+    for tp in tps {
+        by_partition.entry(tp.1).or_default().push(tp.clone());
+    }
+    by_partition
+        .into_values()
+        .map(|mut group| {
+            group.sort_by_key(|(topic, _)| rank(topic));
+            let have: Vec<&str> = group.iter().map(|(t, _)| t.as_str()).collect();
+            if have != topics.input {
+                return Err(RunError::Kafka(format!(
+                    "co-partitioned inputs: partition {} was assigned of {have:?} but not of \
+                     every input {:?}; the group's assignor must give each member the same \
+                     partitions of every input (spcvm sets partition.assignment.strategy = \
+                     range: does every member of the group run with the same inputs?)",
+                    group[0].1, topics.input
+                )));
+            }
+            Ok(group)
+        })
+        .collect()
 }

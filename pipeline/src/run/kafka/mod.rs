@@ -56,12 +56,14 @@ use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 mod coordinator;
+mod inputs;
 mod outbox;
 mod props;
 mod restore;
 mod task;
 
 use coordinator::{Completed, StopTasksOnDrop};
+use inputs::{Input, Inputs};
 use outbox::{Held, HeldBatch, Outbox, acks_of};
 use props::{client_config, consumer_properties, last_setting};
 use restore::input_partitions;
@@ -123,8 +125,9 @@ struct Barrier {
 
 /// A partition task's answer to a checkpoint barrier.
 struct CheckpointReply {
-    /// Next offset to consume, if the task processed anything since its start.
-    next_offset: Option<i64>,
+    /// Next offset to consume of each of the task's input partitions that has processed
+    /// anything since the task started.
+    offsets: Vec<(Tp, i64)>,
     /// Chart states it holds.
     keys: usize,
 }
@@ -139,6 +142,8 @@ enum Output {
 
 /// A running partition task.
 struct Worker {
+    /// Its input partitions (one, or partition p of each co-partitioned input).
+    tps: Vec<Tp>,
     tx: mpsc::Sender<Barrier>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -311,7 +316,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
         .create_with_context(ClientLog::default())
         .map_err(|e| RunError::Kafka(format!("cannot create the restore consumer: {e}")))?;
     let topics: Vec<&str> = config.topics.input.iter().map(String::as_str).collect();
-    let partitions = input_partitions(&restore, &topics, &changelog)?;
+    let partitions = input_partitions(&restore, &topics, &changelog, config.topics.co_partitioned)?;
     let shared = Arc::new(Shared {
         job: job.clone(),
         sink,
@@ -335,6 +340,7 @@ pub fn run(job: Arc<Job>, stop: &AtomicBool, rt: tokio::runtime::Handle) -> Resu
     let consumer_props = consumer_properties(config, partitions);
     // The values librdkafka takes (the user's override ours).
     let effective = |key: &str| last_setting(&consumer_props, key).unwrap_or_default();
+
     tracing::info!(
         input_partitions = partitions,
         queued_min_messages = effective("queued.min.messages"),
@@ -499,6 +505,42 @@ impl From<KafkaSinkError> for RunError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn co_partitioned_inputs_make_one_task_per_partition_number() {
+        let mut topics = super::super::config::TopicsConfig {
+            input: vec!["telemetry".into(), "context".into()],
+            ..Default::default()
+        };
+        let tp = |t: &str, p| (t.to_string(), p);
+        let assigned = [
+            tp("context", 1),
+            tp("telemetry", 0),
+            tp("telemetry", 1),
+            tp("context", 0),
+        ];
+        // Separate streams: a task per input partition.
+        assert_eq!(
+            coordinator::task_groups(&topics, &assigned).unwrap().len(),
+            4
+        );
+        // Co-partitioned: partition p of each input, in `topics.input` order.
+        topics.co_partitioned = true;
+        assert_eq!(
+            coordinator::task_groups(&topics, &assigned).unwrap(),
+            [
+                vec![tp("telemetry", 0), tp("context", 0)],
+                vec![tp("telemetry", 1), tp("context", 1)]
+            ]
+        );
+        let err = coordinator::task_groups(&topics, &assigned[..3])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("partition 0 was assigned of [\"telemetry\"] but not of every input"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_fatal_error_is_reported_by_its_cause() {

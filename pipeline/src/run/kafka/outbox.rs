@@ -21,7 +21,9 @@ pub(super) enum Held {
         key: Vec<u8>,
         payload: Vec<u8>,
     },
+    /// A dead letter, with the input partition its message came from.
     DeadLetter {
+        tp: Tp,
         key: Option<Vec<u8>>,
         payload: Option<Vec<u8>>,
         headers: Vec<(String, Option<Vec<u8>>)>,

@@ -139,16 +139,32 @@ pub(super) fn topic_partitions<C: ConsumerContext>(
 /// The partition count of all `inputs` together, once the changelog is checked: state of
 /// input partition p lives in changelog partition p, so the changelog needs at least as
 /// many partitions as every input topic (`spcvm topics create` makes them equal).
+/// Co-partitioned inputs must have the same count.
 pub(super) fn input_partitions<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     inputs: &[&str],
     changelog: &str,
+    co_partitioned: bool,
 ) -> Result<usize, RunError> {
     let have = topic_partitions(consumer, changelog)?;
     let mut total = 0;
+    let mut first: Option<(&str, usize)> = None;
     for input in inputs {
         let need = topic_partitions(consumer, input)?;
         total += need;
+        match first {
+            Some((name, count)) if co_partitioned && count != need => {
+                return Err(RunError::Kafka(format!(
+                    "co-partitioned inputs need the same partition count, but `{name}` has \
+                     {count} and `{input}` has {need}: a task reads partition p of every \
+                     input, so a tool's records must land on the same partition number in \
+                     each (add partitions to the smaller, or set topics.co_partitioned = \
+                     false to read them as separate streams)"
+                )));
+            }
+            Some(_) => {}
+            None => first = Some((input, need)),
+        }
         if have < need {
             return Err(RunError::Kafka(format!(
                 "changelog `{changelog}` has {have} partitions but input `{input}` has {need}: \

@@ -1,46 +1,35 @@
-//! One partition's task: takes its messages from the partition's queue in batches, runs
-//! them through the record path, sends or holds the outputs, and answers checkpoint
-//! barriers between batches.
+//! One partition's task: takes its messages from its input partitions' queues in
+//! batches (merged in event-time order when there are several: `inputs`), runs them
+//! through the record path, sends or holds the outputs, and answers checkpoint barriers
+//! between batches.
 
+use super::inputs::{Inputs, Merged, Next};
 use super::*;
 
-/// One partition's task: takes its messages from the partition's queue in batches,
-/// decodes them in order, runs them through its chain, sends the outputs, and answers
-/// checkpoint barriers between batches.
+/// One partition's task: takes its messages from its inputs' queues in batches, decodes
+/// them in order, runs them through its chain, sends the outputs, and answers checkpoint
+/// barriers between batches.
 pub(super) async fn partition_task(
     shared: Arc<Shared>,
-    tp: Tp,
     mut chain: PartitionChain,
     participants: Participants,
-    queue: PartitionQueue,
+    mut inputs: Inputs,
     mut rx: mpsc::Receiver<Barrier>,
-    skip_below: Option<i64>,
 ) {
-    let consumed = shared
-        .job
-        .metrics
-        .messages_consumed
-        .with_label_values(&[&tp.0]);
     let mut task = PartitionTask {
         gate: shared.gate.subscribe(),
         required_epoch: *shared.gate.borrow(),
         shared: shared.clone(),
-        tp,
-        next_offset: None,
-        skip_below,
         acks: FuturesOrdered::new(),
         step: Step::default(),
         held: VecDeque::new(),
         participants,
     };
-    let mut messages = Messages::default();
-    // Whether the queue may hold messages: false once a take came back empty, until
-    // librdkafka signals an arrival.
-    let mut readable = true;
     // Cleared by a last barrier (revocation, shutdown): what the task processed after it
     // would belong to no commit.
     let mut taking = true;
     loop {
+        let next = inputs.next(Instant::now());
         tokio::select! {
             biased;
             Some(ack) = task.acks.next(), if !task.acks.is_empty() => {
@@ -58,7 +47,7 @@ pub(super) async fn partition_task(
                     }
                     return;
                 };
-                let result = task.checkpoint(&mut chain, reply).await;
+                let result = task.checkpoint(&mut chain, &inputs, reply).await;
                 task.required_epoch = epoch;
                 taking &= !last;
                 if let Err(e) = result {
@@ -78,23 +67,19 @@ pub(super) async fn partition_task(
                     return;
                 }
             }
-            () = queue.readable(), if taking && !readable => readable = true,
-            () = std::future::ready(()), if taking && readable => {
-                let taken = queue.take(shared.batch, &mut messages);
-                if taken == 0 {
-                    readable = false;
-                } else {
-                    consumed.inc_by(taken as u64);
-                    shared.uncheckpointed.fetch_add(taken as u64, Ordering::Relaxed);
-                    let result = task.records(&mut chain, &messages, Instant::now()).await;
-                    messages.clear();
-                    if let Err(e) = result {
-                        shared.fail(e);
-                        return;
-                    }
-                    // Taking from the queue never waits: give the other tasks their turn.
-                    tokio::task::yield_now().await;
+            () = inputs.wait(match next { Next::Wait(deadline) => deadline, _ => None }),
+                if taking && matches!(next, Next::Wait(_)) => inputs.wake(),
+            () = std::future::ready(()), if taking && next == Next::Take => {
+                let taken = inputs.take(shared.batch, Instant::now());
+                shared.uncheckpointed.fetch_add(taken as u64, Ordering::Relaxed);
+            }
+            () = std::future::ready(()), if taking && next == Next::Process => {
+                if let Err(e) = task.records(&mut chain, &mut inputs, Instant::now()).await {
+                    shared.fail(e);
+                    return;
                 }
+                // Taking from the queues never waits: give the other tasks their turn.
+                tokio::task::yield_now().await;
             }
         }
     }
@@ -125,12 +110,6 @@ pub(super) struct PartitionTask {
     /// The transaction this task's next outputs belong to.
     pub(super) required_epoch: u64,
     pub(super) shared: Arc<Shared>,
-    pub(super) tp: Tp,
-    /// Next offset to consume once everything before it is safe.
-    pub(super) next_offset: Option<i64>,
-    /// at_least_once: records before this offset are in the restored state already (it
-    /// was written after their offsets' commit failed or before it happened), and skipped.
-    pub(super) skip_below: Option<i64>,
     pub(super) acks: Acks,
     /// The record path's results for the batch being processed.
     pub(super) step: Step,
@@ -166,6 +145,7 @@ impl PartitionTask {
                         (Output::Stream(stream), delivery)
                     }
                     Held::DeadLetter {
+                        tp,
                         key,
                         payload,
                         headers,
@@ -177,8 +157,8 @@ impl PartitionTask {
                             key: key.as_deref(),
                             payload: payload.as_deref(),
                             headers: &headers,
-                            topic: &self.tp.0,
-                            partition: self.tp.1,
+                            topic: &tp.0,
+                            partition: tp.1,
                             offset,
                             kind,
                             error: &error,
@@ -222,13 +202,14 @@ impl PartitionTask {
         Ok(())
     }
 
-    /// Processes a batch of messages, then queues one future for all their deliveries, or,
-    /// in exactly-once while the transaction they belong to has not begun, holds their
-    /// outputs back (up to [`MAX_HELD`] outputs and [`MAX_HELD_BYTES`]) and goes on.
+    /// Processes a merge round of the inputs' messages, then queues one future for all
+    /// their deliveries, or, in exactly-once while the transaction they belong to has not
+    /// begun, holds their outputs back (up to [`MAX_HELD`] outputs and [`MAX_HELD_BYTES`])
+    /// and goes on.
     pub(super) async fn records(
         &mut self,
         chain: &mut PartitionChain,
-        batch: &Messages,
+        inputs: &mut Inputs,
         received: Instant,
     ) -> Result<(), RunError> {
         self.flush_if_open().await?;
@@ -247,36 +228,15 @@ impl PartitionTask {
         // One clone a batch (a clone a record was a contended atomic pair on every record).
         let shared = self.shared.clone();
         let job = &shared.job;
-        // at_least_once after a restore: the leading records the state holds already (a
-        // partition's messages come in offset order) are passed over.
-        let skipped = self.skip_below.map_or(0, |below| {
-            batch.iter().take_while(|m| m.offset() < below).count()
-        });
-        let mut messages = Vec::with_capacity(batch.len() - skipped);
-        let mut decoded = Vec::with_capacity(batch.len() - skipped);
-        for message in batch.iter().skip(skipped) {
-            if let Some(error) = message.error() {
-                tracing::warn!(topic = %self.tp.0, partition = self.tp.1, %error, "consumer error");
-                continue;
-            }
-            let payload = message.payload().unwrap_or_default();
-            let result = match job.decoder.decode_ref(payload) {
-                Err(e) if e.is_transient() => decode_with_retry(job, payload).await,
-                result => result,
-            };
-            if let (Some(key), Ok(record)) = (message.key(), &result)
-                && key != record.tool_id.as_bytes()
-            {
-                job.metrics.key_mismatches.inc();
-            }
-            decoded.push((messages.len(), result.map_err(Rejection::from)));
-            messages.push(message);
-        }
+        let mut merged: Vec<Merged<'_>> = Vec::with_capacity(shared.batch);
+        let mut decoded = Vec::with_capacity(shared.batch);
+        let progress = inputs.merge(job, &mut merged, &mut decoded).await;
         self.step.batch(chain, decoded);
         self.step.count(&job.metrics);
         for (i, rejection) in self.step.rejected.drain(..) {
-            let message = &messages[i];
-            Self::dead_letter(&shared, &self.tp, &mut outbox, message, rejection).await?;
+            let (k, message) = merged[i];
+            let tp = &inputs.inputs[k].tp;
+            Self::dead_letter(&shared, tp, &mut outbox, &message, rejection).await?;
         }
         let produced = self.step.outputs.len();
         for emitted in self.step.outputs.drain(..) {
@@ -307,24 +267,8 @@ impl PartitionTask {
             }
         }
         self.step.clear();
-        if let Some(last) = messages.last() {
-            self.next_offset = Some(last.offset() + 1);
-        }
-        if let Some(below) = self.skip_below {
-            if skipped > 0 {
-                tracing::info!(
-                    topic = %self.tp.0,
-                    partition = self.tp.1,
-                    skipped,
-                    below,
-                    "skipped records the restored state holds already"
-                );
-            }
-            if batch.last().is_some_and(|m| m.offset() + 1 >= below) {
-                self.skip_below = None;
-                self.next_offset = self.next_offset.max(Some(below));
-            }
-        }
+        drop(merged);
+        inputs.advance(progress);
         match outbox {
             Outbox::Sending(deliveries) => {
                 self.acks
@@ -376,6 +320,7 @@ impl PartitionTask {
                 deliveries.push((Output::DeadLetter, delivery));
             }
             Outbox::Holding(held) => held.push(Held::DeadLetter {
+                tp: tp.clone(),
                 key: message.key().map(<[u8]>::to_vec),
                 payload: message.payload().map(<[u8]>::to_vec),
                 headers,
@@ -422,9 +367,10 @@ impl PartitionTask {
     pub(super) async fn checkpoint(
         &mut self,
         chain: &mut PartitionChain,
+        inputs: &Inputs,
         reply: CheckpointSender,
     ) -> Result<(), RunError> {
-        let result = self.write_changelog(chain).await;
+        let result = self.write_changelog(chain, inputs).await;
         let answer = match result {
             Ok(answer) => answer,
             Err(e) => {
@@ -454,6 +400,7 @@ impl PartitionTask {
     pub(super) async fn write_changelog(
         &mut self,
         chain: &mut PartitionChain,
+        inputs: &Inputs,
     ) -> Result<CheckpointReply, RunError> {
         // The changelog records belong to the transaction this task is filling, after the
         // outputs it holds for that transaction.
@@ -469,9 +416,12 @@ impl PartitionTask {
         let sink = &self.shared.sink;
         let mut deliveries = Vec::new();
         let prepared = self.participants.prepare()?;
-        for record in chain.checkpoint(self.next_offset, prepared) {
+        let offsets = inputs.offsets();
+        let next: Vec<(&str, i64)> = offsets.iter().map(|((t, _), o)| (t.as_str(), *o)).collect();
+        let partition = inputs.first().1;
+        for record in chain.checkpoint(&next, prepared) {
             let delivery = sink
-                .send_state(self.tp.1, &record.key, &record.value)
+                .send_state(partition, &record.key, &record.value)
                 .await?;
             deliveries.push((Output::State, delivery));
         }
@@ -483,7 +433,7 @@ impl PartitionTask {
         self.acks
             .push_back(acks_of(self.shared.clone(), deliveries, Instant::now(), 0));
         Ok(CheckpointReply {
-            next_offset: self.next_offset,
+            offsets,
             keys: chain.keys(),
         })
     }
