@@ -26,12 +26,15 @@
 //!
 //! Every input is keyed by tool, and a partition task runs all the stages for the tools on
 //! its partition: the stages are co-partitioned, and their state for input partition p
-//! lives in changelog partition p. An input keyed otherwise (metrology results keyed by
-//! wafer, say) does not join a task directly: it is first written, keyed by tool, to a
-//! repartition topic `spcvm.repartition.<group_id>.<name>` with the input's partition
-//! count, which the job creates as it creates the changelog, and the tasks read that
-//! topic's partition p with their own, as Kafka Streams does. No home-made shuffle; nothing
-//! reads a repartition topic yet.
+//! lives in changelog partition p. With `topics.co_partitioned` the input topics form one
+//! partition group (Kafka Streams' term): a task takes partition p of every input, merged
+//! in event-time order (`kafka::inputs`), the topics must have the same partition count and
+//! the `range` assignor gives a member partition p of each. An input keyed otherwise
+//! (metrology results keyed by wafer, say) does not join a task directly: it is first
+//! written, keyed by tool, to a repartition topic `spcvm.repartition.<group_id>.<name>`
+//! with the inputs' partition count, which the job creates as it creates the changelog, and
+//! the tasks read that topic's partition p co-partitioned with their inputs, as Kafka
+//! Streams does. No home-made shuffle; nothing reads a repartition topic yet.
 
 pub mod changelog;
 pub mod config;

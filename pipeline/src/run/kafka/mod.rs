@@ -8,6 +8,8 @@
 //! - `coordinator`: the partition tasks and the transaction, driven from the poll thread:
 //!   checkpoint barriers, commits, revocation and assignment.
 //! - `restore`: reading the changelog into new partitions' stores, topic partition counts.
+//! - `inputs`: a task's input partitions (one, or partition p of each co-partitioned
+//!   input) taken in batches and merged in event-time order.
 //! - `task`: one partition's task: batches of messages through the record path
 //!   ([`crate::stages::step`]), outputs sent or held, barriers answered.
 //! - `outbox`: outputs held back while their transaction has not begun, and the
@@ -18,7 +20,8 @@
 //! ```text
 //! librdkafka fetch ──> each assigned partition's own queue ([`PartitionQueue`], split off
 //!                      the consumer queue)
-//!                          │ take a batch (no copy)
+//!                          │ take a batch (no copy); co-partitioned inputs: partition p
+//!                          │ of each, merged by event time
 //!                          v
 //! poll thread              partition tasks (tokio, one each)
 //! (owns the BaseConsumer,    decode ─> PartitionChain
