@@ -317,3 +317,128 @@ async fn next_head<'a>(job: &Job, input: &'a Input, progress: &mut Progress) -> 
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    use super::*;
+    use crate::run::config::PipelineConfig;
+
+    /// Telemetry of tool `tool` at `event_time`, as JSON.
+    fn record(tool: &str, event_time: i64) -> String {
+        format!(
+            r#"{{"tool_id":"{tool}","tool_type":"ion_implant","recipe_id":"R","event_time":{event_time},"measurements":{{"beam_current_mA":1.0}}}}"#
+        )
+    }
+
+    /// Runs the inputs the way a task does, taking two messages at a time, until `n`
+    /// records went through; each record's (event time, tool) in merged order.
+    async fn drain(job: &Job, inputs: &mut Inputs, n: usize) -> Vec<(i64, String)> {
+        let mut order = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while order.len() < n {
+            assert!(Instant::now() < give_up, "merged only {order:?}");
+            match inputs.next(Instant::now()) {
+                Next::Take => {
+                    inputs.take(2, Instant::now());
+                }
+                Next::Process => {
+                    let (mut merged, mut decoded) = (Vec::new(), Vec::new());
+                    let progress = inputs.merge(job, &mut merged, &mut decoded).await;
+                    for (_, record) in &decoded {
+                        let record = record.as_ref().expect("decodes");
+                        order.push((record.event_time, record.tool_id.to_string()));
+                    }
+                    drop(decoded);
+                    drop(merged);
+                    inputs.advance(progress);
+                }
+                Next::Wait(deadline) => {
+                    inputs.wait(deadline).await;
+                    inputs.wake();
+                }
+            }
+        }
+        order
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn co_partitioned_inputs_merge_by_event_time_and_an_empty_one_holds_nothing_back() {
+        let cluster = MockCluster::new(1).unwrap();
+        let topics = [
+            ("a", vec![1, 3, 4, 8]),
+            ("b", vec![2, 3, 5, 6, 7]),
+            ("c", vec![]),
+        ];
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .unwrap();
+        for (topic, times) in &topics {
+            cluster.create_topic(topic, 1, 1).unwrap();
+            for t in times {
+                let payload = record(&topic.to_uppercase(), *t);
+                producer
+                    .send(
+                        BaseRecord::<(), _>::to(topic)
+                            .partition(0)
+                            .payload(&payload),
+                    )
+                    .unwrap();
+            }
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "inputs-test")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for (topic, _) in &topics {
+            tpl.add_partition_offset(topic, 0, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let job = Job::new(PipelineConfig::default()).unwrap();
+        let inputs = topics
+            .iter()
+            .map(|(topic, _)| {
+                // SAFETY: the consumer outlives the queues (dropped at the end of the test,
+                // after `inputs`, declared later).
+                let queue =
+                    unsafe { PartitionQueue::split(consumer.client().native_ptr(), topic, 0) }
+                        .expect("partition known");
+                Input::new(&job, (topic.to_string(), 0), queue, None)
+            })
+            .collect();
+        // An idle wait longer than the test may take: the empty `c` (read to its end as
+        // soon as librdkafka has fetched it once) must not hold the others back.
+        let mut inputs = Inputs::new(inputs, Duration::from_secs(600));
+        let order = drain(&job, &mut inputs, 9).await;
+        let expected: Vec<(i64, String)> = [
+            (1, "A"),
+            (2, "B"),
+            (3, "A"),
+            (3, "B"),
+            (4, "A"),
+            (5, "B"),
+            (6, "B"),
+            (7, "B"),
+            (8, "A"),
+        ]
+        .into_iter()
+        .map(|(t, tool)| (t, tool.to_string()))
+        .collect();
+        assert_eq!(order, expected);
+        let offsets = inputs.offsets();
+        assert_eq!(
+            offsets,
+            [(("a".to_string(), 0), 4), (("b".to_string(), 0), 5)]
+        );
+    }
+}
