@@ -22,7 +22,7 @@ use crate::config::{self, ConfigFileError};
 use crate::input::{Format, InputError, RecordSource};
 use crate::report::{self, Report, SeverityCounts};
 use crate::stages::step::Step;
-use crate::stages::{Chain, ChainError, Emitted, PartitionChain};
+use crate::stages::{Chain, ChainError, Emitted, PartitionChain, StreamId};
 
 /// The name a backtest's records are processed under (the partition's topic).
 pub const BACKTEST_TOPIC: &str = "backtest";
@@ -262,11 +262,33 @@ fn write_step<W: Write>(
 pub fn execute(options: &Options, observer: &mut impl Observer) -> Result<Finished, BacktestError> {
     let monitor = config::load_monitor(options.config.as_deref())?;
     let chain = Arc::new(Chain::new(vec![Arc::new(monitor)], &[])?);
+    execute_chain(options, &chain, &[], observer)
+}
+
+/// [`execute`] with the caller's stages: `chain` (which has the SPC stage, built from
+/// [`Options::config`], and whose `alerts` go to [`Options::alerts`]) instead of the SPC
+/// stage alone, and each stream of `streams` written to its file too.
+///
+/// # Errors
+///
+/// As [`execute`]; `--output` in [`BacktestError::OutputIsInput`] names a path of `streams`.
+///
+/// # Panics
+///
+/// If `chain` has no `alerts` stream (no SPC stage).
+pub fn execute_chain(
+    options: &Options,
+    chain: &Arc<Chain>,
+    streams: &[(StreamId, PathBuf)],
+    observer: &mut impl Observer,
+) -> Result<Finished, BacktestError> {
     let mut source = RecordSource::open(&options.input, options.format)?;
     let outputs = [
         ("--alerts", Some(&options.alerts)),
         ("--report", options.report.as_ref()),
-    ];
+    ]
+    .into_iter()
+    .chain(streams.iter().map(|(_, path)| ("--output", Some(path))));
     for (option, path) in outputs {
         if let Some(path) = path
             && same_file(path, &options.input)
@@ -281,7 +303,10 @@ pub fn execute(options: &Options, observer: &mut impl Observer) -> Result<Finish
     let alerts = chain.stream("alerts").expect("the SPC stage emits alerts");
     let mut writers: StreamWriters<File> = (0..chain.streams().len()).map(|_| None).collect();
     writers[usize::from(alerts.0)] = Some(LineWriter::create(&options.alerts)?);
-    let outcome = run(&chain, &mut source, &mut writers, observer)?;
+    for (stream, path) in streams {
+        writers[usize::from(stream.0)] = Some(LineWriter::create(path)?);
+    }
+    let outcome = run(chain, &mut source, &mut writers, observer)?;
     let empty = KeyedState::default();
     let report = report::build(
         &options.input.display().to_string(),

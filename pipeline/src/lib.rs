@@ -1,5 +1,5 @@
-//! The `spcvm` binary's library: everything `spcvm backtest` does, exposed so integration
-//! tests (and later runtimes) can drive it.
+//! The `spcvm` binary's library: its command line, `spcvm backtest`, the stages and the
+//! streaming runtimes, exposed so integration tests (and other binaries) can drive them.
 //!
 //! # Layout
 //!
@@ -14,7 +14,13 @@
 //!   ([`stages::PartitionChain`]) and the record path every runtime takes
 //!   ([`stages::step`]).
 //! - [`report`]: the `--report` JSON document.
-//! - `main.rs`: the command line (clap), progress bar and summary.
+//! - [`cli`]: the command line (clap): `spcvm backtest` (progress bar and summary), `spcvm
+//!   run`, `spcvm topics create`, and [`cli::main_with`], which runs it with the stages and
+//!   commit participants of a build's own ([`cli::Extensions`]).
+//! - [`run`]: `spcvm run`'s runtimes (Kafka and files), its config, changelog and topics.
+//! - [`decode`]: message payloads (JSON, Confluent-wire Avro, bare Avro) into records.
+//! - [`metrics`], [`http`]: the job's Prometheus metrics and its HTTP endpoint.
+//! - `main.rs`: the `spcvm` binary, `cli::main_with` with no extensions.
 //!
 //! # Data flow
 //!
@@ -27,6 +33,7 @@
 //! ```
 
 pub mod backtest;
+pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod http;
