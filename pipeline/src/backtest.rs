@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use spcvm_operators::{KeyedState, SpcState};
-use spcvm_schemas::Alert;
+use spcvm_schemas::{Alert, Telemetry};
 use spcvm_sinks::{LineWriter, SinkError};
 
 use crate::config::{self, ConfigFileError};
@@ -35,8 +35,9 @@ pub const PROGRESS_EVERY: u64 = 1024;
 pub struct Options {
     /// Chart configuration; `None` = the built-in seed monitors.
     pub config: Option<PathBuf>,
-    /// Telemetry input.
-    pub input: PathBuf,
+    /// Telemetry inputs (at least one); several are merged in event-time order, as the
+    /// Kafka runtime merges co-partitioned topics ([`run`]).
+    pub inputs: Vec<PathBuf>,
     /// Input format; `None` = from the input's extension.
     pub format: Option<Format>,
     /// Where to write the alerts (JSON lines).
@@ -45,9 +46,24 @@ pub struct Options {
     pub report: Option<PathBuf>,
 }
 
+impl Options {
+    /// The inputs as given, comma-separated (the report's and the summary's name for them).
+    pub fn input_names(&self) -> String {
+        let names: Vec<String> = self
+            .inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        names.join(", ")
+    }
+}
+
 /// Error that stops a backtest.
 #[derive(Debug, thiserror::Error)]
 pub enum BacktestError {
+    /// No input was given.
+    #[error("no input: give at least one --input")]
+    NoInput,
     /// The chart configuration is unreadable or invalid.
     #[error(transparent)]
     Config(#[from] ConfigFileError),
@@ -173,16 +189,20 @@ pub struct Finished {
     pub format: Format,
 }
 
-/// Feeds every record of `source` through the stages of `chain` in file order, writes each
-/// stream's outputs to its writer as they come, then ends the stages (closing open dedup
-/// windows) and writes those outputs too. The writers are flushed before returning.
+/// Feeds every record of `sources` through the stages of `chain`, writes each stream's
+/// outputs to its writer as they come, then ends the stages (closing open dedup windows)
+/// and writes those outputs too. The writers are flushed before returning.
+///
+/// One source is read in file order. Several are merged as the Kafka runtime merges
+/// co-partitioned topics: of the sources' next records, the one with the lowest event time
+/// goes first, ties to the source listed first.
 ///
 /// # Errors
 ///
 /// A fatal input error or a write error; bad records go to `observer` instead.
 pub fn run<W: Write>(
     chain: &Arc<Chain>,
-    source: &mut RecordSource,
+    sources: &mut [RecordSource],
     writers: &mut StreamWriters<W>,
     observer: &mut impl Observer,
 ) -> Result<Outcome, BacktestError> {
@@ -190,6 +210,46 @@ pub fn run<W: Write>(
     let mut partition = PartitionChain::new(chain.clone(), BACKTEST_TOPIC, None);
     let mut totals = Totals::default();
     let mut step = Step::default();
+    match &mut *sources {
+        [source] => run_one(
+            source,
+            &mut partition,
+            &mut totals,
+            &mut step,
+            writers,
+            observer,
+        )?,
+        many => run_merged(
+            many,
+            &mut partition,
+            &mut totals,
+            &mut step,
+            writers,
+            observer,
+        )?,
+    }
+    partition.end(&mut step.outputs);
+    write_step(&mut step, &mut totals, writers)?;
+    for writer in writers.iter_mut().filter_map(Option::as_mut) {
+        writer.flush()?;
+    }
+    observer.progress(sources.iter().map(RecordSource::bytes_read).sum());
+    Ok(Outcome {
+        totals,
+        partition,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// One source's records, lent from its buffer, in file order.
+fn run_one<W: Write>(
+    source: &mut RecordSource,
+    partition: &mut PartitionChain,
+    totals: &mut Totals,
+    step: &mut Step,
+    writers: &mut StreamWriters<W>,
+    observer: &mut impl Observer,
+) -> Result<(), BacktestError> {
     let mut since_progress = 0u64;
     loop {
         since_progress += 1;
@@ -210,21 +270,63 @@ pub fn run<W: Write>(
             Err(e) => return Err(e.into()),
         };
         // A non-finite value is counted (the report's `non_finite`), not reported.
-        step.one(&mut partition, 0, Ok(record));
+        step.one(partition, 0, Ok(record));
         totals.input.records += step.records;
-        write_step(&mut step, &mut totals, writers)?;
+        write_step(step, totals, writers)?;
     }
-    partition.end(&mut step.outputs);
-    write_step(&mut step, &mut totals, writers)?;
-    for writer in writers.iter_mut().filter_map(Option::as_mut) {
-        writer.flush()?;
+    Ok(())
+}
+
+/// Several sources' records merged by event time (owned: each source's next record waits
+/// while the others' go first).
+fn run_merged<W: Write>(
+    sources: &mut [RecordSource],
+    partition: &mut PartitionChain,
+    totals: &mut Totals,
+    step: &mut Step,
+    writers: &mut StreamWriters<W>,
+    observer: &mut impl Observer,
+) -> Result<(), BacktestError> {
+    let mut heads = Vec::with_capacity(sources.len());
+    for source in sources.iter_mut() {
+        heads.push(next_good(source, totals, observer)?);
     }
-    observer.progress(source.bytes_read());
-    Ok(Outcome {
-        totals,
-        partition,
-        elapsed: started.elapsed(),
-    })
+    let mut since_progress = 0u64;
+    while let Some(k) = (0..heads.len())
+        .filter(|&k| heads[k].is_some())
+        .min_by_key(|&k| heads[k].as_ref().map(|r| (r.event_time, k)))
+    {
+        let record = heads[k].take().expect("picked a head");
+        step.one(partition, 0, Ok(record.into()));
+        totals.input.records += step.records;
+        write_step(step, totals, writers)?;
+        heads[k] = next_good(&mut sources[k], totals, observer)?;
+        since_progress += 1;
+        if since_progress >= PROGRESS_EVERY {
+            since_progress = 0;
+            observer.progress(sources.iter().map(RecordSource::bytes_read).sum());
+        }
+    }
+    Ok(())
+}
+
+/// The next good record of `source`; bad ones are counted and reported on the way.
+fn next_good(
+    source: &mut RecordSource,
+    totals: &mut Totals,
+    observer: &mut impl Observer,
+) -> Result<Option<Telemetry>, BacktestError> {
+    for item in source.by_ref() {
+        match item {
+            Ok(record) => return Ok(Some(record)),
+            Err(e) if e.is_bad_record() => {
+                totals.input.bad_records += 1;
+                observer.bad_record(&e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
 }
 
 /// Counts and writes a step's outputs, and clears it.
@@ -282,7 +384,14 @@ pub fn execute_chain(
     streams: &[(StreamId, PathBuf)],
     observer: &mut impl Observer,
 ) -> Result<Finished, BacktestError> {
-    let mut source = RecordSource::open(&options.input, options.format)?;
+    if options.inputs.is_empty() {
+        return Err(BacktestError::NoInput);
+    }
+    let mut sources = options
+        .inputs
+        .iter()
+        .map(|input| RecordSource::open(input, options.format))
+        .collect::<Result<Vec<_>, _>>()?;
     let outputs = [
         ("--alerts", Some(&options.alerts)),
         ("--report", options.report.as_ref()),
@@ -291,7 +400,7 @@ pub fn execute_chain(
     .chain(streams.iter().map(|(_, path)| ("--output", Some(path))));
     for (option, path) in outputs {
         if let Some(path) = path
-            && same_file(path, &options.input)
+            && options.inputs.iter().any(|input| same_file(path, input))
         {
             return Err(BacktestError::OutputIsInput {
                 option,
@@ -299,17 +408,17 @@ pub fn execute_chain(
             });
         }
     }
-    let format = source.format();
+    let format = sources[0].format();
     let alerts = chain.stream("alerts").expect("the SPC stage emits alerts");
     let mut writers: StreamWriters<File> = (0..chain.streams().len()).map(|_| None).collect();
     writers[usize::from(alerts.0)] = Some(LineWriter::create(&options.alerts)?);
     for (stream, path) in streams {
         writers[usize::from(stream.0)] = Some(LineWriter::create(path)?);
     }
-    let outcome = run(chain, &mut source, &mut writers, observer)?;
+    let outcome = run(chain, &mut sources, &mut writers, observer)?;
     let empty = KeyedState::default();
     let report = report::build(
-        &options.input.display().to_string(),
+        &options.input_names(),
         format,
         &outcome.totals,
         outcome.charts().unwrap_or(&empty),

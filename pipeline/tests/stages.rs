@@ -142,7 +142,7 @@ fn a_second_stage_runs_in_the_backtest_loop() {
     ];
     let outcome = spcvm::backtest::run(
         &chain,
-        &mut source,
+        std::slice::from_mut(&mut source),
         &mut writers,
         &mut spcvm::backtest::Silent,
     )

@@ -22,9 +22,11 @@ pub(super) struct BacktestArgs {
     /// Chart configuration (TOML). Default: the built-in ion-implant and RTP monitors.
     #[arg(long, value_name = "CHARTS.toml")]
     config: Option<PathBuf>,
-    /// Telemetry to replay: JSON lines, CSV or an Avro container file.
-    #[arg(long, value_name = "FILE")]
-    input: PathBuf,
+    /// Telemetry to replay: JSON lines, CSV or an Avro container file. Repeated: the files
+    /// are merged in event-time order as co-partitioned topics are (of the files' next
+    /// records the earliest first, ties to the file given first).
+    #[arg(long, value_name = "FILE", required = true)]
+    input: Vec<PathBuf>,
     /// Where to write the alerts, one JSON object per line.
     #[arg(long, value_name = "OUT.jsonl")]
     alerts: PathBuf,
@@ -92,8 +94,11 @@ impl Observer for Console {
     }
 }
 
-fn progress_bar(input: &Path) -> Option<ProgressBar> {
-    let len = std::fs::metadata(input).ok()?.len();
+fn progress_bar(inputs: &[PathBuf]) -> Option<ProgressBar> {
+    let mut len = 0;
+    for input in inputs {
+        len += std::fs::metadata(input).ok()?.len();
+    }
     let style = ProgressStyle::with_template(
         "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
     )
@@ -190,7 +195,7 @@ pub(super) fn command(args: BacktestArgs, extensions: &Extensions) -> Result<(),
     };
     let options = Options {
         config: args.config,
-        input: args.input,
+        inputs: args.input,
         format: args.format,
         alerts: args.alerts,
         report: args.report,
@@ -237,7 +242,7 @@ fn summary(options: &Options, finished: &Finished, streams: &[StreamFile]) -> St
         .count();
     let mut s = format!(
         "backtest of {} ({}) done in {secs:.3} s, {rate:.0} records/s\n",
-        options.input.display(),
+        options.input_names(),
         finished.format
     );
     let mut row = |label: &str, value: String| s.push_str(&format!("  {label:<26}{value}\n"));
