@@ -173,11 +173,17 @@ impl Inputs {
     /// Resolves when a queue that was found empty may have messages again, or at
     /// `deadline`.
     pub(super) async fn wait(&self, deadline: Option<Instant>) {
-        let arrivals = self
+        let arrivals: Vec<_> = self
             .inputs
             .iter()
             .filter(|i| !i.readable)
-            .map(|i| Box::pin(i.queue.readable()));
+            .map(|i| Box::pin(i.queue.readable()))
+            .collect();
+        if arrivals.is_empty() {
+            // Not reached (`next` waits only on inputs found empty); look again shortly.
+            tokio::time::sleep(crate::run::queue::RECHECK).await;
+            return;
+        }
         let arrival = futures_util::future::select_all(arrivals);
         match deadline {
             Some(deadline) => {
