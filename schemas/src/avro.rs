@@ -21,6 +21,8 @@
 pub mod container;
 mod guard;
 
+pub(crate) use guard::check_datum;
+
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -38,6 +40,24 @@ pub const TELEMETRY_SCHEMA_JSON: &str = include_str!("../avro/telemetry.avsc");
 
 /// The alert schema as JSON text (`schemas/avro/alert.avsc`).
 pub const ALERT_SCHEMA_JSON: &str = include_str!("../avro/alert.avsc");
+
+/// The parsed triage schema (record `io.spcvm.Triage`), parsed on first use.
+pub fn triage_schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        Schema::parse_str(crate::triage::TRIAGE_SCHEMA_JSON)
+            .expect("bundled triage.avsc is a valid schema")
+    })
+}
+
+/// The parsed OCAP action schema (record `io.spcvm.OcapAction`), parsed on first use.
+pub fn action_schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        Schema::parse_str(crate::triage::ACTION_SCHEMA_JSON)
+            .expect("bundled action.avsc is a valid schema")
+    })
+}
 
 /// The parsed telemetry schema (record `io.spcvm.Telemetry`), parsed on first use.
 pub fn telemetry_schema() -> &'static Schema {

@@ -21,6 +21,12 @@ pub enum SchemaError {
     /// A JSON document could not be decoded as [`crate::Alert`].
     #[error("alert JSON: {0}")]
     AlertJson(serde_json::Error),
+    /// A JSON document could not be decoded as [`crate::Triage`].
+    #[error("triage JSON: {0}")]
+    TriageJson(serde_json::Error),
+    /// A JSON document could not be decoded as [`crate::OcapAction`].
+    #[error("action JSON: {0}")]
+    ActionJson(serde_json::Error),
     /// A single Avro datum could not be encoded or decoded.
     #[error("avro datum: {0}")]
     AvroDatum(AvroError),

@@ -23,6 +23,8 @@
 //!   map of measured parameters), [`ToolType`], the borrowed [`TelemetryRef`] and the
 //!   [`TelemetryView`] trait through which the operators read either.
 //! * [`alert`]: [`Alert`] (one violated chart rule or spec limit) and [`Severity`].
+//! * [`triage`]: [`Triage`] (an incident's ranked causes and actions, by version) and
+//!   [`OcapAction`] (a lot hold or tool inhibit), with their JSON and Avro codecs.
 //! * [`json`]: JSON codecs; telemetry decodes through a scanner that borrows its strings
 //!   ([`decode_telemetry_json_ref`]) and falls back to serde_json for anything unusual. Measurements accept `null` and `"NaN"` / `"Infinity"` /
 //!   `"-Infinity"` as non-finite values and write non-finite values back as those strings.
@@ -48,6 +50,7 @@ pub mod avro;
 pub mod error;
 pub mod json;
 pub mod telemetry;
+pub mod triage;
 
 pub use alert::{Alert, Severity};
 pub use avro::container::{
@@ -65,6 +68,12 @@ pub use json::{
     encode_telemetry_json,
 };
 pub use telemetry::{ParseEnumError, Telemetry, TelemetryRef, TelemetryView, ToolType};
+pub use triage::{
+    ACTION_SCHEMA_JSON, ActionKind, IncidentStatus, OcapAction, RankedAction, RankedCause,
+    TRIAGE_SCHEMA_JSON, Triage, decode_action_avro, decode_action_json, decode_triage_avro,
+    decode_triage_json, encode_action_avro, encode_action_json, encode_triage_avro,
+    encode_triage_json,
+};
 
 /// Re-export of the apache-avro crate, so callers can name [`apache_avro::Schema`] (e.g.
 /// to parse a writer schema) without depending on the same version themselves.
