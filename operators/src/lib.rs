@@ -46,6 +46,7 @@ pub mod signal;
 pub mod spc;
 pub mod stage;
 pub mod state;
+pub mod triage;
 
 pub use monitor::{ChartId, ConfigError, DedupConfig, MonitorConfig, Sample, SpcMonitor, SpcState};
 pub use rules::{RuleSet, RuleState};

@@ -163,6 +163,16 @@ pub trait Stage: Send + Sync + 'static {
         None
     }
 
+    /// Reading both the records and an upstream stream: whether it must get each record's
+    /// upstream outputs before the next record (the default; the runtime then runs records
+    /// through the stages one at a time). A stage whose handling of an upstream value
+    /// depends only on records with an event time up to that value's may answer false: it
+    /// then gets a batch's records before the upstream outputs they caused, and the SPC
+    /// stage keeps its batch path.
+    fn upstream_after_each_record(&self) -> bool {
+        true
+    }
+
     /// The streams it emits on, indexed by [`StageOutput::stream`].
     fn outputs(&self) -> &[StreamSpec];
 

@@ -19,6 +19,8 @@ pub trait DynStage: Send + Sync {
     fn reads_records(&self) -> bool;
     /// [`Stage::upstream`].
     fn upstream(&self) -> Option<&str>;
+    /// [`Stage::upstream_after_each_record`].
+    fn upstream_after_each_record(&self) -> bool;
     /// The type of the upstream values it reads.
     fn upstream_type(&self) -> TypeId;
     /// [`Stage::outputs`].
@@ -65,6 +67,10 @@ impl<S: Stage> DynStage for S {
 
     fn upstream(&self) -> Option<&str> {
         Stage::upstream(self)
+    }
+
+    fn upstream_after_each_record(&self) -> bool {
+        Stage::upstream_after_each_record(self)
     }
 
     fn upstream_type(&self) -> TypeId {

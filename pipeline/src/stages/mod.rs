@@ -122,9 +122,9 @@ pub struct Chain {
     streams: Vec<Stream>,
     /// Per stage, the stream it reads, if any.
     upstream: Vec<Option<StreamId>>,
-    /// Whether some stage reads both the records and a stream: then records go through
-    /// the stages one at a time, so that such a stage sees each record followed by what
-    /// it caused upstream, however the input is batched.
+    /// Whether some stage reads both the records and a stream and needs each record's
+    /// upstream outputs before the next record ([`spcvm_operators::Stage::upstream_after_each_record`]):
+    /// then records go through the stages one at a time, however the input is batched.
     one_at_a_time: bool,
 }
 
@@ -201,7 +201,7 @@ impl Chain {
         let one_at_a_time = stages
             .iter()
             .zip(&upstream)
-            .any(|(s, u)| s.reads_records() && u.is_some());
+            .any(|(s, u)| s.reads_records() && u.is_some() && s.upstream_after_each_record());
         Ok(Chain {
             stages,
             streams,

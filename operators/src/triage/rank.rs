@@ -1,0 +1,148 @@
+//! Ranking a playbook's causes by the evidence an incident holds, and choosing the failure
+//! mode among the playbooks its alerts trigger.
+//!
+//! A cause's score is its prior plus the weight of every piece of its evidence that the
+//! incident shows (each counted once, however many alerts show it); the confidences are
+//! the softmax of the scores, so they sum to 1 and a weight is a log-odds. Causes tie-break
+//! in playbook order. The failure mode is the triggered playbook whose first cause scores
+//! highest (then the one triggered first, then playbook order): evidence decides, not the
+//! order alerts came in.
+
+use spcvm_schemas::RankedCause;
+
+use super::evidence::Observation;
+use super::playbook::{Evidence, Playbook, Playbooks, When};
+
+/// A recipe change of a tool, as triage keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecipeChange {
+    /// Event time of the first record of the new recipe (ms).
+    pub at: i64,
+    /// The recipe before.
+    pub from: String,
+    /// The recipe after.
+    pub to: String,
+}
+
+/// What the evidence says about one incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked<'p> {
+    /// The failure mode's playbook.
+    pub playbook: &'p Playbook,
+    /// Its causes, most likely first, with confidence and evidence.
+    pub causes: Vec<RankedCause>,
+    /// The first cause's score.
+    pub top_score: f64,
+}
+
+/// The facts an incident offers the evidence.
+pub struct Facts<'a> {
+    /// Its alerts' observations, in arrival order.
+    pub observations: &'a [Observation],
+    /// A recipe change of the tool in the lookback before the incident's latest alert.
+    pub recipe_change: Option<&'a RecipeChange>,
+    /// Event time of the incident's first alert (for the recipe change's "N min before").
+    pub opened_at: i64,
+}
+
+/// Ranks the failure mode the facts point at; `None` when no playbook of `tool_type` is
+/// triggered by the incident's alerts.
+pub fn rank<'p>(
+    playbooks: &'p Playbooks,
+    tool_type: spcvm_schemas::ToolType,
+    facts: &Facts<'_>,
+) -> Option<Ranked<'p>> {
+    let mut best: Option<(Ranked<'p>, i64)> = None;
+    for book in playbooks
+        .playbooks
+        .iter()
+        .filter(|b| b.tool_type == tool_type)
+    {
+        let Some(triggered_at) = facts
+            .observations
+            .iter()
+            .filter(|o| book.trigger.contains(&o.parameter))
+            .map(|o| o.event_time)
+            .min()
+        else {
+            continue;
+        };
+        let ranked = rank_causes(book, facts);
+        let better = best.as_ref().is_none_or(|(b, at)| {
+            ranked.top_score > b.top_score
+                || (ranked.top_score == b.top_score && triggered_at < *at)
+        });
+        if better {
+            best = Some((ranked, triggered_at));
+        }
+    }
+    best.map(|(ranked, _)| ranked)
+}
+
+/// One playbook's causes ranked by the facts.
+pub fn rank_causes<'p>(book: &'p Playbook, facts: &Facts<'_>) -> Ranked<'p> {
+    let mut scored: Vec<(usize, f64, Vec<String>)> = book
+        .causes
+        .iter()
+        .enumerate()
+        .map(|(i, cause)| {
+            let mut score = cause.prior;
+            let mut evidence = Vec::new();
+            for ev in &cause.evidence {
+                if let Some(detail) = observed(ev, facts) {
+                    score += ev.weight;
+                    let against = if ev.weight < 0.0 { "against: " } else { "" };
+                    evidence.push(format!("{against}{} [{detail}]", ev.says));
+                }
+            }
+            (i, score, evidence)
+        })
+        .collect();
+    // Highest score first; equal scores keep playbook order (the sort is stable).
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top = scored.first().map_or(0.0, |s| s.1);
+    let total: f64 = scored.iter().map(|s| (s.1 - top).exp()).sum();
+    let causes = scored
+        .into_iter()
+        .map(|(i, score, evidence)| RankedCause {
+            cause_id: book.causes[i].id.clone(),
+            name: book.causes[i].name.clone(),
+            confidence: (score - top).exp() / total,
+            evidence,
+        })
+        .collect();
+    Ranked {
+        playbook: book,
+        causes,
+        top_score: top,
+    }
+}
+
+/// What the facts show of `ev`, in words, if they show it.
+fn observed(ev: &Evidence, facts: &Facts<'_>) -> Option<String> {
+    let parameter = ev.parameter.as_deref().unwrap_or_default();
+    match ev.when {
+        When::Alert => facts
+            .observations
+            .iter()
+            .find(|o| {
+                o.parameter == parameter
+                    && (ev.pattern.is_empty() || ev.pattern.contains(&o.pattern))
+                    && ev.direction.is_none_or(|d| o.direction == Some(d))
+            })
+            .map(Observation::describe),
+        When::NoAlert => (!facts.observations.iter().any(|o| o.parameter == parameter))
+            .then(|| format!("no alert on {parameter}")),
+        When::RecipeChange => facts.recipe_change.map(|c| {
+            let before = (facts.opened_at - c.at) / 60_000;
+            if before >= 0 {
+                format!(
+                    "recipe {} -> {}, {before} min before the first alert",
+                    c.from, c.to
+                )
+            } else {
+                format!("recipe {} -> {} during the incident", c.from, c.to)
+            }
+        }),
+    }
+}

@@ -1,0 +1,475 @@
+//! [`TriageStage`], the `triage` stage: per tool, the SPC alerts within a window of event
+//! time form one incident, ranked against the playbooks at every alert; a version is
+//! published when the incident opens and whenever its failure mode, cause ranking or
+//! severity changes, and a last one when it closes. OCAP steps go out once per incident
+//! and kind.
+
+use serde::{Deserialize, Serialize};
+use spcvm_schemas::{
+    ActionKind, Alert, IncidentStatus, OcapAction, RankedAction, RankedCause, SchemaError,
+    Severity, TelemetryView, ToolType, Triage,
+};
+
+use super::evidence::Observation;
+use super::playbook::{Playbook, Playbooks};
+use super::rank::{Facts, Ranked, RecipeChange, rank};
+use crate::stage::{Input, RecordStats, Stage, StageOutput, StreamSpec, ToolStore};
+
+/// Most observations an incident keeps (its first ones: what opened it matters most).
+pub const MAX_OBSERVATIONS: usize = 256;
+/// Most alert ids a triage lists (the first ones).
+pub const MAX_ALERT_IDS: usize = 1_000;
+/// Recipe changes kept per tool, the latest.
+pub const RECIPE_CHANGES_KEPT: usize = 16;
+
+/// The triage stage's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriageConfig {
+    /// Alerts of a tool less than this far apart in event time (ms) belong to one
+    /// incident; an incident closes this long after its last alert.
+    pub window_ms: i64,
+    /// A recipe change at most this long (ms) before an incident's alert is evidence.
+    pub recipe_lookback_ms: i64,
+}
+
+impl Default for TriageConfig {
+    fn default() -> Self {
+        TriageConfig {
+            window_ms: 2 * 3_600_000,
+            recipe_lookback_ms: 3_600_000,
+        }
+    }
+}
+
+/// The `triage` stage.
+#[derive(Debug, Clone)]
+pub struct TriageStage {
+    playbooks: Playbooks,
+    config: TriageConfig,
+}
+
+/// The Avro schemas of the two streams.
+const STREAMS: [StreamSpec; 2] = [
+    StreamSpec {
+        name: "triage",
+        default_topic: "spc.triage",
+        avro_schema: spcvm_schemas::TRIAGE_SCHEMA_JSON,
+        value_type: std::any::TypeId::of::<Triage>,
+    },
+    StreamSpec {
+        name: "actions",
+        default_topic: "spc.actions",
+        avro_schema: spcvm_schemas::ACTION_SCHEMA_JSON,
+        value_type: std::any::TypeId::of::<OcapAction>,
+    },
+];
+
+/// What the stage emits: a triage version, or an OCAP step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TriageOutput {
+    /// On the `triage` stream.
+    Triage(Triage),
+    /// On the `actions` stream.
+    Action(OcapAction),
+}
+
+impl StageOutput for TriageOutput {
+    fn stream(&self) -> usize {
+        match self {
+            TriageOutput::Triage(_) => 0,
+            TriageOutput::Action(_) => 1,
+        }
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            TriageOutput::Triage(t) => &t.tool_id,
+            TriageOutput::Action(a) => &a.tool_id,
+        }
+    }
+
+    fn to_json(&self) -> Vec<u8> {
+        match self {
+            TriageOutput::Triage(t) => spcvm_schemas::encode_triage_json(t),
+            TriageOutput::Action(a) => spcvm_schemas::encode_action_json(a),
+        }
+    }
+
+    fn to_avro(&self) -> Result<Vec<u8>, SchemaError> {
+        match self {
+            TriageOutput::Triage(t) => spcvm_schemas::encode_triage_avro(t),
+            TriageOutput::Action(a) => spcvm_schemas::encode_action_avro(a),
+        }
+    }
+
+    fn value(&self) -> &dyn std::any::Any {
+        match self {
+            TriageOutput::Triage(t) => t,
+            TriageOutput::Action(a) => a,
+        }
+    }
+}
+
+/// One tool's triage state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolTriage {
+    /// The recipe of the tool's latest record.
+    pub recipe: Option<String>,
+    /// Its latest recipe changes, oldest first.
+    pub recipe_changes: Vec<RecipeChange>,
+    /// The open incident, if any.
+    pub incident: Option<Incident>,
+}
+
+/// An open incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Stable id: `<tool>:<first alert's event time>:<first alert id>`.
+    pub id: String,
+    /// The last version published (0: none yet).
+    pub version: u32,
+    /// Kind of tool.
+    pub tool_type: ToolType,
+    /// Event time of the first alert.
+    pub opened_at: i64,
+    /// Event time of the latest alert.
+    pub last_alert_at: i64,
+    /// Recipe, lot and wafer of the latest alert.
+    pub recipe_id: String,
+    /// Lot of the latest alert.
+    pub lot_id: Option<String>,
+    /// Wafer of the latest alert.
+    pub wafer_id: Option<String>,
+    /// What its alerts say (the first [`MAX_OBSERVATIONS`]).
+    pub observations: Vec<Observation>,
+    /// Its alerts (the first [`MAX_ALERT_IDS`]).
+    pub alert_ids: Vec<String>,
+    /// Highest severity among its alerts.
+    pub severity: Severity,
+    /// What the last published version said.
+    pub published: Option<Published>,
+    /// OCAP steps sent for it.
+    pub ocap_sent: Vec<ActionKind>,
+}
+
+/// What a published triage version said, to tell whether new evidence changes it and to
+/// repeat it at the close.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Published {
+    /// The failure mode (playbook id).
+    pub failure_mode: String,
+    /// The causes as ranked.
+    pub causes: Vec<RankedCause>,
+    /// The severity.
+    pub severity: Severity,
+}
+
+impl Published {
+    /// Whether `other` says something else: another failure mode, cause order or severity
+    /// (confidences alone moving is not news).
+    fn differs(&self, other: &Published) -> bool {
+        self.failure_mode != other.failure_mode
+            || self.severity != other.severity
+            || !self
+                .causes
+                .iter()
+                .map(|c| &c.cause_id)
+                .eq(other.causes.iter().map(|c| &c.cause_id))
+    }
+}
+
+impl TriageStage {
+    /// The stage with validated `playbooks`.
+    pub fn new(playbooks: Playbooks, config: TriageConfig) -> TriageStage {
+        TriageStage { playbooks, config }
+    }
+
+    /// Its playbooks.
+    pub fn playbooks(&self) -> &Playbooks {
+        &self.playbooks
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &TriageConfig {
+        &self.config
+    }
+
+    /// The tool's recipe as of `record`: a change is remembered with its event time.
+    fn record(&self, store: &mut ToolStore<ToolTriage>, record: &impl TelemetryView) {
+        let (tool, recipe) = (record.tool_id(), record.recipe_id());
+        if store
+            .get(tool)
+            .is_some_and(|s| s.recipe.as_deref() == Some(recipe))
+        {
+            return;
+        }
+        let state = store.entry(tool);
+        if let Some(from) = state.recipe.replace(recipe.to_string()) {
+            state.recipe_changes.push(RecipeChange {
+                at: record.event_time(),
+                from,
+                to: recipe.to_string(),
+            });
+            if state.recipe_changes.len() > RECIPE_CHANGES_KEPT {
+                state.recipe_changes.remove(0);
+            }
+        }
+    }
+
+    /// An opening alert: joins the tool's incident (or opens one), re-ranks it and
+    /// publishes what changed.
+    fn alert(&self, store: &mut ToolStore<ToolTriage>, alert: &Alert, out: &mut Vec<TriageOutput>) {
+        let state = store.entry(&alert.tool_id);
+        if let Some(incident) = &state.incident
+            && alert.event_time - incident.last_alert_at > self.config.window_ms
+        {
+            let incident = state.incident.take().expect("checked above");
+            self.close(&alert.tool_id, incident, out);
+        }
+        let incident = state.incident.get_or_insert_with(|| Incident {
+            id: format!("{}:{}:{}", alert.tool_id, alert.event_time, alert.alert_id),
+            version: 0,
+            tool_type: alert.tool_type,
+            opened_at: alert.event_time,
+            last_alert_at: alert.event_time,
+            recipe_id: alert.recipe_id.clone(),
+            lot_id: None,
+            wafer_id: None,
+            observations: Vec::new(),
+            alert_ids: Vec::new(),
+            severity: alert.severity,
+            published: None,
+            ocap_sent: Vec::new(),
+        });
+        incident.last_alert_at = incident.last_alert_at.max(alert.event_time);
+        incident.recipe_id.clone_from(&alert.recipe_id);
+        incident.lot_id.clone_from(&alert.lot_id);
+        incident.wafer_id.clone_from(&alert.wafer_id);
+        incident.severity = incident.severity.max(alert.severity);
+        if incident.observations.len() < MAX_OBSERVATIONS {
+            incident.observations.push(Observation::of(alert));
+        }
+        if incident.alert_ids.len() < MAX_ALERT_IDS {
+            incident.alert_ids.push(alert.alert_id.clone());
+        }
+        // The latest recipe change up to this alert, within the lookback.
+        let recipe_change = state.recipe_changes.iter().rev().find(|c| {
+            c.at <= alert.event_time && alert.event_time - c.at <= self.config.recipe_lookback_ms
+        });
+        let facts = Facts {
+            observations: &incident.observations,
+            recipe_change,
+            opened_at: incident.opened_at,
+        };
+        let Some(ranked) = rank(&self.playbooks, incident.tool_type, &facts) else {
+            return;
+        };
+        let now = Published {
+            failure_mode: ranked.playbook.id.clone(),
+            causes: ranked.causes.clone(),
+            severity: incident.severity,
+        };
+        if incident.published.as_ref().is_none_or(|p| p.differs(&now)) {
+            incident.version += 1;
+            incident.published = Some(now);
+            out.push(TriageOutput::Triage(triage(
+                &alert.tool_id,
+                incident,
+                ranked.playbook,
+                &ranked.causes,
+                IncidentStatus::Open,
+                alert.event_time,
+            )));
+        }
+        self.ocap(&alert.tool_id, incident, &ranked, alert.event_time, out);
+    }
+
+    /// The OCAP steps the ranking calls for that were not sent yet.
+    fn ocap(
+        &self,
+        tool: &str,
+        incident: &mut Incident,
+        ranked: &Ranked<'_>,
+        event_time: i64,
+        out: &mut Vec<TriageOutput>,
+    ) {
+        let top = ranked.causes.first();
+        for action in ranked.playbook.actions.iter().filter(|a| a.is_ocap()) {
+            let for_top = action
+                .cause
+                .as_ref()
+                .is_none_or(|c| top.is_some_and(|t| &t.cause_id == c));
+            if !for_top
+                || incident.severity < action.threshold()
+                || incident.ocap_sent.contains(&action.kind)
+            {
+                continue;
+            }
+            incident.ocap_sent.push(action.kind);
+            let reason = match top {
+                Some(t) => format!(
+                    "{}; most likely {} ({:.0} %)",
+                    ranked.playbook.name,
+                    t.name,
+                    t.confidence * 100.0
+                ),
+                None => ranked.playbook.name.clone(),
+            };
+            out.push(TriageOutput::Action(OcapAction {
+                action_id: format!("{}:{}", incident.id, action.kind),
+                incident_id: incident.id.clone(),
+                kind: action.kind,
+                tool_id: tool.to_string(),
+                tool_type: incident.tool_type,
+                recipe_id: incident.recipe_id.clone(),
+                lot_id: incident.lot_id.clone(),
+                wafer_id: incident.wafer_id.clone(),
+                severity: incident.severity,
+                reason,
+                description: action.description.clone(),
+                owner: action.owner.clone(),
+                event_time,
+            }));
+        }
+    }
+
+    /// The incident's last version, repeating what was last published (nothing when no
+    /// version was), at the end of its window.
+    fn close(&self, tool: &str, mut incident: Incident, out: &mut Vec<TriageOutput>) {
+        let Some(published) = incident.published.take() else {
+            return;
+        };
+        let Some(book) = self
+            .playbooks
+            .playbooks
+            .iter()
+            .find(|b| b.id == published.failure_mode)
+        else {
+            return;
+        };
+        incident.version += 1;
+        incident.severity = published.severity;
+        let at = incident.last_alert_at.saturating_add(self.config.window_ms);
+        out.push(TriageOutput::Triage(triage(
+            tool,
+            &incident,
+            book,
+            &published.causes,
+            IncidentStatus::Closed,
+            at,
+        )));
+    }
+}
+
+/// A triage version of `incident`: failure mode `book`, its causes ranked as `causes`.
+fn triage(
+    tool: &str,
+    incident: &Incident,
+    book: &Playbook,
+    causes: &[RankedCause],
+    status: IncidentStatus,
+    event_time: i64,
+) -> Triage {
+    let rank_of = |cause: &Option<String>| match cause {
+        Some(c) => causes
+            .iter()
+            .position(|r| &r.cause_id == c)
+            .unwrap_or(usize::MAX),
+        None => causes.len(),
+    };
+    // Actions for the likelier causes first, then those for any cause; by priority within.
+    let mut actions: Vec<_> = book.actions.iter().collect();
+    actions.sort_by_key(|a| (rank_of(&a.cause), a.priority));
+    Triage {
+        incident_id: incident.id.clone(),
+        version: incident.version,
+        status,
+        tool_id: tool.to_string(),
+        tool_type: incident.tool_type,
+        recipe_id: incident.recipe_id.clone(),
+        lot_id: incident.lot_id.clone(),
+        wafer_id: incident.wafer_id.clone(),
+        failure_mode: book.id.clone(),
+        failure_mode_name: book.name.clone(),
+        severity: incident.severity,
+        causes: causes.to_vec(),
+        actions: actions
+            .into_iter()
+            .map(|a| RankedAction {
+                action_id: a.id.clone(),
+                description: a.description.clone(),
+                priority: a.priority,
+                owner: a.owner.clone(),
+                kind: a.kind,
+                cause_id: a.cause.clone(),
+            })
+            .collect(),
+        alert_ids: incident.alert_ids.clone(),
+        opened_at: incident.opened_at,
+        event_time,
+    }
+}
+
+impl Stage for TriageStage {
+    type Store = ToolStore<ToolTriage>;
+    type Upstream = Alert;
+    type Output = TriageOutput;
+
+    fn name(&self) -> &str {
+        "triage"
+    }
+
+    fn upstream(&self) -> Option<&str> {
+        Some("alerts")
+    }
+
+    /// An alert is weighed against recipe changes up to its own event time only, so a
+    /// batch's records may come before the alerts they caused.
+    fn upstream_after_each_record(&self) -> bool {
+        false
+    }
+
+    fn outputs(&self) -> &[StreamSpec] {
+        &STREAMS
+    }
+
+    fn process(
+        &self,
+        store: &mut ToolStore<ToolTriage>,
+        input: Input<'_, Alert>,
+        out: &mut Vec<TriageOutput>,
+    ) -> RecordStats {
+        match input {
+            Input::Record(record) => self.record(store, record),
+            // A dedup closing update repeats an alert already counted.
+            Input::Upstream(alert) if alert.repeats == 0 => self.alert(store, alert, out),
+            Input::Upstream(_) => {}
+        }
+        RecordStats::default()
+    }
+
+    fn on_watermark(
+        &self,
+        store: &mut ToolStore<ToolTriage>,
+        watermark_ms: i64,
+        out: &mut Vec<TriageOutput>,
+    ) {
+        let window = self.config.window_ms;
+        let expired = |s: &ToolTriage| {
+            s.incident
+                .as_ref()
+                .is_some_and(|i| watermark_ms - i.last_alert_at > window)
+        };
+        for (tool, state) in store.sorted_mut_where(expired) {
+            let incident = state.incident.take().expect("selected for it");
+            self.close(tool, incident, out);
+        }
+    }
+
+    fn on_end(&self, store: &mut ToolStore<ToolTriage>, out: &mut Vec<TriageOutput>) {
+        for (tool, state) in store.sorted_mut_where(|s| s.incident.is_some()) {
+            let incident = state.incident.take().expect("selected for it");
+            self.close(tool, incident, out);
+        }
+    }
+}
