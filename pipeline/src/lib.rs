@@ -13,6 +13,8 @@
 //! - [`stages`]: the job's stages in order ([`stages::Chain`]), one partition's stage stores
 //!   ([`stages::PartitionChain`]) and the record path every runtime takes
 //!   ([`stages::step`]).
+//! - [`playbooks`]: triage playbooks loaded from files (or the built-in ones) with errors
+//!   that name the file, line and key.
 //! - [`report`]: the `--report` JSON document.
 //! - [`cli`]: the command line (clap): `spcvm backtest` (progress bar and summary), `spcvm
 //!   run`, `spcvm topics create`, and [`cli::main_with`], which runs it with the stages and
@@ -39,6 +41,7 @@ pub mod decode;
 pub mod http;
 pub mod input;
 pub mod metrics;
+pub mod playbooks;
 pub mod report;
 pub mod run;
 pub mod stages;

@@ -57,7 +57,7 @@ use crate::stages::{Chain, DynStage};
 use config::{AlertFormat, PipelineConfig, SourceKind};
 
 /// The stages built into the binary, by name.
-pub const BUILTIN_STAGES: [&str; 1] = ["spc"];
+pub const BUILTIN_STAGES: [&str; 2] = ["spc", "triage"];
 
 /// What one `spcvm run` process works with.
 #[derive(Debug)]
@@ -119,6 +119,7 @@ impl Job {
             let stage = match name.as_str() {
                 "spc" => Arc::new(crate::config::load_monitor(config.charts.as_deref())?)
                     as Arc<dyn DynStage>,
+                "triage" => Arc::new(triage_stage(&config)?),
                 other => extra(other).ok_or_else(|| {
                     RunError::Stages(format!(
                         "stages: unknown stage `{other}` (this build has {})",
@@ -146,6 +147,23 @@ impl Job {
             health: Health::default(),
         })
     }
+}
+
+/// The `triage` stage of `config`: its playbooks checked against the parameters the
+/// configured charts watch.
+///
+/// # Errors
+///
+/// [`RunError::Playbooks`] or [`RunError::Charts`] naming the file at fault.
+pub fn triage_stage(
+    config: &PipelineConfig,
+) -> Result<spcvm_operators::triage::TriageStage, RunError> {
+    let monitor = crate::config::load_monitor(config.charts.as_deref())?;
+    let playbooks = crate::playbooks::load(&config.triage.playbooks, &monitor)?;
+    Ok(spcvm_operators::triage::TriageStage::new(
+        playbooks,
+        config.triage.stage_config(),
+    ))
 }
 
 /// The topic, encoding and file of every stream of `chain`.
@@ -205,6 +223,9 @@ pub enum RunError {
     /// The chart configuration is invalid.
     #[error(transparent)]
     Charts(#[from] ConfigFileError),
+    /// A playbook file is unreadable or invalid.
+    #[error(transparent)]
+    Playbooks(#[from] crate::playbooks::PlaybookFileError),
     /// The `[decode]` settings are invalid.
     #[error(transparent)]
     Decode(#[from] DecodeSetupError),

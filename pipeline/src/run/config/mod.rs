@@ -28,9 +28,11 @@ pub struct PipelineConfig {
     /// Where telemetry comes from and alerts go: `kafka` (production) or `file` (the
     /// embedded default: a JSON-lines file in, JSON-lines files out, no broker needed).
     pub source: SourceKind,
-    /// The stages each record goes through, in order (`spc`: the SPC charts). A stage may
-    /// read an earlier stage's output stream.
+    /// The stages each record goes through, in order (`spc`: the SPC charts; `triage`: RCA
+    /// triage of their alerts). A stage may read an earlier stage's output stream.
     pub stages: Vec<String>,
+    /// RCA triage (the `triage` stage).
+    pub triage: TriageSettings,
     /// Kafka connection and client settings (source `kafka`).
     pub kafka: KafkaConfig,
     /// Topic names and the settings `spcvm topics create` uses.
@@ -49,6 +51,41 @@ pub struct PipelineConfig {
     /// (`[outputs.<stream>]`). The `alerts` stream is set by `topics.alerts`,
     /// `topics.alert_format`, `topics.alert_schema_id` and `file.alerts`.
     pub outputs: BTreeMap<String, OutputConfig>,
+}
+
+/// RCA triage settings (`[triage]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriageSettings {
+    /// Playbook files (the format of `deploy/playbooks/*.toml`), which together replace the
+    /// built-in ones; relative paths follow `pipeline.toml`. Empty: the built-in playbooks.
+    pub playbooks: Vec<PathBuf>,
+    /// Alerts of one tool less than this many seconds apart (event time) form one incident,
+    /// which closes this long after its last alert.
+    pub window_s: u64,
+    /// A recipe change at most this many seconds before an alert counts as evidence.
+    pub recipe_lookback_s: u64,
+}
+
+impl Default for TriageSettings {
+    fn default() -> Self {
+        TriageSettings {
+            playbooks: Vec::new(),
+            window_s: 7_200,
+            recipe_lookback_s: 3_600,
+        }
+    }
+}
+
+impl TriageSettings {
+    /// The stage's settings.
+    pub fn stage_config(&self) -> spcvm_operators::triage::TriageConfig {
+        let ms = |s: u64| i64::try_from(s.saturating_mul(1_000)).unwrap_or(i64::MAX);
+        spcvm_operators::triage::TriageConfig {
+            window_ms: ms(self.window_s),
+            recipe_lookback_ms: ms(self.recipe_lookback_s),
+        }
+    }
 }
 
 /// Where one output stream goes (`[outputs.<stream>]`).
@@ -72,6 +109,7 @@ impl Default for PipelineConfig {
             charts: None,
             source: SourceKind::File,
             stages: vec!["spc".into()],
+            triage: TriageSettings::default(),
             kafka: KafkaConfig::default(),
             topics: TopicsConfig::default(),
             decode: DecodeConfig::default(),
@@ -604,6 +642,9 @@ impl PipelineConfig {
                 fix(p);
             }
         }
+        for p in &mut self.triage.playbooks {
+            fix(p);
+        }
     }
 
     /// Checks what serde cannot: non-empty names, positive intervals.
@@ -685,6 +726,9 @@ impl PipelineConfig {
                 "delivery.queue_capacity",
                 &format!("must be at most {MAX_QUEUE_CAPACITY} (messages per partition)"),
             );
+        }
+        if self.triage.window_s == 0 {
+            return bad("triage.window_s", "must be at least 1");
         }
         if self.delivery.watermark_lateness_ms < 0 {
             return bad("delivery.watermark_lateness_ms", "must not be negative");
