@@ -10,8 +10,8 @@
 //!
 //! - this module: the argument parser, [`Extensions`], [`main_with`] (dispatch, the error
 //!   line and the exit code), [`CliError`].
-//! - [`backtest`](mod@backtest): `spcvm backtest` (progress bar, bad-record lines, summary).
-//! - [`run`](mod@run): `spcvm run` (logging, signals, HTTP, the Kafka or file runtime) and
+//! - `backtest.rs`: `spcvm backtest` (progress bar, bad-record lines, summary).
+//! - `run.rs`: `spcvm run` (logging, signals, HTTP, the Kafka or file runtime) and
 //!   `spcvm topics create`.
 
 mod backtest;
@@ -123,7 +123,7 @@ enum TopicsCommand {
 /// failure as `spcvm: error: ...` on stderr, and returns the exit code.
 ///
 /// Call it first thing in `main`, before any thread starts: it tunes the allocator
-/// ([`tune_malloc`]).
+/// (`tune_malloc`).
 pub fn main_with(extensions: Extensions) -> ExitCode {
     tune_malloc();
     let cli = Cli::parse();

@@ -174,6 +174,25 @@ impl Job {
         response.body_mut().read_to_string().unwrap()
     }
 
+    /// Whether `/readyz` answers 200 (partitions assigned and state restored); false while
+    /// the job has logged no HTTP address yet.
+    pub fn ready(&self) -> bool {
+        let Some(addr) = self.logged_http_addr() else {
+            return false;
+        };
+        ureq::get(&format!("http://{addr}/readyz")).call().is_ok()
+    }
+
+    /// Waits until [`Job::ready`], failing after `timeout` with the log.
+    pub fn wait_ready(&self, timeout: Duration) {
+        let ready = wait_for(timeout, || self.ready().then_some(()));
+        assert!(
+            ready.is_some(),
+            "not ready within {timeout:?}:\n{}",
+            self.log_text()
+        );
+    }
+
     /// The value of the sample `series` (a metric name with its labels, exactly as
     /// rendered, e.g. `spcvm_messages_consumed_total{topic="file"}`) on `/metrics`, if
     /// present.

@@ -9,11 +9,12 @@
 //! |---|---|
 //! | [`broker`] | the brokers' bootstrap addresses (`KAFKA_BOOTSTRAP`, `KAFKA_BOOTSTRAP_TXN`, or `scripts/broker.sh start`), unique names, free ports, [`wait_for`] |
 //! | [`paths`] | the workspace root, the `spcvm` binary under test, the Python with confluent-kafka, the TLS/SASL proxy script `broker_proxy.py` |
-//! | [`job`] | [`Job`]: a running `spcvm run` (SIGTERM, `kill -9`, its log, HTTP and `/metrics`); reading Prometheus samples |
-//! | [`setup`] | [`Setup`]: one test's topics, group, configs and jobs, and the `kill -9` and join-and-leave scenarios |
+//! | [`job`] | [`Job`]: a running `spcvm run` (SIGTERM, `kill -9`, its log, HTTP, `/metrics` and `/readyz`); reading Prometheus samples |
+//! | [`setup`] | [`Setup`]: one test's topics, group, configs and jobs (the `spcvm` under test's, or another executable's: [`Setup::with_binary`]), the group's committed offsets, and the `kill -9` and join-and-leave scenarios |
 //! | [`kafka`] | the tests' own clients: [`produce`], [`read_all`], committed offsets against the ends |
 //! | [`telemetry`](mod@telemetry) | the telemetry generator, [`TelemetryGen`] ([`telemetry()`] for the tests' `Vec`) |
 //! | [`compare`] | [`backtest_alerts`] and the checks that streamed alerts equal the backtest's |
+//! | [`runner`] | [`run_scenarios`]: libtest's selection and report for a target without its harness, whose `main` also runs as the job |
 //!
 //! The crate depends on no spcvm crate but `spcvm-schemas`: it drives the binary from
 //! outside. Everything is re-exported at the root, so a test starts with
@@ -24,6 +25,7 @@ pub mod compare;
 pub mod job;
 pub mod kafka;
 pub mod paths;
+pub mod runner;
 pub mod setup;
 pub mod telemetry;
 
@@ -35,5 +37,6 @@ pub use kafka::{
     read_all_with, send_queued,
 };
 pub use paths::{broker_proxy_py, python, spcvm, workspace_root};
+pub use runner::{Scenario, run_scenarios};
 pub use setup::{Setup, keep_if_failing, topics_toml};
 pub use telemetry::{DRIFT_FROM, GenOptions, Layout, TelemetryGen, jsonl_lines, telemetry};

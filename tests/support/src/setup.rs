@@ -20,6 +20,9 @@ use crate::paths::spcvm;
 
 /// One test's topic set, group and working directory.
 pub struct Setup {
+    /// The executable every `spcvm` command of the setup runs (`topics create`, `run`): the
+    /// `spcvm` under test, or a build with stages of its own ([`Setup::with_binary`]).
+    pub binary: PathBuf,
     /// Bootstrap servers.
     pub bootstrap: String,
     /// Input topic.
@@ -79,8 +82,56 @@ impl Setup {
         env: Vec<(String, String)>,
         client_properties: Vec<(String, String)>,
     ) -> Setup {
+        let setup = Setup::unmade(
+            spcvm().to_path_buf(),
+            bootstrap,
+            name,
+            partitions,
+            kafka_toml,
+            env,
+            client_properties,
+        );
+        setup.make_topics();
+        setup
+    }
+
+    /// [`Setup::new`] whose `spcvm` commands are `binary`'s (a build that registers stages
+    /// or commit participants of its own through `spcvm::cli::main_with`), run with `env`
+    /// (what selects that build's stages and outputs, `SPCVM__STAGES` say); its topics
+    /// are made by `binary topics create`, so they include its stages' output streams.
+    pub fn with_binary(
+        binary: PathBuf,
+        bootstrap: String,
+        name: &str,
+        partitions: i32,
+        env: Vec<(String, String)>,
+    ) -> Setup {
+        let setup = Setup::unmade(
+            binary,
+            bootstrap,
+            name,
+            partitions,
+            String::new(),
+            env,
+            Vec::new(),
+        );
+        setup.make_topics();
+        setup
+    }
+
+    /// The setup with its names chosen and no topic made yet.
+    fn unmade(
+        binary: PathBuf,
+        bootstrap: String,
+        name: &str,
+        partitions: i32,
+        kafka_toml: String,
+        env: Vec<(String, String)>,
+        client_properties: Vec<(String, String)>,
+    ) -> Setup {
         let id = unique(name);
-        let setup = Setup {
+        Setup {
+            binary,
             bootstrap,
             input: format!("{id}.telemetry"),
             co_inputs: Vec::new(),
@@ -94,16 +145,19 @@ impl Setup {
             kafka_toml,
             env,
             client_properties,
-        };
-        let config = setup.write_config("topics", "exactly_once", "x", "");
-        setup.topics_create(&config);
-        setup
+        }
+    }
+
+    /// Makes the setup's topics through `topics create`.
+    fn make_topics(&self) {
+        let config = self.write_config("topics", "exactly_once", "x", "");
+        self.topics_create(&config);
     }
 
     /// Runs `spcvm topics create` on `config` with this setup's environment, which must
     /// succeed; its standard output.
     pub fn topics_create(&self, config: &Path) -> String {
-        let mut command = Command::new(spcvm());
+        let mut command = Command::new(&self.binary);
         command.args(["topics", "create", "--config"]).arg(config);
         let stdout = output_ok(command.envs(self.env.iter().map(|(k, v)| (k, v))));
         String::from_utf8(stdout).unwrap()
@@ -183,7 +237,7 @@ listen = "127.0.0.1:0"
     /// for dropped connections, which it logs at info level).
     pub fn start_logging(&self, config: &Path, name: &str, rust_log: &str) -> Job {
         let log = self.dir.path().join(format!("{name}.log"));
-        Job::spawn(spcvm(), config, &log, rust_log, &self.env).unwrap()
+        Job::spawn(&self.binary, config, &log, rust_log, &self.env).unwrap()
     }
 
     /// Produces `records` to the input, keyed by tool, and waits for every ack.
@@ -250,6 +304,25 @@ listen = "127.0.0.1:0"
                     watermarks.ok().map(|(_, high)| high)
                 })
             })
+    }
+
+    /// The group's committed offsets on the input, summed over its partitions (a
+    /// partition without a committed offset counts 0): how far the group got. `None` when
+    /// the broker did not answer (its group coordinator may not be ready yet).
+    pub fn committed_total(&self) -> Option<i64> {
+        let consumer = plain_consumer(self.client(), Some(&self.group));
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..self.partitions {
+            tpl.add_partition(&self.input, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(5))
+            .ok()?;
+        let offsets = committed.elements().into_iter().map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => o,
+            _ => 0,
+        });
+        Some(offsets.sum())
     }
 
     /// Waits until [`Setup::caught_up`], failing after `timeout` with the job logs.
