@@ -30,6 +30,9 @@ pub const BACKTEST_TOPIC: &str = "backtest";
 /// How often (in records) [`Observer::progress`] is called.
 pub const PROGRESS_EVERY: u64 = 1024;
 
+/// Records a backtest hands the stages at a time (one source).
+const BATCH_RECORDS: usize = 256;
+
 /// What `spcvm backtest` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -250,31 +253,38 @@ fn run_one<W: Write>(
     writers: &mut StreamWriters<W>,
     observer: &mut impl Observer,
 ) -> Result<(), BacktestError> {
-    let mut since_progress = 0u64;
     loop {
-        since_progress += 1;
-        if since_progress >= PROGRESS_EVERY {
-            since_progress = 0;
-            observer.progress(source.bytes_read());
+        observer.progress(source.bytes_read());
+        // A batch at a time: the stages take it whole (the SPC stage loads the chart states
+        // of coming records while it works on the current one), as the streaming runtimes
+        // hand them their batches.
+        let mut batch = Vec::with_capacity(BATCH_RECORDS);
+        if !source.next_batch(BATCH_RECORDS, &mut batch) {
+            return Ok(());
         }
-        let Some(item) = source.next_ref() else {
-            break;
-        };
-        let record = match item {
-            Ok(record) => record,
-            Err(e) if e.is_bad_record() => {
-                totals.input.bad_records += 1;
-                observer.bad_record(&e);
-                continue;
+        let mut good = Vec::with_capacity(batch.len());
+        let mut fatal = None;
+        for item in batch {
+            match item {
+                // A non-finite value is counted (the report's `non_finite`), not reported.
+                Ok(record) => good.push((0, Ok(record))),
+                Err(e) if e.is_bad_record() => {
+                    totals.input.bad_records += 1;
+                    observer.bad_record(&e);
+                }
+                Err(e) => {
+                    fatal = Some(e);
+                    break;
+                }
             }
-            Err(e) => return Err(e.into()),
-        };
-        // A non-finite value is counted (the report's `non_finite`), not reported.
-        step.one(partition, 0, Ok(record));
+        }
+        step.batch(partition, good);
         totals.input.records += step.records;
         write_step(step, totals, writers)?;
+        if let Some(e) = fatal {
+            return Err(e.into());
+        }
     }
-    Ok(())
 }
 
 /// Several sources' records merged by event time (owned: each source's next record waits

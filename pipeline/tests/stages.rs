@@ -254,16 +254,22 @@ fn a_second_stage_runs_in_the_file_runtime_and_restores_from_its_checkpoint() {
 #[test]
 fn a_job_names_the_unknown_stage_or_stream() {
     let config = PipelineConfig {
-        stages: vec!["spc".into(), "triage".into()],
+        stages: vec!["spc".into(), "drift".into()],
         ..PipelineConfig::default()
     };
     let err = Job::new(config).unwrap_err().to_string();
-    assert_eq!(err, "stages: unknown stage `triage` (this build has spc)");
+    assert_eq!(err, "stages: unknown stage `drift` (this build has spc, triage)");
+    // The triage stream exists only with the triage stage.
     let mut config = PipelineConfig::default();
     config.outputs.insert("triage".into(), Default::default());
-    let err = Job::new(config).unwrap_err().to_string();
+    let err = Job::new(config.clone()).unwrap_err().to_string();
     assert!(
         err.starts_with("outputs.triage: no configured stage emits"),
         "{err}"
     );
+    config.stages.push("triage".into());
+    let job = Job::new(config).unwrap();
+    let names: Vec<&str> = job.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["alerts", "triage", "actions"]);
+    assert_eq!(job.outputs[2].topic, "spc.actions");
 }

@@ -23,6 +23,26 @@ pub struct JsonlRecords<R> {
     path: PathBuf,
     line_no: u64,
     line: Vec<u8>,
+    /// Lines read ahead by [`JsonlRecords::read_batch`].
+    batch: Batch,
+    /// A read failed: nothing more is read.
+    failed: bool,
+}
+
+/// Lines read ahead for [`JsonlRecords::decode_batch`]: their bytes one after another,
+/// and per line where it is, or the error it gave.
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+enum Entry {
+    /// A line: its range in `bytes` and its one-based number in the file.
+    Line(usize, usize, u64),
+    /// A line that was not read (too long), or a failed read (the batch's last entry).
+    Error(Option<InputError>),
 }
 
 /// One line read from the stream.
@@ -43,6 +63,8 @@ impl<R: Read> JsonlRecords<R> {
             path,
             line_no: 0,
             line: Vec::new(),
+            batch: Batch::default(),
+            failed: false,
         }
     }
 
@@ -156,6 +178,51 @@ impl<R: Read> JsonlRecords<R> {
     }
 }
 
+impl<R: Read> JsonlRecords<R> {
+    /// Reads up to `max` lines that are not blank ahead, for
+    /// [`JsonlRecords::decode_batch`]; false at the end of the input (nothing read).
+    pub fn read_batch(&mut self, max: usize) -> bool {
+        self.batch.bytes.clear();
+        self.batch.entries.clear();
+        while !self.failed && self.batch.entries.len() < max {
+            match self.advance() {
+                None => break,
+                Some(Ok(())) => {
+                    let start = self.batch.bytes.len();
+                    self.batch.bytes.extend_from_slice(&self.line);
+                    let end = self.batch.bytes.len();
+                    self.batch
+                        .entries
+                        .push(Entry::Line(start, end, self.line_no));
+                }
+                Some(Err(e)) => {
+                    self.failed = !e.is_bad_record();
+                    self.batch.entries.push(Entry::Error(Some(e)));
+                }
+            }
+        }
+        !self.batch.entries.is_empty()
+    }
+
+    /// The lines [`JsonlRecords::read_batch`] read, decoded in order into `out`, borrowing
+    /// their strings (a bad line is an [`InputError::BadRecord`] in its place).
+    pub fn decode_batch<'a>(&'a mut self, out: &mut Vec<Result<TelemetryRef<'a>, InputError>>) {
+        let Batch { bytes, entries } = &mut self.batch;
+        let (path, bytes) = (&self.path, &*bytes);
+        for entry in entries.iter_mut() {
+            out.push(match entry {
+                Entry::Line(start, end, line_no) => decode_telemetry_json_ref(&bytes[*start..*end])
+                    .map_err(|e| InputError::BadRecord {
+                        path: path.clone(),
+                        at: Location::Line(*line_no),
+                        reason: json_reason(&e),
+                    }),
+                Entry::Error(e) => Err(e.take().expect("a batch is decoded once")),
+            });
+        }
+    }
+}
+
 impl<R: Read> Iterator for JsonlRecords<R> {
     type Item = Result<Telemetry, InputError>;
 
@@ -180,6 +247,70 @@ mod tests {
     }
 
     const GOOD: &str = r#"{"tool_id":"ION-01","tool_type":"ion_implant","recipe_id":"R","event_time":1,"measurements":{"a":1.5}}"#;
+
+    /// A reader that fails after its text, as a disk error would.
+    struct Failing(Cursor<Vec<u8>>);
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(io::Error::other("disk on fire")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn batches_give_what_lines_one_by_one_give() {
+        let long = format!("{{\"x\":\"{}\"}}", "y".repeat(MAX_LINE_BYTES + 1));
+        let text = format!(
+            "{GOOD}\n\n{}\n{long}\r\n{GOOD}\r\nnot json\n{}\n{GOOD}",
+            GOOD.replace("ION-01", "ION-02"),
+            GOOD.replace("1.5", "2.5")
+        );
+        let one_by_one = read(text.as_bytes());
+        for max in [1, 2, 3, 64] {
+            let mut records =
+                JsonlRecords::new(Cursor::new(text.clone().into_bytes()), "t.jsonl".into());
+            let mut batched = Vec::new();
+            while records.read_batch(max) {
+                let mut out = Vec::new();
+                records.decode_batch(&mut out);
+                assert!(out.len() <= max);
+                batched.extend(
+                    out.into_iter()
+                        .map(|r| r.map(TelemetryRef::into_owned).map_err(|e| e.to_string())),
+                );
+            }
+            assert_eq!(batched.len(), one_by_one.len(), "max {max}");
+            for (b, o) in batched.iter().zip(&one_by_one) {
+                match (b, o) {
+                    (Ok(b), Ok(o)) => assert_eq!(
+                        (&b.tool_id, b.measurements["a"]),
+                        (&o.tool_id, o.measurements["a"])
+                    ),
+                    (b, o) => assert_eq!(b.as_ref().err(), o.as_ref().err()),
+                }
+            }
+        }
+        // A failed read ends the batch, and nothing is read after it.
+        let mut records = JsonlRecords::new(
+            Failing(Cursor::new(format!("{GOOD}\n").into_bytes())),
+            "t.jsonl".into(),
+        );
+        assert!(records.read_batch(8));
+        let mut out = Vec::new();
+        records.decode_batch(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].is_ok());
+        let error = out[1].as_ref().unwrap_err();
+        assert!(
+            !error.is_bad_record() && error.to_string().contains("t.jsonl"),
+            "{error}"
+        );
+        drop(out);
+        assert!(!records.read_batch(8));
+    }
 
     #[test]
     fn skips_blank_lines_and_handles_crlf_and_missing_final_newline() {

@@ -336,6 +336,35 @@ impl RecordSource {
     }
 }
 
+impl RecordSource {
+    /// Up to `max` next records into `out`, in file order, as
+    /// [`RecordSource::next_ref`] would give them one by one (bad records in their place, a
+    /// fatal error last); false at the end of the input (nothing added). JSON-lines records
+    /// borrow from lines read ahead together, so a caller can hand them on as one batch.
+    pub fn next_batch<'a>(
+        &'a mut self,
+        max: usize,
+        out: &mut Vec<Result<TelemetryRef<'a>, InputError>>,
+    ) -> bool {
+        if let Records::Jsonl(r) = &mut self.records {
+            if !r.read_batch(max) {
+                self.records = Records::Done;
+                return false;
+            }
+            let Records::Jsonl(r) = &mut self.records else {
+                unreachable!("matched above")
+            };
+            r.decode_batch(out);
+            return true;
+        }
+        let before = out.len();
+        for item in self.by_ref().take(max) {
+            out.push(item.map(TelemetryRef::from));
+        }
+        out.len() > before
+    }
+}
+
 impl Iterator for RecordSource {
     type Item = Result<Telemetry, InputError>;
 
