@@ -4,9 +4,10 @@
 //! A cause's score is its prior plus the weight of every piece of its evidence that the
 //! incident shows (each counted once, however many alerts show it); the confidences are
 //! the softmax of the scores, so they sum to 1 and a weight is a log-odds. Causes tie-break
-//! in playbook order. The failure mode is the triggered playbook whose first cause scores
-//! highest (then the one triggered first, then playbook order): evidence decides, not the
-//! order alerts came in.
+//! in playbook order. The failure mode is the triggered playbook where most of the trouble
+//! is: the most alerts on its trigger parameters, weighted by severity (minor 1, major 2,
+//! critical 3); then the one whose first cause scores highest; then the one triggered
+//! first; then playbook order. Evidence decides, not the order alerts came in.
 
 use spcvm_schemas::RankedCause;
 
@@ -52,31 +53,41 @@ pub fn rank<'p>(
     tool_type: spcvm_schemas::ToolType,
     facts: &Facts<'_>,
 ) -> Option<Ranked<'p>> {
-    let mut best: Option<(Ranked<'p>, i64)> = None;
+    let mut best: Option<(Ranked<'p>, u64, i64)> = None;
     for book in playbooks
         .playbooks
         .iter()
         .filter(|b| b.tool_type == tool_type)
     {
-        let Some(triggered_at) = facts
-            .observations
-            .iter()
-            .filter(|o| book.trigger.contains(&o.parameter))
-            .map(|o| o.event_time)
-            .min()
-        else {
+        let triggers = || {
+            facts
+                .observations
+                .iter()
+                .filter(|o| book.trigger.contains(&o.parameter))
+        };
+        let Some(triggered_at) = triggers().map(|o| o.event_time).min() else {
             continue;
         };
+        let weight: u64 = triggers().map(|o| severity_weight(o.severity)).sum();
         let ranked = rank_causes(book, facts);
-        let better = best.as_ref().is_none_or(|(b, at)| {
-            ranked.top_score > b.top_score
-                || (ranked.top_score == b.top_score && triggered_at < *at)
+        let better = best.as_ref().is_none_or(|(b, w, at)| {
+            (weight, ranked.top_score) > (*w, b.top_score)
+                || (weight == *w && ranked.top_score == b.top_score && triggered_at < *at)
         });
         if better {
-            best = Some((ranked, triggered_at));
+            best = Some((ranked, weight, triggered_at));
         }
     }
-    best.map(|(ranked, _)| ranked)
+    best.map(|(ranked, _, _)| ranked)
+}
+
+/// How much an alert of `severity` weighs in choosing the failure mode.
+fn severity_weight(severity: spcvm_schemas::Severity) -> u64 {
+    match severity {
+        spcvm_schemas::Severity::Minor => 1,
+        spcvm_schemas::Severity::Major => 2,
+        spcvm_schemas::Severity::Critical => 3,
+    }
 }
 
 /// One playbook's causes ranked by the facts.

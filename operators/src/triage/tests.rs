@@ -417,6 +417,28 @@ fn the_failure_mode_is_the_playbook_the_evidence_points_at_hardest() {
         assert_eq!(ranked.playbook.id, "beam_current_instability");
         assert_eq!(ranked.causes[0].cause_id, "vacuum_leak");
     }
+    // Many critical beam current alerts and one major dose spike: the beam current's
+    // failure mode, though the spike alone makes a strong case for wafer handling.
+    let mut observations = vec![Observation::of(&alert(
+        "ION-01",
+        "dose_uniformity_pct",
+        "xbar",
+        "rule_1",
+        false,
+        0,
+    ))];
+    for minute in 1..4 {
+        let mut a = alert("ION-01", "beam_current_mA", "ewma", "rule_1", true, minute);
+        a.severity = Severity::Critical;
+        observations.push(Observation::of(&a));
+    }
+    let facts = Facts {
+        observations: &observations,
+        recipe_change: None,
+        opened_at: 0,
+    };
+    let ranked = rank(&books, ToolType::IonImplant, &facts).unwrap();
+    assert_eq!(ranked.playbook.id, "beam_current_instability");
     // No playbook of RTP tools is triggered by an ion implant parameter.
     let observations = [Observation::of(&alert(
         "RTP-01",

@@ -45,6 +45,18 @@ pub(super) struct BacktestArgs {
         default_value = "spc"
     )]
     stages: Vec<String>,
+    /// RCA triage of the alerts (the `triage` stage) into FILE (JSON lines); its lot holds
+    /// and tool inhibits go to --actions, or actions.jsonl beside the alerts.
+    #[arg(long, value_name = "FILE")]
+    triage: Option<PathBuf>,
+    /// Where triage's OCAP steps (lot holds, tool inhibits) go; implies --triage (beside
+    /// the alerts, triage.jsonl, when that is not given).
+    #[arg(long, value_name = "FILE")]
+    actions: Option<PathBuf>,
+    /// Playbook files for triage (the format of deploy/playbooks/*.toml), replacing the
+    /// built-in ones.
+    #[arg(long, value_name = "FILE")]
+    playbooks: Vec<PathBuf>,
     /// Where to write the stream STREAM of a stage other than the charts (JSON lines).
     /// Default: STREAM.jsonl beside the alerts file.
     #[arg(long, value_name = "STREAM=FILE", value_parser = stream_file)]
@@ -108,7 +120,8 @@ fn progress_bar(inputs: &[PathBuf]) -> Option<ProgressBar> {
     Some(bar)
 }
 
-/// The stages `--stages` names: `spc` from `--config`, the others from `extensions`.
+/// The stages `--stages` names: `spc` from `--config`, `triage` with `--playbooks`, the
+/// others from `extensions`.
 fn stages(
     args: &BacktestArgs,
     extensions: &Extensions,
@@ -124,6 +137,14 @@ fn stages(
             "spc" => Arc::new(
                 crate::config::load_monitor(args.config.as_deref()).map_err(BacktestError::from)?,
             ) as Arc<dyn DynStage>,
+            "triage" => {
+                let monitor = crate::config::load_monitor(args.config.as_deref())
+                    .map_err(BacktestError::from)?;
+                let playbooks = crate::playbooks::load(&args.playbooks, &monitor)
+                    .map_err(crate::run::RunError::from)?;
+                let config = crate::run::config::TriageSettings::default().stage_config();
+                Arc::new(spcvm_operators::triage::TriageStage::new(playbooks, config))
+            }
             other => extensions.stage(other).ok_or_else(|| {
                 CliError::Usage(format!(
                     "--stages: unknown stage `{other}` (this build has {})",
@@ -174,7 +195,19 @@ fn stream_files(args: &BacktestArgs, chain: &Chain) -> Result<Vec<StreamFile>, C
         .collect())
 }
 
-pub(super) fn command(args: BacktestArgs, extensions: &Extensions) -> Result<(), CliError> {
+pub(super) fn command(mut args: BacktestArgs, extensions: &Extensions) -> Result<(), CliError> {
+    // --triage and --actions are the triage stage's two streams.
+    if args.triage.is_some() || args.actions.is_some() {
+        if !args.stages.iter().any(|s| s == "triage") {
+            args.stages.push("triage".into());
+        }
+        if let Some(file) = args.triage.take() {
+            args.output.push(("triage".into(), file));
+        }
+        if let Some(file) = args.actions.take() {
+            args.output.push(("actions".into(), file));
+        }
+    }
     // The plain backtest, or the caller's stages: built (config loaded, streams checked)
     // before the progress bar exists, so that an error leaves no bar drawn.
     let chain = if args.stages == ["spc"] && args.output.is_empty() {
