@@ -481,3 +481,69 @@ fn several_inputs_merge_by_event_time_like_co_partitioned_topics() {
     let (one_after_the_other, _) = alerts("concat.jsonl", &[&concatenated]);
     assert_ne!(one_after_the_other, by_rule);
 }
+
+/// Triage through the command line: `spcvm backtest --triage --actions` and `spcvm run`
+/// on the file source with `stages = ["spc", "triage"]` write the same triage and actions,
+/// byte for byte; ION-02's drift is triaged as a beam current failure mode.
+#[test]
+fn triage_of_the_backtest_equals_the_file_runtimes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let out = spcvm([
+        "backtest".as_ref(),
+        "--quiet".as_ref(),
+        "--input".as_ref(),
+        example_input().as_os_str(),
+        "--alerts".as_ref(),
+        path("alerts.jsonl").as_os_str(),
+        "--triage".as_ref(),
+        path("triage.jsonl").as_os_str(),
+        "--actions".as_ref(),
+        path("actions.jsonl").as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::create_dir(path("run")).unwrap();
+    let config = format!(
+        "stages = [\"spc\", \"triage\"]\n[file]\ninput = {:?}\nalerts = \"run/alerts.jsonl\"\n\
+         dlq = \"run/dlq.jsonl\"\ncheckpoint = \"run/checkpoint.json\"\n[http]\nenabled = false\n",
+        example_input()
+    );
+    std::fs::write(path("pipeline.toml"), config).unwrap();
+    let out = spcvm([
+        "run".as_ref(),
+        "--config".as_ref(),
+        path("pipeline.toml").as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for stream in ["alerts", "triage", "actions"] {
+        let backtest = std::fs::read_to_string(path(&format!("{stream}.jsonl"))).unwrap();
+        let run = std::fs::read_to_string(path(&format!("run/{stream}.jsonl"))).unwrap();
+        assert_eq!(run, backtest, "{stream}");
+    }
+    let triage: Vec<spcvm_schemas::Triage> = std::fs::read_to_string(path("triage.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| spcvm_schemas::decode_triage_json(l.as_bytes()).unwrap())
+        .collect();
+    assert!(
+        triage
+            .iter()
+            .any(|t| t.tool_id == "ION-02" && t.failure_mode == "beam_current_instability"),
+        "{triage:#?}"
+    );
+    // Every incident ends with a closed version, the highest.
+    let last = triage
+        .iter()
+        .filter(|t| t.tool_id == "ION-02")
+        .next_back()
+        .unwrap();
+    assert_eq!(last.status, spcvm_schemas::IncidentStatus::Closed);
+}
