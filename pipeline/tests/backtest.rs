@@ -540,10 +540,6 @@ fn triage_of_the_backtest_equals_the_file_runtimes() {
         "{triage:#?}"
     );
     // Every incident ends with a closed version, the highest.
-    let last = triage
-        .iter()
-        .filter(|t| t.tool_id == "ION-02")
-        .next_back()
-        .unwrap();
+    let last = triage.iter().rfind(|t| t.tool_id == "ION-02").unwrap();
     assert_eq!(last.status, spcvm_schemas::IncidentStatus::Closed);
 }
