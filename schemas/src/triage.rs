@@ -202,7 +202,7 @@ pub fn decode_action_json(bytes: &[u8]) -> Result<OcapAction, SchemaError> {
 ///
 /// # Errors
 ///
-/// [`SchemaError::Avro`] if the value does not fit the schema (it always does).
+/// [`SchemaError::AvroDatum`] if the value does not fit the schema (it always does).
 pub fn encode_triage_avro(triage: &Triage) -> Result<Vec<u8>, SchemaError> {
     encode_with(triage, crate::avro::triage_schema())
 }
@@ -211,7 +211,7 @@ pub fn encode_triage_avro(triage: &Triage) -> Result<Vec<u8>, SchemaError> {
 ///
 /// # Errors
 ///
-/// [`SchemaError::Avro`] if the value does not fit the schema (it always does).
+/// [`SchemaError::AvroDatum`] if the value does not fit the schema (it always does).
 pub fn encode_action_avro(action: &OcapAction) -> Result<Vec<u8>, SchemaError> {
     encode_with(action, crate::avro::action_schema())
 }
@@ -220,7 +220,7 @@ pub fn encode_action_avro(action: &OcapAction) -> Result<Vec<u8>, SchemaError> {
 ///
 /// # Errors
 ///
-/// [`SchemaError::Avro`] for bytes that are not such a datum.
+/// [`SchemaError::AvroDatum`] for bytes that are not such a datum.
 pub fn decode_triage_avro(bytes: &[u8]) -> Result<Triage, SchemaError> {
     decode_with(bytes, crate::avro::triage_schema())
 }
@@ -229,7 +229,7 @@ pub fn decode_triage_avro(bytes: &[u8]) -> Result<Triage, SchemaError> {
 ///
 /// # Errors
 ///
-/// [`SchemaError::Avro`] for bytes that are not such a datum.
+/// [`SchemaError::AvroDatum`] for bytes that are not such a datum.
 pub fn decode_action_avro(bytes: &[u8]) -> Result<OcapAction, SchemaError> {
     decode_with(bytes, crate::avro::action_schema())
 }

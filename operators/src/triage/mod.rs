@@ -7,7 +7,7 @@
 //!   actions) and its validation.
 //! - [`evidence`]: what one alert says ([`Observation`]: the pattern of the move, from the
 //!   chart and rule, and its direction).
-//! - [`rank`]: causes scored by the evidence an incident shows (confidence: the softmax of
+//! - [`rank`](mod@rank): causes scored by the evidence an incident shows (confidence: the softmax of
 //!   the scores), and the failure mode chosen among the playbooks its alerts trigger.
 //! - [`stage`]: [`TriageStage`], the stage: incidents per tool within a window of event
 //!   time, versions published when the ranking changes, OCAP steps once per incident and
