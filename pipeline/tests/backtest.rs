@@ -543,3 +543,35 @@ fn triage_of_the_backtest_equals_the_file_runtimes() {
     let last = triage.iter().rfind(|t| t.tool_id == "ION-02").unwrap();
     assert_eq!(last.status, spcvm_schemas::IncidentStatus::Closed);
 }
+
+/// `--charts` names the chart file (`--config`, its old name, still works), and the help
+/// ends with examples.
+#[test]
+fn charts_is_the_chart_files_option_and_help_shows_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |option: &str, name: &str| {
+        let alerts = dir.path().join(name);
+        let out = spcvm([
+            "backtest".as_ref(),
+            "--quiet".as_ref(),
+            option.as_ref(),
+            example_config().as_os_str(),
+            "--input".as_ref(),
+            example_input().as_os_str(),
+            "--alerts".as_ref(),
+            alerts.as_os_str(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(alerts).unwrap()
+    };
+    assert_eq!(run("--charts", "a.jsonl"), run("--config", "b.jsonl"));
+    let help = String::from_utf8(spcvm(["backtest", "--help"]).stdout).unwrap();
+    assert!(
+        help.contains("--charts <CHARTS.toml>") && help.contains("Examples:\n  spcvm backtest"),
+        "{help}"
+    );
+}

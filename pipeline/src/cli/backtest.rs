@@ -18,9 +18,14 @@ use crate::stages::{Chain, DynStage, StreamId};
 const MAX_BAD_RECORDS_SHOWN: u64 = 20;
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  spcvm backtest --input examples/ion_implant_drift.jsonl --alerts alerts.jsonl
+  spcvm backtest --charts my-charts.toml --input history.csv --alerts alerts.jsonl --report report.json
+  spcvm backtest --input a.jsonl --input b.jsonl --alerts alerts.jsonl --triage triage.jsonl --actions actions.jsonl")]
 pub(super) struct BacktestArgs {
-    /// Chart configuration (TOML). Default: the built-in ion-implant and RTP monitors.
-    #[arg(long, value_name = "CHARTS.toml")]
+    /// Chart configuration (TOML; `--config` is its old name). Default: the built-in
+    /// ion-implant and RTP monitors.
+    #[arg(long = "charts", alias = "config", value_name = "CHARTS.toml")]
     config: Option<PathBuf>,
     /// Telemetry to replay: JSON lines, CSV or an Avro container file. Repeated: the files
     /// are merged in event-time order as co-partitioned topics are (of the files' next
