@@ -25,15 +25,63 @@ pub struct RecipeChange {
     pub to: String,
 }
 
-/// What the evidence says about one incident.
+/// What the evidence says about one incident: the scores only (ranking runs at every
+/// alert; the words of [`Ranked::explain`] only when a version is published).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranked<'p> {
     /// The failure mode's playbook.
     pub playbook: &'p Playbook,
-    /// Its causes, most likely first, with confidence and evidence.
-    pub causes: Vec<RankedCause>,
+    /// Its causes (index in the playbook) and their scores, most likely first.
+    pub scores: Vec<(usize, f64)>,
     /// The first cause's score.
     pub top_score: f64,
+}
+
+impl Ranked<'_> {
+    /// The causes' ids, most likely first.
+    pub fn cause_ids(&self) -> impl Iterator<Item = &str> {
+        self.scores
+            .iter()
+            .map(|&(i, _)| self.playbook.causes[i].id.as_str())
+    }
+
+    /// The confidence of the cause ranked `rank` (0: the first): the softmax of the scores.
+    pub fn confidence(&self, rank: usize) -> f64 {
+        let total: f64 = self
+            .scores
+            .iter()
+            .map(|s| (s.1 - self.top_score).exp())
+            .sum();
+        self.scores
+            .get(rank)
+            .map_or(0.0, |s| (s.1 - self.top_score).exp() / total)
+    }
+
+    /// The causes with their confidence and the evidence the facts show, in words.
+    pub fn explain(&self, facts: &Facts<'_>) -> Vec<RankedCause> {
+        self.scores
+            .iter()
+            .enumerate()
+            .map(|(rank, &(i, _))| {
+                let cause = &self.playbook.causes[i];
+                let evidence = cause
+                    .evidence
+                    .iter()
+                    .filter_map(|ev| {
+                        let detail = observed(ev, facts)?;
+                        let against = if ev.weight < 0.0 { "against: " } else { "" };
+                        Some(format!("{against}{} [{detail}]", ev.says))
+                    })
+                    .collect();
+                RankedCause {
+                    cause_id: cause.id.clone(),
+                    name: cause.name.clone(),
+                    confidence: self.confidence(rank),
+                    evidence,
+                }
+            })
+            .collect()
+    }
 }
 
 /// The facts an incident offers the evidence.
@@ -92,41 +140,40 @@ fn severity_weight(severity: spcvm_schemas::Severity) -> u64 {
 
 /// One playbook's causes ranked by the facts.
 pub fn rank_causes<'p>(book: &'p Playbook, facts: &Facts<'_>) -> Ranked<'p> {
-    let mut scored: Vec<(usize, f64, Vec<String>)> = book
+    let mut scores: Vec<(usize, f64)> = book
         .causes
         .iter()
         .enumerate()
         .map(|(i, cause)| {
-            let mut score = cause.prior;
-            let mut evidence = Vec::new();
-            for ev in &cause.evidence {
-                if let Some(detail) = observed(ev, facts) {
-                    score += ev.weight;
-                    let against = if ev.weight < 0.0 { "against: " } else { "" };
-                    evidence.push(format!("{against}{} [{detail}]", ev.says));
-                }
-            }
-            (i, score, evidence)
+            let shown = cause.evidence.iter().filter(|ev| shows(ev, facts));
+            (i, cause.prior + shown.map(|ev| ev.weight).sum::<f64>())
         })
         .collect();
     // Highest score first; equal scores keep playbook order (the sort is stable).
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let top = scored.first().map_or(0.0, |s| s.1);
-    let total: f64 = scored.iter().map(|s| (s.1 - top).exp()).sum();
-    let causes = scored
-        .into_iter()
-        .map(|(i, score, evidence)| RankedCause {
-            cause_id: book.causes[i].id.clone(),
-            name: book.causes[i].name.clone(),
-            confidence: (score - top).exp() / total,
-            evidence,
-        })
-        .collect();
+    scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top_score = scores.first().map_or(0.0, |s| s.1);
     Ranked {
         playbook: book,
-        causes,
-        top_score: top,
+        scores,
+        top_score,
     }
+}
+
+/// Whether the facts show `ev`.
+fn shows(ev: &Evidence, facts: &Facts<'_>) -> bool {
+    let parameter = ev.parameter.as_deref().unwrap_or_default();
+    match ev.when {
+        When::Alert => facts.observations.iter().any(|o| matches(ev, parameter, o)),
+        When::NoAlert => !facts.observations.iter().any(|o| o.parameter == parameter),
+        When::RecipeChange => facts.recipe_change.is_some(),
+    }
+}
+
+/// Whether observation `o` is an alert `ev` (on `parameter`) describes.
+fn matches(ev: &Evidence, parameter: &str, o: &Observation) -> bool {
+    o.parameter == parameter
+        && (ev.pattern.is_empty() || ev.pattern.contains(&o.pattern))
+        && ev.direction.is_none_or(|d| o.direction == Some(d))
 }
 
 /// What the facts show of `ev`, in words, if they show it.
@@ -136,11 +183,7 @@ fn observed(ev: &Evidence, facts: &Facts<'_>) -> Option<String> {
         When::Alert => facts
             .observations
             .iter()
-            .find(|o| {
-                o.parameter == parameter
-                    && (ev.pattern.is_empty() || ev.pattern.contains(&o.pattern))
-                    && ev.direction.is_none_or(|d| o.direction == Some(d))
-            })
+            .find(|o| matches(ev, parameter, o))
             .map(Observation::describe),
         When::NoAlert => (!facts.observations.iter().any(|o| o.parameter == parameter))
             .then(|| format!("no alert on {parameter}")),

@@ -4,6 +4,8 @@
 //! severity changes, and a last one when it closes. OCAP steps go out once per incident
 //! and kind.
 
+use std::collections::VecDeque;
+
 use serde::{Deserialize, Serialize};
 use spcvm_schemas::{
     ActionKind, Alert, IncidentStatus, OcapAction, RankedAction, RankedCause, SchemaError,
@@ -116,7 +118,7 @@ pub struct ToolTriage {
     /// The recipe of the tool's latest record.
     pub recipe: Option<String>,
     /// Its latest recipe changes, oldest first.
-    pub recipe_changes: Vec<RecipeChange>,
+    pub recipe_changes: VecDeque<RecipeChange>,
     /// The open incident, if any.
     pub incident: Option<Incident>,
 }
@@ -164,20 +166,6 @@ pub struct Published {
     pub severity: Severity,
 }
 
-impl Published {
-    /// Whether `other` says something else: another failure mode, cause order or severity
-    /// (confidences alone moving is not news).
-    fn differs(&self, other: &Published) -> bool {
-        self.failure_mode != other.failure_mode
-            || self.severity != other.severity
-            || !self
-                .causes
-                .iter()
-                .map(|c| &c.cause_id)
-                .eq(other.causes.iter().map(|c| &c.cause_id))
-    }
-}
-
 impl TriageStage {
     /// The stage with validated `playbooks`.
     pub fn new(playbooks: Playbooks, config: TriageConfig) -> TriageStage {
@@ -205,13 +193,13 @@ impl TriageStage {
         }
         let state = store.entry(tool);
         if let Some(from) = state.recipe.replace(recipe.to_string()) {
-            state.recipe_changes.push(RecipeChange {
+            state.recipe_changes.push_back(RecipeChange {
                 at: record.event_time(),
                 from,
                 to: recipe.to_string(),
             });
             if state.recipe_changes.len() > RECIPE_CHANGES_KEPT {
-                state.recipe_changes.remove(0);
+                state.recipe_changes.pop_front();
             }
         }
     }
@@ -264,22 +252,31 @@ impl TriageStage {
         let Some(ranked) = rank(&self.playbooks, incident.tool_type, &facts) else {
             return;
         };
-        let now = Published {
-            failure_mode: ranked.playbook.id.clone(),
-            causes: ranked.causes.clone(),
-            severity: incident.severity,
-        };
-        if incident.published.as_ref().is_none_or(|p| p.differs(&now)) {
+        let news = incident.published.as_ref().is_none_or(|p| {
+            p.failure_mode != ranked.playbook.id
+                || p.severity != incident.severity
+                || !p
+                    .causes
+                    .iter()
+                    .map(|c| c.cause_id.as_str())
+                    .eq(ranked.cause_ids())
+        });
+        if news {
+            let causes = ranked.explain(&facts);
             incident.version += 1;
-            incident.published = Some(now);
             out.push(TriageOutput::Triage(triage(
                 &alert.tool_id,
                 incident,
                 ranked.playbook,
-                &ranked.causes,
+                &causes,
                 IncidentStatus::Open,
                 alert.event_time,
             )));
+            incident.published = Some(Published {
+                failure_mode: ranked.playbook.id.clone(),
+                causes,
+                severity: incident.severity,
+            });
         }
         self.ocap(&alert.tool_id, incident, &ranked, alert.event_time, out);
     }
@@ -293,12 +290,15 @@ impl TriageStage {
         event_time: i64,
         out: &mut Vec<TriageOutput>,
     ) {
-        let top = ranked.causes.first();
+        let top = ranked
+            .scores
+            .first()
+            .map(|&(i, _)| &ranked.playbook.causes[i]);
         for action in ranked.playbook.actions.iter().filter(|a| a.is_ocap()) {
             let for_top = action
                 .cause
                 .as_ref()
-                .is_none_or(|c| top.is_some_and(|t| &t.cause_id == c));
+                .is_none_or(|c| top.is_some_and(|t| &t.id == c));
             if !for_top
                 || incident.severity < action.threshold()
                 || incident.ocap_sent.contains(&action.kind)
@@ -311,7 +311,7 @@ impl TriageStage {
                     "{}; most likely {} ({:.0} %)",
                     ranked.playbook.name,
                     t.name,
-                    t.confidence * 100.0
+                    ranked.confidence(0) * 100.0
                 ),
                 None => ranked.playbook.name.clone(),
             };
