@@ -23,10 +23,10 @@ use spcvm_schemas::TelemetryView;
 /// One input partition of a task.
 pub(super) struct Input {
     pub(super) tp: Tp,
-    queue: PartitionQueue,
     /// Messages taken from the queue; the first `done` of them are processed or passed
-    /// over.
+    /// over. Declared before the queue: they go back to librdkafka before it is destroyed.
     taken: Messages,
+    queue: PartitionQueue,
     done: usize,
     /// False once a take came back empty, until librdkafka signals an arrival.
     readable: bool,
@@ -105,6 +105,8 @@ pub(super) struct Progress {
 }
 
 impl Inputs {
+    /// A task's `inputs` (in `topics.input` order), waiting at most `max_idle` for one
+    /// that has nothing fetched.
     pub(super) fn new(inputs: Vec<Input>, max_idle: Duration) -> Inputs {
         Inputs { inputs, max_idle }
     }
