@@ -6,13 +6,19 @@
 //!   event time) on the fault's tool with an event time at or after the onset. Its delay
 //!   in samples is `(alert time - onset time) / sample_interval_ms` (0: the onset sample
 //!   itself alerted), in time the difference in seconds.
+//! - **Detection on the fault's parameter**: the same, counting only alerts on the
+//!   fault's primary parameter (`primary_parameter` in the truth), so a false alarm on
+//!   another chart right after the onset does not pass for the fault's detection.
 //! - **False alarms**: distinct alert ids on a tool without a fault, or on a faulty tool
 //!   before its onset, per 1,000 of those samples (the fault-free tools' samples plus the
 //!   faulty tools' samples before onset). Alerts on tools the truth does not list are
 //!   counted apart (`unknown_tool_alerts`).
 //! - **Triage**, by cause id: the *first* verdict is the first triage record (in file order,
 //!   which is publication order) on the fault's tool with an event time at or after the
-//!   onset: the first version published on an alert of the fault. Top-1: its first cause
+//!   onset: the first version published on an alert of the fault (triage publishes a
+//!   version only when its ranking, failure mode or severity changes, so it may come after
+//!   the first alert; it may belong to an incident that false alarms opened before the
+//!   onset). Top-1: its first cause
 //!   is the expected cause; top-3: the expected cause is among its first three. The
 //!   *final* verdict is the last record of the same incident (its closing version, when the
 //!   input ends it), scored the same way. The failure mode is reported beside it
@@ -57,6 +63,8 @@ pub struct FaultScore {
     pub expected_cause: String,
     /// The first alert at or after onset on the tool, if any.
     pub detection: Option<Detection>,
+    /// The first alert at or after onset on the tool's fault parameter, if any.
+    pub primary_detection: Option<Detection>,
     /// The first and final triage verdicts (`None` without triage, or when none came).
     pub first: Option<Verdict>,
     /// The last version of the first verdict's incident.
@@ -260,24 +268,29 @@ fn score_fault(
         .find(|t| t.tool_id == fault.tool_id)
         .map_or(1, |t| t.sample_interval_ms.max(1));
     let onset = fault.onset_event_time;
-    let mut first_alert: Option<&Alert> = None;
-    for a in alerts
-        .iter()
-        .filter(|a| a.tool_id == fault.tool_id && a.event_time >= onset)
-    {
-        if first_alert.is_none_or(|b| a.event_time < b.event_time) {
-            first_alert = Some(a);
+    let detect = |primary_only: bool| {
+        let mut first_alert: Option<&Alert> = None;
+        for a in alerts.iter().filter(|a| {
+            a.tool_id == fault.tool_id
+                && a.event_time >= onset
+                && (!primary_only || a.parameter == fault.primary_parameter)
+        }) {
+            if first_alert.is_none_or(|b| a.event_time < b.event_time) {
+                first_alert = Some(a);
+            }
         }
-    }
-    let detection = first_alert.map(|a| Detection {
-        alert_id: a.alert_id.clone(),
-        parameter: a.parameter.clone(),
-        chart: a.chart.clone(),
-        rule: a.rule.clone(),
-        event_time: a.event_time,
-        delay_samples: (a.event_time - onset) / interval,
-        delay_s: (a.event_time - onset) as f64 / 1000.0,
-    });
+        first_alert.map(|a| Detection {
+            alert_id: a.alert_id.clone(),
+            parameter: a.parameter.clone(),
+            chart: a.chart.clone(),
+            rule: a.rule.clone(),
+            event_time: a.event_time,
+            delay_samples: (a.event_time - onset) / interval,
+            delay_s: (a.event_time - onset) as f64 / 1000.0,
+        })
+    };
+    let detection = detect(false);
+    let primary_detection = detect(true);
     let verdict = |t: &Triage| {
         let causes: Vec<String> = t.causes.iter().map(|c| c.cause_id.clone()).collect();
         let expected = &fault.expected.cause_id;
@@ -313,6 +326,7 @@ fn score_fault(
         expected_failure_modes: fault.expected.failure_modes.clone(),
         expected_cause: fault.expected.cause_id.clone(),
         detection,
+        primary_detection,
         first: first.map(verdict),
         last: last.map(verdict),
     }
@@ -365,8 +379,8 @@ fn mark(v: Option<bool>) -> &'static str {
 /// The score as a table for people (a Markdown table, then the totals).
 pub fn table(score: &Score) -> String {
     let mut s = String::from(
-        "| fault | tool | onset | first alert | delay (samples) | delay (min) | triage: failure mode / top cause | top-1 | top-3 | final top-1 | final top-3 |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| fault | tool | onset | first alert | delay (samples) | delay (min) | fault parameter's first alert: delay (samples) | triage: failure mode / top cause | top-1 | top-3 | final top-1 | final top-3 |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for f in &score.faults {
         let (alert, samples, minutes) = match &f.detection {
@@ -377,6 +391,10 @@ pub fn table(score: &Score) -> String {
             ),
             None => ("not detected".into(), "-".into(), "-".into()),
         };
+        let primary = f.primary_detection.as_ref().map_or_else(
+            || "not detected".to_string(),
+            |d| format!("{} ({} {})", d.delay_samples, d.chart, d.rule),
+        );
         let verdict = f.first.as_ref().map_or_else(
             || "-".to_string(),
             |v| {
@@ -393,7 +411,7 @@ pub fn table(score: &Score) -> String {
             },
         );
         s.push_str(&format!(
-            "| {} | {} | {} | {alert} | {samples} | {minutes} | {verdict} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {alert} | {samples} | {minutes} | {primary} | {verdict} | {} | {} | {} | {} |\n",
             f.kind,
             f.tool_id,
             f.onset_sample,
