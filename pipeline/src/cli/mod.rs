@@ -122,7 +122,7 @@ enum Command {
     /// the ground truth beside it.
     ///
     /// Reproducible from the scenario's seed (or --seed): the same seed writes the same
-    /// bytes.
+    /// bytes (JSON lines; an Avro container the same records with a random sync marker).
     Simulate(simulate::SimulateArgs),
     /// Score alerts (and triage) against a simulation's ground truth: detection delay,
     /// false alarms, triage top-1 / top-3.
