@@ -16,9 +16,12 @@
 //! - [`playbooks`]: triage playbooks loaded from files (or the built-in ones) with errors
 //!   that name the file, line and key.
 //! - [`report`]: the `--report` JSON document.
+//! - [`simulate`]: the fab simulator (scenarios, faults, ground truth) behind `spcvm
+//!   simulate`, and the scoring behind `spcvm score`.
 //! - [`cli`]: the command line (clap): `spcvm backtest` (progress bar and summary), `spcvm
-//!   run`, `spcvm topics create`, and [`cli::main_with`], which runs it with the stages and
-//!   commit participants of a build's own ([`cli::Extensions`]).
+//!   run`, `spcvm topics create`, `spcvm simulate`, `spcvm score`, and [`cli::main_with`],
+//!   which runs it with the stages and commit participants of a build's own
+//!   ([`cli::Extensions`]).
 //! - [`run`]: `spcvm run`'s runtimes (Kafka and files), its config, changelog and topics.
 //! - [`decode`]: message payloads (JSON, Confluent-wire Avro, bare Avro) into records.
 //! - [`metrics`], [`http`]: the job's Prometheus metrics and its HTTP endpoint.
@@ -44,4 +47,5 @@ pub mod metrics;
 pub mod playbooks;
 pub mod report;
 pub mod run;
+pub mod simulate;
 pub mod stages;

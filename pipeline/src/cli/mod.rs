@@ -13,9 +13,13 @@
 //! - `backtest.rs`: `spcvm backtest` (progress bar, bad-record lines, summary).
 //! - `run.rs`: `spcvm run` (logging, signals, HTTP, the Kafka or file runtime) and
 //!   `spcvm topics create`.
+//! - `simulate.rs`: `spcvm simulate` (a scenario into telemetry and its ground truth).
+//! - `score.rs`: `spcvm score` (alerts and triage against the ground truth).
 
 mod backtest;
 mod run;
+mod score;
+mod simulate;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -77,6 +81,12 @@ pub enum CliError {
     /// The async runtime could not start.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// `spcvm simulate` failed.
+    #[error(transparent)]
+    Simulate(#[from] crate::simulate::SimulateError),
+    /// `spcvm score` failed.
+    #[error(transparent)]
+    Score(#[from] crate::simulate::score::ScoreError),
     /// An argument names something this build does not have.
     #[error("{0}")]
     Usage(String),
@@ -108,6 +118,15 @@ enum Command {
     /// when no config is given) it reads a JSON-lines file and writes alert and dead-letter
     /// files, resuming from its checkpoint after a crash. Stops cleanly on SIGTERM/SIGINT.
     Run(run::RunArgs),
+    /// Simulate a fab: telemetry of implanters and RTP tools with injected faults, and
+    /// the ground truth beside it.
+    ///
+    /// Reproducible from the scenario's seed (or --seed): the same seed writes the same
+    /// bytes (JSON lines; an Avro container the same records with a random sync marker).
+    Simulate(simulate::SimulateArgs),
+    /// Score alerts (and triage) against a simulation's ground truth: detection delay,
+    /// false alarms, triage top-1 / top-3.
+    Score(score::ScoreArgs),
     /// Manage the job's Kafka topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -130,6 +149,8 @@ pub fn main_with(extensions: Extensions) -> ExitCode {
     let result = match cli.command {
         Command::Backtest(args) => backtest::command(args, &extensions),
         Command::Run(args) => run::run_command(args, &extensions),
+        Command::Simulate(args) => simulate::command(args),
+        Command::Score(args) => score::command(args),
         Command::Topics(TopicsCommand::Create(args)) => {
             run::topics_create_command(args, &extensions)
         }
