@@ -167,38 +167,32 @@ fn each_fault_shows_its_signature() {
 fn bad_scenario_key_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
+    // `spcvm simulate` on a scenario of `text`: whether it succeeded, and its stderr.
+    let simulate = |text: &str| {
+        std::fs::write(&bad, text).unwrap();
+        let out = spcvm([
+            "simulate".as_ref(),
+            "--scenario".as_ref(),
+            bad.as_os_str(),
+            "--out".as_ref(),
+            dir.path().join("x.jsonl").as_os_str(),
+        ]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = simulate(
         "lots = 4\n[implanters]\ncount = 1\n\n[[fault]]\ntool = \"ION-01\"\nkind = \"source_wear\"\nonset = 10\n",
-    )
-    .unwrap();
-    let out = spcvm([
-        "simulate".as_ref(),
-        "--scenario".as_ref(),
-        bad.as_os_str(),
-        "--out".as_ref(),
-        dir.path().join("x.jsonl").as_os_str(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
+    assert!(!ok);
     assert!(
         stderr.contains("bad.toml:8:1: unknown field `onset`"),
         "{stderr}"
     );
-
-    std::fs::write(
-        &bad,
+    let (_, stderr) = simulate(
         "lots = 4\n[implanters]\ncount = 1\n\n[[fault]]\ntool = \"ION-01\"\nkind = \"lamp_aging\"\nonset_sample = 10\n",
-    )
-    .unwrap();
-    let out = spcvm([
-        "simulate".as_ref(),
-        "--scenario".as_ref(),
-        bad.as_os_str(),
-        "--out".as_ref(),
-        dir.path().join("x.jsonl").as_os_str(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(
         stderr.contains("bad.toml:7: `fault[0].kind`: `lamp_aging` is a fault of rtp tools"),
         "{stderr}"
