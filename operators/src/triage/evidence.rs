@@ -112,6 +112,9 @@ pub struct Observation {
     pub severity: Severity,
     /// Its event time (ms).
     pub event_time: i64,
+    /// Repeats its dedup window had folded (0: the opening alert; more: a closing update).
+    #[serde(default)]
+    pub repeats: u32,
 }
 
 impl Observation {
@@ -126,6 +129,7 @@ impl Observation {
             direction: Direction::of(alert),
             severity: alert.severity,
             event_time: alert.event_time,
+            repeats: alert.repeats,
         }
     }
 

@@ -1,13 +1,25 @@
 //! Ranking a playbook's causes by the evidence an incident holds, and choosing the failure
 //! mode among the playbooks its alerts trigger.
 //!
-//! A cause's score is its prior plus the weight of every piece of its evidence that the
-//! incident shows (each counted once, however many alerts show it); the confidences are
-//! the softmax of the scores, so they sum to 1 and a weight is a log-odds. Causes tie-break
-//! in playbook order. The failure mode is the triggered playbook where most of the trouble
-//! is: the most alerts on its trigger parameters, weighted by severity (minor 1, major 2,
-//! critical 3); then the one whose first cause scores highest; then the one triggered
-//! first; then playbook order. Evidence decides, not the order alerts came in.
+//! How strongly an incident shows a piece of evidence weighs two things:
+//! - **Evidence fades**: an alert speaks with weight 1 when it is the incident's latest and
+//!   half that every half-life of event time before ([`Facts::strength`]).
+//! - **Repeats corroborate**: a lone alert is as likely a false alarm as a real move (belief
+//!   [`LONE_ALERT_BELIEF`]); each further alert that shows the same evidence (a dedup
+//!   window's closing update counts as one) makes a real move likelier, as independent
+//!   witnesses do: belief `1 - Π(1 - 0.6·strength)` over the alerts that show it.
+//!
+//! A persisting fault keeps alerting, so its evidence stays strong; a lone false alarm,
+//! before the fault or during it, fades instead of deciding the incident.
+//!
+//! A cause's score is its prior plus the weight of every piece of its evidence times that
+//! belief (for "no alert on P": one minus the belief that P moved). The confidences are the
+//! softmax of the scores, so they sum to 1 and a weight is a log-odds. Causes tie-break in
+//! playbook order. The failure mode is the triggered playbook where most of the trouble is:
+//! the sum of its trigger parameters' alerts' strengths weighted by severity (minor 1, major
+//! 2, critical 3); then the one whose first cause scores highest; then the one triggered
+//! first; then playbook order.
+//! Evidence decides, not the order alerts came in.
 
 use spcvm_schemas::RankedCause;
 
@@ -24,6 +36,12 @@ pub struct RecipeChange {
     /// The recipe after.
     pub to: String,
 }
+
+/// The belief that one fresh alert alone shows a real move: little better than even odds,
+/// since a chart's false alarms are rare per sample but a tool has many charts and rules.
+/// Above one half, so that two parameters moving the way one cause predicts (beam current
+/// down, source pressure up: a leak) outweigh one of them plus "the other held".
+pub const LONE_ALERT_BELIEF: f64 = 0.6;
 
 /// What the evidence says about one incident: the scores only (ranking runs at every
 /// alert; the words of [`Ranked::explain`] only when a version is published).
@@ -92,6 +110,35 @@ pub struct Facts<'a> {
     pub recipe_change: Option<&'a RecipeChange>,
     /// Event time of the incident's first alert (for the recipe change's "N min before").
     pub opened_at: i64,
+    /// Event time the evidence is weighed at: the incident's latest alert (ms).
+    pub now: i64,
+    /// How long an alert's evidence takes to lose half its strength (ms); 0 or less: it
+    /// never fades.
+    pub half_life_ms: i64,
+}
+
+impl Facts<'_> {
+    /// How strongly `o` still speaks: `0.5^(age / half-life)`, its age counted from
+    /// [`Facts::now`] (1 for the latest alert, and for any alert when nothing fades).
+    pub fn strength(&self, o: &Observation) -> f64 {
+        if self.half_life_ms <= 0 {
+            return 1.0;
+        }
+        let age = self.now.saturating_sub(o.event_time).max(0) as f64;
+        (-age / self.half_life_ms as f64).exp2()
+    }
+
+    /// The belief that the observations `select` picks show a real move: each a witness
+    /// of belief [`LONE_ALERT_BELIEF`] times its strength (0 when it picks none).
+    fn belief(&self, select: impl Fn(&Observation) -> bool) -> f64 {
+        let doubt: f64 = self
+            .observations
+            .iter()
+            .filter(|o| select(o))
+            .map(|o| 1.0 - LONE_ALERT_BELIEF * self.strength(o))
+            .product();
+        1.0 - doubt
+    }
 }
 
 /// Ranks the failure mode the facts point at; `None` when no playbook of `tool_type` is
@@ -101,7 +148,7 @@ pub fn rank<'p>(
     tool_type: spcvm_schemas::ToolType,
     facts: &Facts<'_>,
 ) -> Option<Ranked<'p>> {
-    let mut best: Option<(Ranked<'p>, u64, i64)> = None;
+    let mut best: Option<(Ranked<'p>, f64, i64)> = None;
     for book in playbooks
         .playbooks
         .iter()
@@ -116,7 +163,9 @@ pub fn rank<'p>(
         let Some(triggered_at) = triggers().map(|o| o.event_time).min() else {
             continue;
         };
-        let weight: u64 = triggers().map(|o| severity_weight(o.severity)).sum();
+        let weight: f64 = triggers()
+            .map(|o| severity_weight(o.severity) * facts.strength(o))
+            .sum();
         let ranked = rank_causes(book, facts);
         let better = best.as_ref().is_none_or(|(b, w, at)| {
             (weight, ranked.top_score) > (*w, b.top_score)
@@ -130,11 +179,11 @@ pub fn rank<'p>(
 }
 
 /// How much an alert of `severity` weighs in choosing the failure mode.
-fn severity_weight(severity: spcvm_schemas::Severity) -> u64 {
+fn severity_weight(severity: spcvm_schemas::Severity) -> f64 {
     match severity {
-        spcvm_schemas::Severity::Minor => 1,
-        spcvm_schemas::Severity::Major => 2,
-        spcvm_schemas::Severity::Critical => 3,
+        spcvm_schemas::Severity::Minor => 1.0,
+        spcvm_schemas::Severity::Major => 2.0,
+        spcvm_schemas::Severity::Critical => 3.0,
     }
 }
 
@@ -145,8 +194,8 @@ pub fn rank_causes<'p>(book: &'p Playbook, facts: &Facts<'_>) -> Ranked<'p> {
         .iter()
         .enumerate()
         .map(|(i, cause)| {
-            let shown = cause.evidence.iter().filter(|ev| shows(ev, facts));
-            (i, cause.prior + shown.map(|ev| ev.weight).sum::<f64>())
+            let shown = cause.evidence.iter().map(|ev| ev.weight * shows(ev, facts));
+            (i, cause.prior + shown.sum::<f64>())
         })
         .collect();
     // Highest score first; equal scores keep playbook order (the sort is stable).
@@ -159,13 +208,13 @@ pub fn rank_causes<'p>(book: &'p Playbook, facts: &Facts<'_>) -> Ranked<'p> {
     }
 }
 
-/// Whether the facts show `ev`.
-fn shows(ev: &Evidence, facts: &Facts<'_>) -> bool {
+/// How strongly the facts show `ev`, in [0, 1].
+fn shows(ev: &Evidence, facts: &Facts<'_>) -> f64 {
     let parameter = ev.parameter.as_deref().unwrap_or_default();
     match ev.when {
-        When::Alert => facts.observations.iter().any(|o| matches(ev, parameter, o)),
-        When::NoAlert => !facts.observations.iter().any(|o| o.parameter == parameter),
-        When::RecipeChange => facts.recipe_change.is_some(),
+        When::Alert => facts.belief(|o| matches(ev, parameter, o)),
+        When::NoAlert => 1.0 - facts.belief(|o| o.parameter == parameter),
+        When::RecipeChange => f64::from(u8::from(facts.recipe_change.is_some())),
     }
 }
 
@@ -176,17 +225,40 @@ fn matches(ev: &Evidence, parameter: &str, o: &Observation) -> bool {
         && ev.direction.is_none_or(|d| o.direction == Some(d))
 }
 
-/// What the facts show of `ev`, in words, if they show it.
+/// What the facts show of `ev`, in words, if they show it: the latest alert that shows
+/// it, how many do, and the belief they give it.
 fn observed(ev: &Evidence, facts: &Facts<'_>) -> Option<String> {
     let parameter = ev.parameter.as_deref().unwrap_or_default();
     match ev.when {
-        When::Alert => facts
-            .observations
-            .iter()
-            .find(|o| matches(ev, parameter, o))
-            .map(Observation::describe),
-        When::NoAlert => (!facts.observations.iter().any(|o| o.parameter == parameter))
-            .then(|| format!("no alert on {parameter}")),
+        When::Alert => {
+            let shown = || {
+                facts
+                    .observations
+                    .iter()
+                    .filter(|o| matches(ev, parameter, o))
+            };
+            let latest = shown().last()?;
+            let belief = facts.belief(|o| matches(ev, parameter, o));
+            Some(match shown().count() {
+                1 => format!("{}; belief {belief:.2}", latest.describe()),
+                n => format!("{}, {n} alerts; belief {belief:.2}", latest.describe()),
+            })
+        }
+        When::NoAlert => {
+            let moved = facts.belief(|o| o.parameter == parameter);
+            if moved == 0.0 {
+                Some(format!("no alert on {parameter}"))
+            } else {
+                let n = facts
+                    .observations
+                    .iter()
+                    .filter(|o| o.parameter == parameter)
+                    .count();
+                Some(format!(
+                    "{n} alert(s) on {parameter}, belief it moved {moved:.2}"
+                ))
+            }
+        }
         When::RecipeChange => facts.recipe_change.map(|c| {
             let before = (facts.opened_at - c.at) / 60_000;
             if before >= 0 {

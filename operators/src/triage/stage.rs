@@ -17,7 +17,7 @@ use super::playbook::{Playbook, Playbooks};
 use super::rank::{Facts, Ranked, RecipeChange, rank};
 use crate::stage::{Input, RecordStats, Stage, StageOutput, StreamSpec, ToolStore};
 
-/// Most observations an incident keeps (its first ones: what opened it matters most).
+/// Most observations an incident keeps (its latest ones: older evidence has faded).
 pub const MAX_OBSERVATIONS: usize = 256;
 /// Most alert ids a triage lists (the first ones).
 pub const MAX_ALERT_IDS: usize = 1_000;
@@ -32,6 +32,9 @@ pub struct TriageConfig {
     pub window_ms: i64,
     /// A recipe change at most this long (ms) before an incident's alert is evidence.
     pub recipe_lookback_ms: i64,
+    /// An alert's evidence loses half its strength every this long (ms) of event time
+    /// after it (see [`super::rank`]); 0: evidence never fades.
+    pub evidence_half_life_ms: i64,
 }
 
 impl Default for TriageConfig {
@@ -39,6 +42,7 @@ impl Default for TriageConfig {
         TriageConfig {
             window_ms: 2 * 3_600_000,
             recipe_lookback_ms: 3_600_000,
+            evidence_half_life_ms: 1_800_000,
         }
     }
 }
@@ -142,7 +146,7 @@ pub struct Incident {
     pub lot_id: Option<String>,
     /// Wafer of the latest alert.
     pub wafer_id: Option<String>,
-    /// What its alerts say (the first [`MAX_OBSERVATIONS`]).
+    /// What its alerts say (the latest [`MAX_OBSERVATIONS`], oldest first).
     pub observations: Vec<Observation>,
     /// Its alerts (the first [`MAX_ALERT_IDS`]).
     pub alert_ids: Vec<String>,
@@ -204,10 +208,18 @@ impl TriageStage {
         }
     }
 
-    /// An opening alert: joins the tool's incident (or opens one), re-ranks it and
-    /// publishes what changed.
+    /// An alert (or a dedup window's closing update): joins the tool's incident (or opens
+    /// one), re-ranks it and publishes what changed.
     fn alert(&self, store: &mut ToolStore<ToolTriage>, alert: &Alert, out: &mut Vec<TriageOutput>) {
         let state = store.entry(&alert.tool_id);
+        // The same alert delivered twice is one witness, not two.
+        if state.incident.as_ref().is_some_and(|i| {
+            i.observations
+                .iter()
+                .any(|o| o.repeats == alert.repeats && o.alert_id == alert.alert_id)
+        }) {
+            return;
+        }
         if let Some(incident) = &state.incident
             && alert.event_time - incident.last_alert_at > self.config.window_ms
         {
@@ -234,10 +246,12 @@ impl TriageStage {
         incident.lot_id.clone_from(&alert.lot_id);
         incident.wafer_id.clone_from(&alert.wafer_id);
         incident.severity = incident.severity.max(alert.severity);
-        if incident.observations.len() < MAX_OBSERVATIONS {
-            incident.observations.push(Observation::of(alert));
+        if incident.observations.len() == MAX_OBSERVATIONS {
+            incident.observations.remove(0);
         }
-        if incident.alert_ids.len() < MAX_ALERT_IDS {
+        incident.observations.push(Observation::of(alert));
+        // A closing update (repeats > 0) names an alert already listed.
+        if alert.repeats == 0 && incident.alert_ids.len() < MAX_ALERT_IDS {
             incident.alert_ids.push(alert.alert_id.clone());
         }
         // The latest recipe change up to this alert, within the lookback.
@@ -248,6 +262,8 @@ impl TriageStage {
             observations: &incident.observations,
             recipe_change,
             opened_at: incident.opened_at,
+            now: incident.last_alert_at,
+            half_life_ms: self.config.evidence_half_life_ms,
         };
         let Some(ranked) = rank(&self.playbooks, incident.tool_type, &facts) else {
             return;
@@ -441,9 +457,19 @@ impl Stage for TriageStage {
     ) -> RecordStats {
         match input {
             Input::Record(record) => self.record(store, record),
-            // A dedup closing update repeats an alert already counted.
             Input::Upstream(alert) if alert.repeats == 0 => self.alert(store, alert, out),
-            Input::Upstream(_) => {}
+            // A dedup closing update is one more witness of its alert (the rule kept firing
+            // until its event time, see `super::rank`), for the incident its alert joined;
+            // it opens none.
+            Input::Upstream(alert) => {
+                if store.get(&alert.tool_id).is_some_and(|s| {
+                    s.incident.as_ref().is_some_and(|i| {
+                        alert.event_time - i.last_alert_at <= self.config.window_ms
+                    })
+                }) {
+                    self.alert(store, alert, out);
+                }
+            }
         }
         RecordStats::default()
     }

@@ -348,12 +348,17 @@ fn each_cause_ranks_first_on_the_evidence_that_points_at_it() {
         } else {
             "RTP-01"
         };
+        // Each alert as a persisting signal shows it: opened, then repeated until its
+        // dedup window closed (two witnesses; a lone alert is weaker evidence).
         let observations: Vec<Observation> = case
             .alerts
             .iter()
             .enumerate()
-            .map(|(i, (p, chart, rule, up))| {
-                Observation::of(&alert(tool, p, chart, rule, *up, 100 + i as i64))
+            .flat_map(|(i, (p, chart, rule, up))| {
+                let opening = alert(tool, p, chart, rule, *up, 100 + i as i64);
+                let mut closing = opening.clone();
+                closing.repeats = 3;
+                [Observation::of(&opening), Observation::of(&closing)]
             })
             .collect();
         let change = RecipeChange {
@@ -365,6 +370,8 @@ fn each_cause_ranks_first_on_the_evidence_that_points_at_it() {
             observations: &observations,
             recipe_change: case.recipe_change.then_some(&change),
             opened_at: 100 * 60_000,
+            now: i64::MAX,
+            half_life_ms: 0,
         };
         let ranked = rank_causes(book, &facts).explain(&facts);
         let names: Vec<(&str, f64)> = ranked
@@ -411,6 +418,8 @@ fn the_failure_mode_is_the_playbook_the_evidence_points_at_hardest() {
             observations: &observations,
             recipe_change: None,
             opened_at: 0,
+            now: i64::MAX,
+            half_life_ms: 0,
         };
         let ranked = rank(&books, ToolType::IonImplant, &facts).unwrap();
         assert_eq!(ranked.playbook.id, "beam_current_instability");
@@ -435,6 +444,8 @@ fn the_failure_mode_is_the_playbook_the_evidence_points_at_hardest() {
         observations: &observations,
         recipe_change: None,
         opened_at: 0,
+        now: i64::MAX,
+        half_life_ms: 0,
     };
     let ranked = rank(&books, ToolType::IonImplant, &facts).unwrap();
     assert_eq!(ranked.playbook.id, "beam_current_instability");
@@ -451,6 +462,8 @@ fn the_failure_mode_is_the_playbook_the_evidence_points_at_hardest() {
         observations: &observations,
         recipe_change: None,
         opened_at: 0,
+        now: i64::MAX,
+        half_life_ms: 0,
     };
     assert!(rank(&books, ToolType::Rtp, &facts).is_none());
 }
@@ -562,7 +575,7 @@ fn an_incident_opens_republishes_on_news_acts_once_per_kind_and_closes() {
     assert_eq!((t[0].version, t[0].status), (3, IncidentStatus::Closed));
     assert_eq!(t[0].event_time, 222 * 60_000);
     assert!(store.get("RTP-01").unwrap().incident.is_none());
-    // A dedup closing update (repeats > 0) is no new alert.
+    // A dedup closing update (repeats > 0) joins an open incident; it opens none.
     out.clear();
     let mut repeat = alert(
         "RTP-01",
@@ -621,4 +634,100 @@ fn the_state_round_trips_through_its_snapshot() {
     let state: ToolTriage = serde_json::from_str(&saved[0].1).unwrap();
     restored.restore(&[saved[0].0.clone()], state).unwrap();
     assert_eq!(restored.get("ION-03"), store.get("ION-03"));
+}
+
+#[test]
+fn a_lone_early_alert_fades_and_a_persisting_move_decides() {
+    let books = shipped();
+    // A lone source pressure alert (up: a leak's sign) an hour before the beam current
+    // starts falling; the beam current alert then repeats for half an hour.
+    let pressure = alert(
+        "ION-01",
+        "source_pressure_mtorr",
+        "cusum",
+        "cusum_upper",
+        true,
+        0,
+    );
+    let beam = alert("ION-01", "beam_current_mA", "ewma", "rule_1", false, 60);
+    let mut beam_closing = beam.clone();
+    (beam_closing.repeats, beam_closing.event_time) = (29, 90 * 60_000);
+    let observations = [&pressure, &beam, &beam_closing].map(Observation::of);
+    let facts = |half_life_ms| Facts {
+        observations: &observations,
+        recipe_change: None,
+        opened_at: 0,
+        now: 90 * 60_000,
+        half_life_ms,
+    };
+    // Faded (half-life 30 min: the pressure alert speaks with 1/8 of its weight), the
+    // persisting beam current decline decides: source wear.
+    let faded = facts(30 * 60_000);
+    assert!((faded.strength(&observations[0]) - 0.125).abs() < 1e-12);
+    let ranked = rank(&books, ToolType::IonImplant, &faded).unwrap();
+    assert_eq!(ranked.playbook.id, "beam_current_instability");
+    assert_eq!(ranked.cause_ids().next(), Some("source_degradation"));
+    let words = ranked.explain(&faded);
+    assert!(
+        words[0].evidence.iter().any(|e| e.contains("2 alerts")),
+        "{:?}",
+        words[0].evidence
+    );
+    // Were nothing to fade, the hour-old pressure alert would still make it a leak.
+    let unfaded = facts(0);
+    let ranked = rank(&books, ToolType::IonImplant, &unfaded).unwrap();
+    assert_eq!(ranked.cause_ids().next(), Some("vacuum_leak"));
+}
+
+#[test]
+fn repeats_corroborate_and_a_duplicate_is_one_witness() {
+    let stage = TriageStage::new(shipped(), TriageConfig::default());
+    let mut store = ToolStore::default();
+    let mut out = Vec::new();
+    // A gas flow step: rule 1 first (a spike alone says: valve).
+    let spike = alert(
+        "RTP-01",
+        "gas_flow_deviation_sccm",
+        "xbar",
+        "rule_1",
+        true,
+        100,
+    );
+    stage.process(&mut store, Input::Upstream(&spike), &mut out);
+    assert_eq!(triages(&out)[0].causes[0].cause_id, "valve_malfunction");
+    // A shift rule fires; delivered twice, it is still one witness: no news.
+    out.clear();
+    let shift = alert(
+        "RTP-01",
+        "gas_flow_deviation_sccm",
+        "xbar",
+        "rule_6",
+        true,
+        104,
+    );
+    stage.process(&mut store, Input::Upstream(&shift), &mut out);
+    let observations = |store: &ToolStore<ToolTriage>| {
+        store
+            .get("RTP-01")
+            .unwrap()
+            .incident
+            .as_ref()
+            .unwrap()
+            .observations
+            .len()
+    };
+    assert_eq!(observations(&store), 2);
+    let before = out.len();
+    stage.process(&mut store, Input::Upstream(&shift), &mut out);
+    assert_eq!((observations(&store), out.len()), (2, before));
+    // Its dedup window closes with repeats: a second witness of the shift, which now
+    // outweighs the lone spike (an MFC that drifted, not a sticking valve).
+    let mut closing = shift.clone();
+    (closing.repeats, closing.event_time) = (5, 130 * 60_000);
+    stage.process(&mut store, Input::Upstream(&closing), &mut out);
+    assert_eq!(observations(&store), 3);
+    let t = triages(&out);
+    assert_eq!(t.last().unwrap().causes[0].cause_id, "mfc_failure", "{t:?}");
+    // The closing update names an alert already listed.
+    assert_eq!(t.last().unwrap().alert_ids.len(), 2);
 }

@@ -13,9 +13,11 @@
 //!   before its onset, per 1,000 of those samples (the fault-free tools' samples plus the
 //!   faulty tools' samples before onset). Alerts on tools the truth does not list are
 //!   counted apart (`unknown_tool_alerts`).
-//! - **Triage**, by cause id: the *first* verdict is the first triage record (in file order,
-//!   which is publication order) on the fault's tool with an event time at or after the
-//!   onset: the first version published on an alert of the fault (triage publishes a
+//! - **Triage**, by cause id: the *first* verdict is the first open triage record (in file
+//!   order, which is publication order) on the fault's tool with an event time at or after
+//!   the onset: the first version published on an alert of the fault (a closing version
+//!   published after the onset for an incident whose alerts all came before it is not a
+//!   verdict on the fault; triage publishes a
 //!   version only when its ranking, failure mode or severity changes, so it may come after
 //!   the first alert; it may belong to an incident that false alarms opened before the
 //!   onset). Top-1: its first cause
@@ -306,9 +308,11 @@ fn score_fault(
         }
     };
     let first = triage.and_then(|records| {
-        records
-            .iter()
-            .find(|t| t.tool_id == fault.tool_id && t.event_time >= onset)
+        records.iter().find(|t| {
+            t.tool_id == fault.tool_id
+                && t.event_time >= onset
+                && t.status == spcvm_schemas::IncidentStatus::Open
+        })
     });
     let last = first.and_then(|first| {
         triage.and_then(|records| {

@@ -65,6 +65,10 @@ pub struct TriageSettings {
     pub window_s: u64,
     /// A recipe change at most this many seconds before an alert counts as evidence.
     pub recipe_lookback_s: u64,
+    /// An alert's evidence loses half its strength every this many seconds (event time)
+    /// after it, so a lone false alarm does not decide an incident a persisting fault
+    /// keeps alerting in; 0: evidence never fades.
+    pub evidence_half_life_s: u64,
 }
 
 impl Default for TriageSettings {
@@ -73,6 +77,7 @@ impl Default for TriageSettings {
             playbooks: Vec::new(),
             window_s: 7_200,
             recipe_lookback_s: 3_600,
+            evidence_half_life_s: 1_800,
         }
     }
 }
@@ -84,6 +89,7 @@ impl TriageSettings {
         spcvm_operators::triage::TriageConfig {
             window_ms: ms(self.window_s),
             recipe_lookback_ms: ms(self.recipe_lookback_s),
+            evidence_half_life_ms: ms(self.evidence_half_life_s),
         }
     }
 }
