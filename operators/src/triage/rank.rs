@@ -237,7 +237,7 @@ fn observed(ev: &Evidence, facts: &Facts<'_>) -> Option<String> {
                     .iter()
                     .filter(|o| matches(ev, parameter, o))
             };
-            let latest = shown().last()?;
+            let latest = shown().next_back()?;
             let belief = facts.belief(|o| matches(ev, parameter, o));
             Some(match shown().count() {
                 1 => format!("{}; belief {belief:.2}", latest.describe()),
