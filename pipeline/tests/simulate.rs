@@ -323,6 +323,12 @@ fn score_of_hand_written_files() {
             &["source_degradation", "optics_misalignment"],
             57,
         ),
+        // An incident false alarms opened before ION-03's onset closes at the onset: its
+        // closing version is no verdict on the fault.
+        Triage {
+            status: IncidentStatus::Closed,
+            ..triage("i0", 2, "ION-03", "energy_drift", &["hv_supply_drift"], 50)
+        },
         triage(
             "i2",
             1,
@@ -421,8 +427,9 @@ fn score_of_hand_written_files() {
 
 /// Every shipped single-fault scenario, simulated and backtested with triage, is
 /// detected: an alert on the faulty tool at or after the onset, and one on the fault's
-/// own parameter. Triage's top-1 is
-/// recorded (printed), not asserted: docs/BENCHMARKS.md has the table.
+/// own parameter; and triage ranks the injected cause first in the incident's final
+/// version for at least 8 of the 9 (the first version's count is printed; docs/BENCHMARKS.md
+/// has the table).
 #[test]
 fn every_single_fault_scenario_is_detected() {
     let dir = tempfile::tempdir().unwrap();
@@ -473,8 +480,19 @@ fn every_single_fault_scenario_is_detected() {
         ));
     }
     let top1 = rows.iter().filter(|r| r.contains("top-1 true,")).count();
+    let final_top1 = rows
+        .iter()
+        .filter(|r| r.ends_with("final top-1 true"))
+        .count();
     eprintln!(
-        "triage top-1 (first version after onset): {top1} of 9\n{}",
+        "triage top-1: first version after onset {top1} of 9, final {final_top1} of 9\n{}",
+        rows.join("\n")
+    );
+    // The bar: the injected cause ranked first for at least 8 of the 9 failure
+    // modes (the incident's final version; the first is recorded in docs/BENCHMARKS.md).
+    assert!(
+        final_top1 >= 8,
+        "final top-1 {final_top1} of 9\n{}",
         rows.join("\n")
     );
 }

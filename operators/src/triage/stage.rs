@@ -19,6 +19,9 @@ use crate::stage::{Input, RecordStats, Stage, StageOutput, StreamSpec, ToolStore
 
 /// Most observations an incident keeps (its latest ones: older evidence has faded).
 pub const MAX_OBSERVATIONS: usize = 256;
+/// Half-lives after which an observation has faded to nothing (2^-10: under a thousandth of
+/// its weight) and is dropped.
+pub const FADED_HALF_LIVES: i64 = 10;
 /// Most alert ids a triage lists (the first ones).
 pub const MAX_ALERT_IDS: usize = 1_000;
 /// Recipe changes kept per tool, the latest.
@@ -186,7 +189,9 @@ impl TriageStage {
         &self.config
     }
 
-    /// The tool's recipe as of `record`: a change is remembered with its event time.
+    /// The tool's recipe as of `record`: a change is remembered with its event time. Once
+    /// the ring is full, the change it drops lends its strings to the new one, so a tool
+    /// that changes recipes often allocates nothing.
     fn record(&self, store: &mut ToolStore<ToolTriage>, record: &impl TelemetryView) {
         let (tool, recipe) = (record.tool_id(), record.recipe_id());
         if store
@@ -196,16 +201,28 @@ impl TriageStage {
             return;
         }
         let state = store.entry(tool);
-        if let Some(from) = state.recipe.replace(recipe.to_string()) {
-            state.recipe_changes.push_back(RecipeChange {
-                at: record.event_time(),
-                from,
-                to: recipe.to_string(),
-            });
-            if state.recipe_changes.len() > RECIPE_CHANGES_KEPT {
-                state.recipe_changes.pop_front();
+        let Some(from) = state.recipe.as_mut() else {
+            state.recipe = Some(recipe.to_string());
+            return;
+        };
+        let mut change = if state.recipe_changes.len() >= RECIPE_CHANGES_KEPT {
+            state.recipe_changes.pop_front().expect("the ring is full")
+        } else {
+            RecipeChange {
+                at: 0,
+                from: String::new(),
+                to: String::new(),
             }
-        }
+        };
+        change.at = record.event_time();
+        // The old recipe becomes the change's `from`; the dropped change's `from` buffer
+        // holds the new current recipe.
+        std::mem::swap(from, &mut change.from);
+        from.clear();
+        from.push_str(recipe);
+        change.to.clear();
+        change.to.push_str(recipe);
+        state.recipe_changes.push_back(change);
     }
 
     /// An alert (or a dedup window's closing update): joins the tool's incident (or opens
@@ -246,6 +263,20 @@ impl TriageStage {
         incident.lot_id.clone_from(&alert.lot_id);
         incident.wafer_id.clone_from(&alert.wafer_id);
         incident.severity = incident.severity.max(alert.severity);
+        // Observations that faded to nothing leave (they are kept oldest first); then the
+        // oldest, when the incident holds the most it may.
+        let half_life = self.config.evidence_half_life_ms;
+        if half_life > 0 {
+            let horizon = incident
+                .last_alert_at
+                .saturating_sub(half_life.saturating_mul(FADED_HALF_LIVES));
+            let faded = incident
+                .observations
+                .iter()
+                .take_while(|o| o.event_time < horizon)
+                .count();
+            incident.observations.drain(..faded);
+        }
         if incident.observations.len() == MAX_OBSERVATIONS {
             incident.observations.remove(0);
         }

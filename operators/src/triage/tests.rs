@@ -731,3 +731,45 @@ fn repeats_corroborate_and_a_duplicate_is_one_witness() {
     // The closing update names an alert already listed.
     assert_eq!(t.last().unwrap().alert_ids.len(), 2);
 }
+
+#[test]
+fn the_recipe_ring_keeps_the_latest_changes_in_order() {
+    let stage = TriageStage::new(shipped(), TriageConfig::default());
+    let mut store = ToolStore::default();
+    let mut out = Vec::new();
+    // Recipes R0, R1, R0, R1, ... one a minute (a repeat of the same recipe is no change),
+    // well past the ring's size, so dropped changes' strings are reused.
+    let n = super::stage::RECIPE_CHANGES_KEPT as i64 * 3;
+    for minute in 0..=n {
+        let recipe = ["R0", "R1"][(minute % 2) as usize];
+        for r in [
+            record("RTP-01", recipe, minute),
+            record("RTP-01", recipe, minute),
+        ] {
+            let view = spcvm_schemas::TelemetryRef::from(r);
+            stage.process(&mut store, Input::Record(&view), &mut out);
+        }
+    }
+    let state = store.get("RTP-01").unwrap();
+    assert_eq!(
+        state.recipe.as_deref(),
+        Some(["R0", "R1"][(n % 2) as usize])
+    );
+    let changes: Vec<(i64, &str, &str)> = state
+        .recipe_changes
+        .iter()
+        .map(|c| (c.at / 60_000, c.from.as_str(), c.to.as_str()))
+        .collect();
+    let expected: Vec<(i64, &str, &str)> = (n - super::stage::RECIPE_CHANGES_KEPT as i64 + 1..=n)
+        .map(|m| {
+            let (from, to) = if m % 2 == 0 {
+                ("R1", "R0")
+            } else {
+                ("R0", "R1")
+            };
+            (m, from, to)
+        })
+        .collect();
+    assert_eq!(changes, expected);
+    assert!(out.is_empty());
+}
