@@ -15,11 +15,11 @@ use std::path::Path;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use spcvm_operators::stage::{Input, Stage};
 use spcvm_operators::triage::{TriageConfig, TriageOutput, TriageStage};
-use spcvm_schemas::{Alert, Telemetry};
+use spcvm_schemas::{Alert, TelemetryRef};
 
 /// One step of the stream triage reads.
 enum Event {
-    Record(Telemetry),
+    Record(TelemetryRef<'static>),
     Alert(Alert),
 }
 
@@ -33,7 +33,7 @@ fn stream() -> (Vec<Event>, usize) {
     let mut events = Vec::new();
     for record in spcvm::simulate::generate::Generator::new(&scenario) {
         monitor.process_record(&mut spc, &record, &mut alerts);
-        events.push(Event::Record(record));
+        events.push(Event::Record(TelemetryRef::from(record)));
         events.extend(alerts.drain(..).map(Event::Alert));
     }
     monitor.on_end(&mut spc, &mut alerts);
@@ -51,10 +51,7 @@ fn triage(stage: &TriageStage, events: &[Event]) -> usize {
     let mut published = 0;
     for event in events {
         match event {
-            Event::Record(r) => {
-                let view = spcvm_schemas::TelemetryRef::from(r);
-                stage.process(&mut store, Input::Record(&view), &mut out)
-            }
+            Event::Record(r) => stage.process(&mut store, Input::Record(r), &mut out),
             Event::Alert(a) => stage.process(&mut store, Input::Upstream(a), &mut out),
         };
         published += out.len();

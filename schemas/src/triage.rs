@@ -30,6 +30,16 @@ pub enum IncidentStatus {
     Closed,
 }
 
+impl IncidentStatus {
+    /// The name in JSON and Avro.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Open => "open",
+            IncidentStatus::Closed => "closed",
+        }
+    }
+}
+
 /// One likely cause of an incident, with how sure triage is and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RankedCause {
@@ -172,7 +182,9 @@ pub struct OcapAction {
 
 /// Encodes a triage as one JSON line (no newline).
 pub fn encode_triage_json(triage: &Triage) -> Vec<u8> {
-    serde_json::to_vec(triage).expect("a triage always serializes")
+    let mut out = Vec::new();
+    crate::json::write_triage_json(triage, &mut out);
+    out
 }
 
 /// Encodes an action as one JSON line (no newline).

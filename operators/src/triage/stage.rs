@@ -1,6 +1,6 @@
 //! [`TriageStage`], the `triage` stage: per tool, the SPC alerts within a window of event
 //! time form one incident, ranked against the playbooks at every alert; a version is
-//! published when the incident opens and whenever its failure mode, cause ranking or
+//! published when the incident opens and whenever its failure mode, most likely cause or
 //! severity changes, and a last one when it closes. OCAP steps go out once per incident
 //! and kind.
 
@@ -299,14 +299,12 @@ impl TriageStage {
         let Some(ranked) = rank(&self.playbooks, incident.tool_type, &facts) else {
             return;
         };
+        // News for a subscriber: another failure mode, severity or most likely cause (the
+        // order behind the first cause shifts with every alert; it rides along).
         let news = incident.published.as_ref().is_none_or(|p| {
             p.failure_mode != ranked.playbook.id
                 || p.severity != incident.severity
-                || !p
-                    .causes
-                    .iter()
-                    .map(|c| c.cause_id.as_str())
-                    .eq(ranked.cause_ids())
+                || p.causes.first().map(|c| c.cause_id.as_str()) != ranked.cause_ids().next()
         });
         if news {
             let causes = ranked.explain(&facts);

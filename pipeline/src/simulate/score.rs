@@ -18,7 +18,7 @@
 //!   the onset: the first version published on an alert of the fault (a closing version
 //!   published after the onset for an incident whose alerts all came before it is not a
 //!   verdict on the fault; triage publishes a
-//!   version only when its ranking, failure mode or severity changes, so it may come after
+//!   version only when its failure mode, most likely cause or severity changes, so it may come after
 //!   the first alert; it may belong to an incident that false alarms opened before the
 //!   onset). Top-1: its first cause
 //!   is the expected cause; top-3: the expected cause is among its first three. The

@@ -24,6 +24,9 @@ use crate::error::SchemaError;
 use crate::telemetry::{Telemetry, TelemetryRef};
 
 mod fast;
+mod triage;
+
+pub use triage::write_triage_json;
 
 /// Decodes one telemetry sample from a JSON document.
 ///
@@ -192,7 +195,7 @@ pub fn write_alert_json(alert: &Alert, out: &mut Vec<u8>) {
 
 /// A JSON string as serde_json writes it: `"` and `\\` escaped, the control characters
 /// below U+0020 as `\b`, `\t`, `\n`, `\f`, `\r` or `\u00XX`, everything else as is.
-fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
