@@ -148,6 +148,7 @@ pub fn rank<'p>(
     tool_type: spcvm_schemas::ToolType,
     facts: &Facts<'_>,
 ) -> Option<Ranked<'p>> {
+    let weighed = Weighed::new(facts);
     let mut best: Option<(Ranked<'p>, f64, i64)> = None;
     for book in playbooks
         .playbooks
@@ -155,18 +156,18 @@ pub fn rank<'p>(
         .filter(|b| b.tool_type == tool_type)
     {
         let triggers = || {
-            facts
-                .observations
+            book.trigger
                 .iter()
-                .filter(|o| book.trigger.contains(&o.parameter))
+                .flat_map(|p| weighed.of(p))
+                .map(|&i| (&facts.observations[i], weighed.strengths[i]))
         };
-        let Some(triggered_at) = triggers().map(|o| o.event_time).min() else {
+        let Some(triggered_at) = triggers().map(|(o, _)| o.event_time).min() else {
             continue;
         };
         let weight: f64 = triggers()
-            .map(|o| severity_weight(o.severity) * facts.strength(o))
+            .map(|(o, strength)| severity_weight(o.severity) * strength)
             .sum();
-        let ranked = rank_causes(book, facts);
+        let ranked = rank_weighed(book, &weighed);
         let better = best.as_ref().is_none_or(|(b, w, at)| {
             (weight, ranked.top_score) > (*w, b.top_score)
                 || (weight == *w && ranked.top_score == b.top_score && triggered_at < *at)
@@ -189,12 +190,65 @@ fn severity_weight(severity: spcvm_schemas::Severity) -> f64 {
 
 /// One playbook's causes ranked by the facts.
 pub fn rank_causes<'p>(book: &'p Playbook, facts: &Facts<'_>) -> Ranked<'p> {
+    rank_weighed(book, &Weighed::new(facts))
+}
+
+/// The facts made ready to weigh: each observation's strength computed once, and the
+/// observations grouped by parameter (evidence names one parameter; an incident's alerts
+/// come from a few), so each piece of evidence looks only at its parameter's alerts.
+struct Weighed<'f, 'a> {
+    facts: &'f Facts<'a>,
+    strengths: Vec<f64>,
+    by_parameter: Vec<(&'f str, Vec<usize>)>,
+}
+
+impl<'f, 'a> Weighed<'f, 'a> {
+    fn new(facts: &'f Facts<'a>) -> Self {
+        let mut by_parameter: Vec<(&'f str, Vec<usize>)> = Vec::new();
+        for (i, o) in facts.observations.iter().enumerate() {
+            match by_parameter.iter_mut().find(|(p, _)| *p == o.parameter) {
+                Some((_, members)) => members.push(i),
+                None => by_parameter.push((&o.parameter, vec![i])),
+            }
+        }
+        Weighed {
+            facts,
+            strengths: facts.observations.iter().map(|o| facts.strength(o)).collect(),
+            by_parameter,
+        }
+    }
+
+    /// The indices of the observations of `parameter`.
+    fn of(&self, parameter: &str) -> &[usize] {
+        self.by_parameter
+            .iter()
+            .find(|(p, _)| *p == parameter)
+            .map_or(&[], |(_, members)| members)
+    }
+
+    /// [`Facts::belief`] over the observations of `parameter` that `select` picks.
+    fn belief(&self, parameter: &str, select: impl Fn(&Observation) -> bool) -> f64 {
+        let doubt: f64 = self
+            .of(parameter)
+            .iter()
+            .filter(|&&i| select(&self.facts.observations[i]))
+            .map(|&i| 1.0 - LONE_ALERT_BELIEF * self.strengths[i])
+            .product();
+        1.0 - doubt
+    }
+}
+
+/// One playbook's causes ranked by the weighed facts.
+fn rank_weighed<'p>(book: &'p Playbook, weighed: &Weighed<'_, '_>) -> Ranked<'p> {
     let mut scores: Vec<(usize, f64)> = book
         .causes
         .iter()
         .enumerate()
         .map(|(i, cause)| {
-            let shown = cause.evidence.iter().map(|ev| ev.weight * shows(ev, facts));
+            let shown = cause
+                .evidence
+                .iter()
+                .map(|ev| ev.weight * shows(ev, weighed));
             (i, cause.prior + shown.sum::<f64>())
         })
         .collect();
@@ -209,12 +263,12 @@ pub fn rank_causes<'p>(book: &'p Playbook, facts: &Facts<'_>) -> Ranked<'p> {
 }
 
 /// How strongly the facts show `ev`, in [0, 1].
-fn shows(ev: &Evidence, facts: &Facts<'_>) -> f64 {
+fn shows(ev: &Evidence, weighed: &Weighed<'_, '_>) -> f64 {
     let parameter = ev.parameter.as_deref().unwrap_or_default();
     match ev.when {
-        When::Alert => facts.belief(|o| matches(ev, parameter, o)),
-        When::NoAlert => 1.0 - facts.belief(|o| o.parameter == parameter),
-        When::RecipeChange => f64::from(u8::from(facts.recipe_change.is_some())),
+        When::Alert => weighed.belief(parameter, |o| matches(ev, parameter, o)),
+        When::NoAlert => 1.0 - weighed.belief(parameter, |_| true),
+        When::RecipeChange => f64::from(u8::from(weighed.facts.recipe_change.is_some())),
     }
 }
 
