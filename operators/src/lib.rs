@@ -51,7 +51,7 @@ pub mod triage;
 pub use monitor::{ChartId, ConfigError, DedupConfig, MonitorConfig, Sample, SpcMonitor, SpcState};
 pub use rules::{RuleSet, RuleState};
 pub use signal::{Plot, Rule, Signal};
-pub use spc::{ChartSpec, ChartState, ChartType, Limits};
+pub use spc::{ChartSpec, ChartState, ChartType, Limits, Point};
 pub use stage::{Input, RecordStats, Stage, StageOutput, StateStore, StreamSpec, ToolStore};
 pub use state::{
     ChartKey, ChartKeyRef, GroupId, GroupSnapshot, GroupSnapshotRef, KeyedState, Prefetch,

@@ -297,43 +297,89 @@ fn run_merged<W: Write>(
     writers: &mut StreamWriters<W>,
     observer: &mut impl Observer,
 ) -> Result<(), BacktestError> {
-    let mut heads = Vec::with_capacity(sources.len());
-    for source in sources.iter_mut() {
-        heads.push(next_good(source, totals, observer)?);
-    }
+    let mut merged = Merged::new(sources, &mut |e| {
+        totals.input.bad_records += 1;
+        observer.bad_record(e);
+    })?;
     let mut since_progress = 0u64;
-    while let Some(k) = (0..heads.len())
-        .filter(|&k| heads[k].is_some())
-        .min_by_key(|&k| heads[k].as_ref().map(|r| (r.event_time, k)))
-    {
-        let record = heads[k].take().expect("picked a head");
+    while let Some(record) = merged.next(&mut |e| {
+        totals.input.bad_records += 1;
+        observer.bad_record(e);
+    })? {
         step.one(partition, 0, Ok(record.into()));
         totals.input.records += step.records;
         write_step(step, totals, writers)?;
-        heads[k] = next_good(&mut sources[k], totals, observer)?;
         since_progress += 1;
         if since_progress >= PROGRESS_EVERY {
             since_progress = 0;
-            observer.progress(sources.iter().map(RecordSource::bytes_read).sum());
+            observer.progress(merged.bytes_read());
         }
     }
     Ok(())
 }
 
-/// The next good record of `source`; bad ones are counted and reported on the way.
+/// The records of several sources merged by event time, as [`run`] takes them: of the
+/// sources' next records the one with the lowest event time first, ties to the source
+/// listed first. Bad records are handed to the caller's `bad` and skipped.
+pub struct Merged<'s> {
+    sources: &'s mut [RecordSource],
+    /// Each source's next good record (`None`: read to its end).
+    heads: Vec<Option<Telemetry>>,
+}
+
+impl<'s> Merged<'s> {
+    /// Reads each source's first good record.
+    ///
+    /// # Errors
+    ///
+    /// A fatal input error (bad records go to `bad`).
+    pub fn new(
+        sources: &'s mut [RecordSource],
+        bad: &mut dyn FnMut(&InputError),
+    ) -> Result<Self, InputError> {
+        let mut heads = Vec::with_capacity(sources.len());
+        for source in sources.iter_mut() {
+            heads.push(next_good(source, bad)?);
+        }
+        Ok(Merged { sources, heads })
+    }
+
+    /// The next record in merge order, `None` at the end of every source.
+    ///
+    /// # Errors
+    ///
+    /// A fatal input error (bad records go to `bad`).
+    pub fn next(
+        &mut self,
+        bad: &mut dyn FnMut(&InputError),
+    ) -> Result<Option<Telemetry>, InputError> {
+        let Some(k) = (0..self.heads.len())
+            .filter(|&k| self.heads[k].is_some())
+            .min_by_key(|&k| self.heads[k].as_ref().map(|r| (r.event_time, k)))
+        else {
+            return Ok(None);
+        };
+        let record = self.heads[k].take();
+        self.heads[k] = next_good(&mut self.sources[k], bad)?;
+        Ok(record)
+    }
+
+    /// Bytes read from the sources so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.sources.iter().map(RecordSource::bytes_read).sum()
+    }
+}
+
+/// The next good record of `source`; bad ones go to `bad` on the way.
 fn next_good(
     source: &mut RecordSource,
-    totals: &mut Totals,
-    observer: &mut impl Observer,
-) -> Result<Option<Telemetry>, BacktestError> {
+    bad: &mut dyn FnMut(&InputError),
+) -> Result<Option<Telemetry>, InputError> {
     for item in source.by_ref() {
         match item {
             Ok(record) => return Ok(Some(record)),
-            Err(e) if e.is_bad_record() => {
-                totals.input.bad_records += 1;
-                observer.bad_record(&e);
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) if e.is_bad_record() => bad(&e),
+            Err(e) => return Err(e),
         }
     }
     Ok(None)

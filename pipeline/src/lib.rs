@@ -16,6 +16,8 @@
 //! - [`playbooks`]: triage playbooks loaded from files (or the built-in ones) with errors
 //!   that name the file, line and key.
 //! - [`report`]: the `--report` JSON document.
+//! - [`chart`]: `spcvm chart`, one control chart re-computed by the operators and drawn as
+//!   PNG and SVG.
 //! - [`simulate`]: the fab simulator (scenarios, faults, ground truth) behind `spcvm
 //!   simulate`, and the scoring behind `spcvm score`.
 //! - [`cli`]: the command line (clap): `spcvm backtest` (progress bar and summary), `spcvm
@@ -38,6 +40,7 @@
 //! ```
 
 pub mod backtest;
+pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod decode;

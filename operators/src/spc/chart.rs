@@ -31,6 +31,25 @@ pub struct Limits {
     pub spread_lcl: f64,
 }
 
+/// One plotted point of a chart's statistic with the limits it was judged against: what a
+/// drawing of the chart shows ([`ChartState::update_observed`]). Only Phase II points are
+/// plotted (Phase I has no limits, and an EWMA or CUSUM no statistic yet).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// The statistic: `Xbar`, `I`, `Ewma` or `Cusum` (location), `R`, `S` or `Mr` (spread).
+    pub plot: Plot,
+    /// Its value; for CUSUM the upper sum in the data's units (C⁺·σ), before a signal resets it.
+    pub value: f64,
+    /// CUSUM only: the lower sum shown negative, in the data's units (−C⁻·σ).
+    pub lower: Option<f64>,
+    /// The center line (CUSUM: 0).
+    pub center: f64,
+    /// The upper limit at this point (EWMA: the exact, time-varying one unless asymptotic).
+    pub ucl: f64,
+    /// The lower limit at this point.
+    pub lcl: f64,
+}
+
 /// Phase I accumulators.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 struct Baseline {
@@ -259,7 +278,21 @@ impl ChartState {
 
     /// Feeds one sample. Non-finite values are counted and ignored. Every signal is passed to
     /// `emit` and counted in [`ChartState::fired`].
+    #[inline]
     pub fn update(&mut self, chart: &Chart, x: f64, emit: &mut impl FnMut(Signal)) {
+        self.update_observed(chart, x, emit, &mut |_| {});
+    }
+
+    /// [`ChartState::update`], also passing each point the sample plots (none, one location
+    /// point, or a location and a spread point) to `observe`, before its signals: the same
+    /// step, so a drawing shows exactly what the operator judged.
+    pub fn update_observed(
+        &mut self,
+        chart: &Chart,
+        x: f64,
+        emit: &mut impl FnMut(Signal),
+        observe: &mut impl FnMut(Point),
+    ) {
         if !x.is_finite() {
             self.reject_non_finite();
             return;
@@ -277,10 +310,12 @@ impl ChartState {
             self.freeze(chart, None, None);
         }
         match chart.chart_type() {
-            ChartType::XbarR | ChartType::XbarS => self.update_subgroup(chart, x, &mut out),
-            ChartType::Imr => self.update_imr(chart, x, &mut out),
-            ChartType::Ewma => self.update_ewma(chart, x, &mut out),
-            ChartType::Cusum => self.update_cusum(chart, x, &mut out),
+            ChartType::XbarR | ChartType::XbarS => {
+                self.update_subgroup(chart, x, &mut out, observe);
+            }
+            ChartType::Imr => self.update_imr(chart, x, &mut out, observe),
+            ChartType::Ewma => self.update_ewma(chart, x, &mut out, observe),
+            ChartType::Cusum => self.update_cusum(chart, x, &mut out, observe),
         }
     }
 
@@ -440,7 +475,16 @@ impl ChartState {
         v: f64,
         (center, ucl, lcl): (f64, f64, f64),
         out: &mut impl FnMut(&mut Self, Signal),
+        observe: &mut impl FnMut(Point),
     ) {
+        observe(Point {
+            plot,
+            value: v,
+            lower: None,
+            center,
+            ucl,
+            lcl,
+        });
         let s = zone(v, center, ucl, lcl);
         if !matches!(self.phase, Phase::Monitoring(_)) {
             self.phase = Phase::Monitoring(RuleState::default());
@@ -477,7 +521,16 @@ impl ChartState {
         v: f64,
         lim: &Limits,
         out: &mut impl FnMut(&mut Self, Signal),
+        observe: &mut impl FnMut(Point),
     ) {
+        observe(Point {
+            plot,
+            value: v,
+            lower: None,
+            center: lim.spread_center,
+            ucl: lim.spread_ucl,
+            lcl: lim.spread_lcl,
+        });
         if !chart.spread {
             return;
         }
@@ -502,7 +555,13 @@ impl ChartState {
         );
     }
 
-    fn update_subgroup(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
+    fn update_subgroup(
+        &mut self,
+        chart: &Chart,
+        x: f64,
+        out: &mut impl FnMut(&mut Self, Signal),
+        observe: &mut impl FnMut(Point),
+    ) {
         let c = chart.constants.expect("subgroup charts carry constants");
         if self.run.push_subgroup(x) < c.n {
             return;
@@ -521,8 +580,9 @@ impl ChartState {
                 });
             }
             Some(lim) => {
-                self.plot_location(chart, Plot::Xbar, xbar, (lim.center, lim.ucl, lim.lcl), out);
-                self.plot_spread(chart, plot, spread, &lim, out);
+                let limits = (lim.center, lim.ucl, lim.lcl);
+                self.plot_location(chart, Plot::Xbar, xbar, limits, out, observe);
+                self.plot_spread(chart, plot, spread, &lim, out, observe);
             }
         }
     }
@@ -543,18 +603,37 @@ impl ChartState {
         true
     }
 
-    fn update_imr(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
+    fn update_imr(
+        &mut self,
+        chart: &Chart,
+        x: f64,
+        out: &mut impl FnMut(&mut Self, Signal),
+        observe: &mut impl FnMut(Point),
+    ) {
         if self.baseline_individual(chart, x) {
             return;
         }
         let Some(lim) = self.limits else { return };
-        self.plot_location(chart, Plot::I, x, (lim.center, lim.ucl, lim.lcl), out);
+        self.plot_location(
+            chart,
+            Plot::I,
+            x,
+            (lim.center, lim.ucl, lim.lcl),
+            out,
+            observe,
+        );
         if let Some(prev) = self.run.replace_last(x) {
-            self.plot_spread(chart, Plot::Mr, (x - prev).abs(), &lim, out);
+            self.plot_spread(chart, Plot::Mr, (x - prev).abs(), &lim, out, observe);
         }
     }
 
-    fn update_ewma(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
+    fn update_ewma(
+        &mut self,
+        chart: &Chart,
+        x: f64,
+        out: &mut impl FnMut(&mut Self, Signal),
+        observe: &mut impl FnMut(Point),
+    ) {
         if self.baseline_individual(chart, x) {
             return;
         }
@@ -574,10 +653,16 @@ impl ChartState {
         let ucl = spec.ucl.unwrap_or(lim.center + half);
         let lcl = spec.lcl.unwrap_or(lim.center - half);
         let z = *z;
-        self.plot_location(chart, Plot::Ewma, z, (lim.center, ucl, lcl), out);
+        self.plot_location(chart, Plot::Ewma, z, (lim.center, ucl, lcl), out, observe);
     }
 
-    fn update_cusum(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
+    fn update_cusum(
+        &mut self,
+        chart: &Chart,
+        x: f64,
+        out: &mut impl FnMut(&mut Self, Signal),
+        observe: &mut impl FnMut(Point),
+    ) {
         if self.baseline_individual(chart, x) {
             return;
         }
@@ -589,6 +674,14 @@ impl ChartState {
         let zi = (x - lim.center) / lim.sigma;
         *c_hi = (*c_hi + zi - spec.k).max(0.0);
         *c_lo = (*c_lo - zi - spec.k).max(0.0);
+        observe(Point {
+            plot: Plot::Cusum,
+            value: *c_hi * lim.sigma,
+            lower: Some(-*c_lo * lim.sigma),
+            center: 0.0,
+            ucl: lim.ucl,
+            lcl: lim.lcl,
+        });
         let signal = if *c_hi > spec.h {
             Some((Rule::CusumUpper, *c_hi * lim.sigma))
         } else if *c_lo > spec.h {
@@ -729,6 +822,52 @@ mod tests {
             (0.0, 0.0),
             "both sums reset after a signal"
         );
+    }
+
+    #[test]
+    fn observed_points_are_what_the_rules_judged() {
+        // EWMA: one point a sample, the statistic and the exact limit a signal reports.
+        let mut spec = ChartSpec::new("x", ChartType::Ewma);
+        (spec.target, spec.sigma, spec.lambda) = (Some(0.0), Some(1.0), 0.2);
+        let chart = spec.compile().unwrap();
+        let mut st = ChartState::default();
+        let (mut points, mut signals) = (vec![], vec![]);
+        for x in [2.0, 4.0] {
+            st.update_observed(&chart, x, &mut |s| signals.push(s), &mut |p| points.push(p));
+        }
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[1].plot, Plot::Ewma);
+        assert!((points[0].value - 0.4).abs() < 1e-12);
+        assert_eq!(points[1].value, st.ewma());
+        assert_eq!(signals.len(), 1);
+        assert_eq!(Some(points[1].ucl), signals[0].ucl);
+        assert!(points[0].ucl < points[1].ucl, "exact limits widen");
+        // X-bar/R: nothing until a subgroup closes, then its mean and its range.
+        let mut spec = ChartSpec::new("x", ChartType::XbarR);
+        (spec.target, spec.sigma, spec.subgroup_size) = (Some(10.0), Some(1.0), 2);
+        let chart = spec.compile().unwrap();
+        let mut st = ChartState::default();
+        let mut points = vec![];
+        for x in [9.0, 12.0, 10.0] {
+            st.update_observed(&chart, x, &mut |_| {}, &mut |p| points.push(p));
+        }
+        assert_eq!(points.len(), 2, "one subgroup closed: X-bar and R");
+        assert_eq!((points[0].plot, points[0].value), (Plot::Xbar, 10.5));
+        assert_eq!((points[1].plot, points[1].value), (Plot::R, 3.0));
+        assert_eq!(points[0].center, 10.0);
+        // CUSUM: both sums in data units, before a signal resets them.
+        let mut spec = ChartSpec::new("x", ChartType::Cusum);
+        (spec.target, spec.sigma, spec.k, spec.h) = (Some(10.0), Some(2.0), 0.5, 4.0);
+        let chart = spec.compile().unwrap();
+        let mut st = ChartState::default();
+        let mut points = vec![];
+        for _ in 0..5 {
+            st.update_observed(&chart, 13.0, &mut |_| {}, &mut |p| points.push(p));
+        }
+        let last = points.last().unwrap();
+        assert_eq!((last.value, last.lower), (10.0, Some(-0.0)));
+        assert_eq!((last.ucl, last.lcl), (8.0, -8.0));
+        assert_eq!(st.cusum_sums(), (0.0, 0.0));
     }
 
     #[test]

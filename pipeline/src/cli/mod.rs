@@ -15,8 +15,10 @@
 //!   `spcvm topics create`.
 //! - `simulate.rs`: `spcvm simulate` (a scenario into telemetry and its ground truth).
 //! - `score.rs`: `spcvm score` (alerts and triage against the ground truth).
+//! - `chart.rs`: `spcvm chart` (one control chart as PNG and SVG).
 
 mod backtest;
+mod chart;
 mod run;
 mod score;
 mod simulate;
@@ -87,6 +89,9 @@ pub enum CliError {
     /// `spcvm score` failed.
     #[error(transparent)]
     Score(#[from] crate::simulate::score::ScoreError),
+    /// `spcvm chart` failed.
+    #[error(transparent)]
+    Chart(#[from] crate::chart::ChartError),
     /// An argument names something this build does not have.
     #[error("{0}")]
     Usage(String),
@@ -127,6 +132,9 @@ enum Command {
     /// Score alerts (and triage) against a simulation's ground truth: detection delay,
     /// false alarms, triage top-1 / top-3.
     Score(score::ScoreArgs),
+    /// Draw one control chart (tool, recipe, parameter) of a run's input as PNG and SVG:
+    /// the chart's statistic, center line, limits, spec limits, firings and alert rules.
+    Chart(chart::ChartArgs),
     /// Manage the job's Kafka topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -151,6 +159,7 @@ pub fn main_with(extensions: Extensions) -> ExitCode {
         Command::Run(args) => run::run_command(args, &extensions),
         Command::Simulate(args) => simulate::command(args),
         Command::Score(args) => score::command(args),
+        Command::Chart(args) => chart::command(args),
         Command::Topics(TopicsCommand::Create(args)) => {
             run::topics_create_command(args, &extensions)
         }
