@@ -16,6 +16,7 @@
 //! - [`playbooks`]: triage playbooks loaded from files (or the built-in ones) with errors
 //!   that name the file, line and key.
 //! - [`report`]: the `--report` JSON document.
+//! - [`demo`]: `spcvm demo`, simulate + run + score + chart in one folder.
 //! - [`chart`]: `spcvm chart`, one control chart re-computed by the operators and drawn as
 //!   PNG and SVG.
 //! - [`simulate`]: the fab simulator (scenarios, faults, ground truth) behind `spcvm
@@ -44,6 +45,7 @@ pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod demo;
 pub mod http;
 pub mod input;
 pub mod metrics;

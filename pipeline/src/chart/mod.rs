@@ -18,7 +18,7 @@
 pub mod data;
 pub mod render;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use spcvm_schemas::ToolType;
 
@@ -64,4 +64,20 @@ pub enum ChartError {
         /// Why.
         reason: String,
     },
+}
+
+/// `base` with `.ext` appended (`out/x` -> `out/x.png`); a `.png` or `.svg` it ends with is
+/// replaced, so `--out x.png` writes `x.png` and `x.svg`.
+pub fn with_ext(base: &Path, ext: &str) -> PathBuf {
+    let mut base = base.to_path_buf();
+    if matches!(
+        base.extension().and_then(|e| e.to_str()),
+        Some("png" | "svg")
+    ) {
+        base.set_extension("");
+    }
+    let mut name = base.into_os_string();
+    name.push(".");
+    name.push(ext);
+    PathBuf::from(name)
 }

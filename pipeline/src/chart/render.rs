@@ -128,7 +128,9 @@ pub fn utc(ms: i64) -> String {
 
 /// Four significant digits, without an exponent for ordinary values.
 fn num(v: f64) -> String {
-    if v == 0.0 || (1e-3..1e6).contains(&v.abs()) {
+    if v == 0.0 {
+        "0".into()
+    } else if (1e-3..1e6).contains(&v.abs()) {
         let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
         format!("{v:.digits$}")
     } else {
@@ -344,7 +346,7 @@ fn draw<DB: DrawingBackend>(
             });
         let at = chart.backend_coord(&(x, y1));
         root.draw(&Text::new(
-            format!("{} (sample {s})", mark.label),
+            mark.label.clone(),
             (at.0 + px(5.0), at.1 + px(22.0)),
             font(13.0).color(&ONSET),
         ))
@@ -569,6 +571,8 @@ fn draw_alert_labels<DB: DrawingBackend>(
     let (ax, ay) = (area.get_pixel_range().0, area.get_pixel_range().1);
     let mut placed: Vec<(i32, i32, i32, i32)> = Vec::new();
     let (mut labelled, mut skipped) = (0, 0);
+    // One label a sample: the alerts one point raised, side by side.
+    let mut groups: Vec<(u64, Plot, f64, String, usize)> = Vec::new();
     for l in &data.alerts {
         let plot = match l.alert.chart.as_str() {
             "xbar" => Plot::Xbar,
@@ -580,18 +584,28 @@ fn draw_alert_labels<DB: DrawingBackend>(
             "mr" => Plot::Mr,
             _ => Plot::Spec,
         };
-        let v = anchor(data, plot, l.sample, l.alert.statistic, y);
-        let (x0, y0) = chart.backend_coord(&(l.sample as f64, v));
-        let mut label = l.alert.rule.clone();
+        let mut rule = l.alert.rule.clone();
         if l.alert.repeats > 0 {
-            label.push_str(&format!(" (+{})", l.alert.repeats));
+            rule.push_str(&format!(" (+{})", l.alert.repeats));
         }
+        match groups.last_mut() {
+            Some(g) if g.0 == l.sample => {
+                g.3.push_str(", ");
+                g.3.push_str(&rule);
+                g.4 += 1;
+            }
+            _ => groups.push((l.sample, plot, l.alert.statistic, rule, 1)),
+        }
+    }
+    for (sample, plot, statistic, label, count) in groups {
+        let v = anchor(data, plot, sample, statistic, y);
+        let (x0, y0) = chart.backend_coord(&(sample as f64, v));
         let (tw, th) = root.estimate_text_size(&label, &style).map_err(text)?;
         let (tw, th) = (tw as i32, th as i32);
         let center = data
             .points
             .iter()
-            .find(|p| p.sample >= l.sample)
+            .find(|p| p.sample >= sample)
             .map_or(v, |p| p.point.center);
         let up = v >= center;
         let mut spot = None;
@@ -610,10 +624,10 @@ fn draw_alert_labels<DB: DrawingBackend>(
             }
         }
         let Some(bx) = spot else {
-            skipped += 1;
+            skipped += count;
             continue;
         };
-        labelled += 1;
+        labelled += count;
         placed.push(bx);
         let tip = if up { bx.3 } else { bx.1 };
         root.draw(&PathElement::new(

@@ -1,11 +1,11 @@
 //! `spcvm chart`: one control chart of a run's input as PNG and SVG.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
 use super::CliError;
-use crate::chart::{self, KeySpec, Sources, Style};
+use crate::chart::{self, KeySpec, Sources, Style, with_ext};
 use crate::input::Format;
 
 #[derive(Debug, Args)]
@@ -53,21 +53,6 @@ pub(super) struct ChartArgs {
     /// Image height in pixels.
     #[arg(long, default_value_t = 700)]
     height: u32,
-}
-
-/// `base` with `ext` appended (`out/x` -> `out/x.png`; a given `.png`/`.svg` is replaced).
-pub(crate) fn with_ext(base: &Path, ext: &str) -> PathBuf {
-    let mut base = base.to_path_buf();
-    if matches!(
-        base.extension().and_then(|e| e.to_str()),
-        Some("png" | "svg")
-    ) {
-        base.set_extension("");
-    }
-    let mut name = base.into_os_string();
-    name.push(".");
-    name.push(ext);
-    PathBuf::from(name)
 }
 
 pub(super) fn command(args: ChartArgs) -> Result<(), CliError> {

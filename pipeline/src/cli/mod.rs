@@ -16,9 +16,11 @@
 //! - `simulate.rs`: `spcvm simulate` (a scenario into telemetry and its ground truth).
 //! - `score.rs`: `spcvm score` (alerts and triage against the ground truth).
 //! - `chart.rs`: `spcvm chart` (one control chart as PNG and SVG).
+//! - `demo.rs`: `spcvm demo` (simulate, run, score and chart a small fab; the summary).
 
 mod backtest;
 mod chart;
+mod demo;
 mod run;
 mod score;
 mod simulate;
@@ -89,6 +91,9 @@ pub enum CliError {
     /// `spcvm score` failed.
     #[error(transparent)]
     Score(#[from] crate::simulate::score::ScoreError),
+    /// `spcvm demo` failed.
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
     /// `spcvm chart` failed.
     #[error(transparent)]
     Chart(#[from] crate::chart::ChartError),
@@ -135,6 +140,10 @@ enum Command {
     /// Draw one control chart (tool, recipe, parameter) of a run's input as PNG and SVG:
     /// the chart's statistic, center line, limits, spec limits, firings and alert rules.
     Chart(chart::ChartArgs),
+    /// The whole pipeline on a simulated fab, no broker needed: simulate a few hours of a
+    /// small fab with faults, run the job (file source, stages spc + triage), score it and
+    /// chart each detected fault into one folder, then print what was found.
+    Demo(demo::DemoArgs),
     /// Manage the job's Kafka topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -160,6 +169,7 @@ pub fn main_with(extensions: Extensions) -> ExitCode {
         Command::Simulate(args) => simulate::command(args),
         Command::Score(args) => score::command(args),
         Command::Chart(args) => chart::command(args),
+        Command::Demo(args) => demo::command(args),
         Command::Topics(TopicsCommand::Create(args)) => {
             run::topics_create_command(args, &extensions)
         }
