@@ -213,7 +213,11 @@ impl<'f, 'a> Weighed<'f, 'a> {
         }
         Weighed {
             facts,
-            strengths: facts.observations.iter().map(|o| facts.strength(o)).collect(),
+            strengths: facts
+                .observations
+                .iter()
+                .map(|o| facts.strength(o))
+                .collect(),
             by_parameter,
         }
     }
