@@ -36,7 +36,7 @@ pub struct TriageConfig {
     /// A recipe change at most this long (ms) before an incident's alert is evidence.
     pub recipe_lookback_ms: i64,
     /// An alert's evidence loses half its strength every this long (ms) of event time
-    /// after it (see [`super::rank`]); 0: evidence never fades.
+    /// after it (see [`mod@super::rank`]); 0: evidence never fades.
     pub evidence_half_life_ms: i64,
 }
 
