@@ -11,6 +11,9 @@ use crate::signal::{Plot, Rule, Signal};
 const D2_MR: f64 = 1.128;
 /// D4 for n = 2: the moving-range chart's upper limit is 3.267 MR̄.
 const D4_MR: f64 = 3.267;
+/// d3 for n = 2: the standard deviation of the moving range of two normal samples is
+/// 0.853 σ.
+const D3_MR: f64 = 0.853;
 
 /// Frozen control limits, in the data's units.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -232,6 +235,41 @@ pub struct ChartState {
     pub fired: [u32; Rule::COUNT],
 }
 
+/// The standard deviation of the statistic `plot` of `chart` whose limits are `limits`
+/// (`None` in Phase I), for the σ distance of its signals: σ/√n for X-bar, σ for I, CUSUM
+/// and raw (spec) samples, d3·σ for R and MR, σ·√(1-c4²) for S (the spread of normal
+/// samples). For EWMA, whose σ_z changes with the sample until it reaches its asymptote,
+/// it is taken back from the limit the signal was judged against, `(ucl - center) / L`
+/// (exact), when the chart computes its limits; with configured `ucl`/`lcl` it is the
+/// asymptotic σ·√(λ/(2-λ)). `None` when no σ is known.
+///
+/// The chart's own signals carry the exact σ (EWMA included); a dedup window's closing
+/// alert takes it from here, so its window need not store it.
+pub fn plot_sigma(
+    chart: &Chart,
+    limits: Option<&Limits>,
+    plot: Plot,
+    (center, ucl): (f64, Option<f64>),
+) -> Option<f64> {
+    let sigma = limits.map(|l| l.sigma);
+    let n = chart.constants.map(|c| c.n as f64);
+    match plot {
+        Plot::Spec => sigma.or(chart.spec.sigma),
+        Plot::I | Plot::Cusum => sigma,
+        Plot::Xbar => Some(sigma? / n?.sqrt()),
+        Plot::R => Some(chart.constants?.d3 * sigma?),
+        Plot::S => {
+            let c4 = chart.constants?.c4;
+            Some(sigma? * (1.0 - c4 * c4).max(0.0).sqrt())
+        }
+        Plot::Mr => Some(D3_MR * sigma?),
+        Plot::Ewma => match (chart.spec.ucl, ucl) {
+            (None, Some(u)) if chart.spec.l > 0.0 => Some((u - center) / chart.spec.l),
+            _ => Some(sigma? * chart.ewma_var_factor.sqrt()),
+        },
+    }
+}
+
 /// Distance of `v` from `c` in thirds of the distance to the limit on its side.
 fn zone(v: f64, c: f64, ucl: f64, lcl: f64) -> f64 {
     if v >= c {
@@ -328,7 +366,8 @@ impl ChartState {
     fn check_spec(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
         let spec = &chart.spec;
         let (lo, hi) = (spec.spec_lower, spec.spec_upper);
-        // A raw sample against a pair of engineering limits.
+        // A raw sample against a pair of engineering limits, in units of one sample's σ.
+        let sigma = plot_sigma(chart, self.limits.as_ref(), Plot::Spec, (0.0, None));
         let signal = |rule, center, ucl, lcl| Signal {
             rule,
             plot: Plot::Spec,
@@ -337,6 +376,8 @@ impl ChartState {
             ucl,
             lcl,
             zone: 0.0,
+            sigma,
+            cusum: None,
         };
         let rule = match (lo, hi) {
             (_, Some(h)) if x > h => Some(Rule::SpecHigh),
@@ -432,13 +473,14 @@ impl ChartState {
         true
     }
 
-    /// Plots a location statistic against limits and run rules.
+    /// Plots a location statistic (whose standard deviation is `sigma`) against limits and
+    /// run rules.
     fn plot_location(
         &mut self,
         chart: &Chart,
         plot: Plot,
         v: f64,
-        (center, ucl, lcl): (f64, f64, f64),
+        (center, ucl, lcl, sigma): (f64, f64, f64, f64),
         out: &mut impl FnMut(&mut Self, Signal),
     ) {
         let s = zone(v, center, ucl, lcl);
@@ -464,6 +506,8 @@ impl ChartState {
                     ucl: Some(ucl),
                     lcl: Some(lcl),
                     zone: s,
+                    sigma: Some(sigma),
+                    cusum: None,
                 },
             );
         }
@@ -481,6 +525,7 @@ impl ChartState {
         if !chart.spread {
             return;
         }
+        let sigma = plot_sigma(chart, Some(lim), plot, (lim.spread_center, None));
         let rule = if v > lim.spread_ucl {
             Rule::SpreadHigh
         } else if lim.spread_lcl > 0.0 && v < lim.spread_lcl {
@@ -498,6 +543,8 @@ impl ChartState {
                 ucl: Some(lim.spread_ucl),
                 lcl: Some(lim.spread_lcl),
                 zone: 0.0,
+                sigma,
+                cusum: None,
             },
         );
     }
@@ -521,7 +568,9 @@ impl ChartState {
                 });
             }
             Some(lim) => {
-                self.plot_location(chart, Plot::Xbar, xbar, (lim.center, lim.ucl, lim.lcl), out);
+                let sigma = lim.sigma / (c.n as f64).sqrt();
+                let line = (lim.center, lim.ucl, lim.lcl, sigma);
+                self.plot_location(chart, Plot::Xbar, xbar, line, out);
                 self.plot_spread(chart, plot, spread, &lim, out);
             }
         }
@@ -548,7 +597,8 @@ impl ChartState {
             return;
         }
         let Some(lim) = self.limits else { return };
-        self.plot_location(chart, Plot::I, x, (lim.center, lim.ucl, lim.lcl), out);
+        let line = (lim.center, lim.ucl, lim.lcl, lim.sigma);
+        self.plot_location(chart, Plot::I, x, line, out);
         if let Some(prev) = self.run.replace_last(x) {
             self.plot_spread(chart, Plot::Mr, (x - prev).abs(), &lim, out);
         }
@@ -570,11 +620,12 @@ impl ChartState {
         } else {
             chart.ewma_var_factor * (1.0 - *w)
         };
-        let half = spec.l * lim.sigma * var.sqrt();
+        let sigma_z = lim.sigma * var.sqrt();
+        let half = spec.l * sigma_z;
         let ucl = spec.ucl.unwrap_or(lim.center + half);
         let lcl = spec.lcl.unwrap_or(lim.center - half);
         let z = *z;
-        self.plot_location(chart, Plot::Ewma, z, (lim.center, ucl, lcl), out);
+        self.plot_location(chart, Plot::Ewma, z, (lim.center, ucl, lcl, sigma_z), out);
     }
 
     fn update_cusum(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
@@ -597,6 +648,7 @@ impl ChartState {
             None
         };
         if let Some((rule, statistic)) = signal {
+            let sums = [*c_hi, *c_lo];
             *c_hi = spec.headstart;
             *c_lo = spec.headstart;
             if chart.rules.contains(1) {
@@ -610,6 +662,8 @@ impl ChartState {
                         ucl: Some(lim.ucl),
                         lcl: Some(lim.lcl),
                         zone: 0.0,
+                        sigma: Some(lim.sigma),
+                        cusum: Some(sums),
                     },
                 );
             }
