@@ -187,7 +187,7 @@ pub struct Alert {
     pub repeats: u32,
     /// Signed distance of `statistic` from `center_line` in standard deviations of the
     /// plotted statistic: σ/√n on X-bar, σ on I and spec/critical checks, the exact
-    /// σ_z(t) on EWMA, d3·σ on R and MR, σ·√(1-c4²) on S, σ on CUSUM (so it is C+/σ or
+    /// σ_z(t) on EWMA (asymptotic on the closing update of a chart with configured limits), d3·σ on R and MR, σ·√(1-c4²) on S, σ on CUSUM (so it is C+/σ or
     /// -C-/σ there). `None` when no σ is known yet (a spec alert during Phase I without a
     /// configured `sigma`) or for alerts written before the field existed.
     pub distance_sigma: Option<f64>,
