@@ -61,6 +61,11 @@ pub struct Window<'a> {
     pub lot_id: Option<&'a str>,
     /// Wafer of the last firing.
     pub wafer_id: Option<&'a str>,
+    /// CUSUM sums (C+, C-) in σ units of the last firing, on CUSUM windows. (The σ of the
+    /// last firing's statistic is not kept: it follows from the chart, see
+    /// [`crate::spc::plot_sigma`].) Last, because snapshots serialize a window as a sequence
+    /// (MessagePack), and one taken before this field existed ends where it begins.
+    pub cusum: Option<[f64; 2]>,
 }
 
 impl<'a> Window<'a> {
@@ -76,6 +81,7 @@ impl<'a> Window<'a> {
             center: signal.center,
             ucl: signal.ucl,
             lcl: signal.lcl,
+            cusum: signal.cusum,
             repeats: 0,
             severity: signal.severity(),
             lot_id: lot,
@@ -92,6 +98,7 @@ impl<'a> Window<'a> {
         self.center = signal.center;
         self.ucl = signal.ucl;
         self.lcl = signal.lcl;
+        self.cusum = signal.cusum;
         self.severity = self.severity.max(signal.severity());
         self.lot_id = lot;
         self.wafer_id = wafer;
@@ -108,6 +115,8 @@ impl<'a> Window<'a> {
             ucl: self.ucl,
             lcl: self.lcl,
             zone: 0.0,
+            sigma: None,
+            cusum: self.cusum,
         }
     }
 
@@ -116,13 +125,16 @@ impl<'a> Window<'a> {
         self.last_at == o.last_at && self.statistic.to_bits() == o.statistic.to_bits()
     }
 
-    /// Whether the plot and the limits of the last firing are the same as `o`'s.
+    /// Whether the plot, the limits and the CUSUM sums of the last firing are the same as
+    /// `o`'s.
     fn same_payload(&self, o: &Window<'_>) -> bool {
         let bits = |v: Option<f64>| v.map(f64::to_bits);
+        let sums = |v: Option<[f64; 2]>| v.map(|[a, b]| [a.to_bits(), b.to_bits()]);
         self.plot == o.plot
             && self.center.to_bits() == o.center.to_bits()
             && bits(self.ucl) == bits(o.ucl)
             && bits(self.lcl) == bits(o.lcl)
+            && sums(self.cusum) == sums(o.cusum)
     }
 }
 
@@ -287,6 +299,10 @@ struct WindowRepr {
     severity: Severity,
     lot_id: Option<String>,
     wafer_id: Option<String>,
+    /// Absent from snapshots taken before alerts carried the CUSUM sums (last, so that a
+    /// snapshot that serialized windows as sequences still reads).
+    #[serde(default)]
+    cusum: Option<[f64; 2]>,
 }
 
 impl TryFrom<DedupRepr> for Dedup {
@@ -308,6 +324,7 @@ impl TryFrom<DedupRepr> for Dedup {
                 center: w.center,
                 ucl: w.ucl,
                 lcl: w.lcl,
+                cusum: w.cusum,
                 repeats: w.repeats,
                 severity: w.severity,
                 lot_id: w.lot_id.as_deref(),
@@ -346,6 +363,7 @@ const EMPTY: Window<'static> = Window {
     severity: Severity::Minor,
     lot_id: None,
     wafer_id: None,
+    cusum: None,
 };
 
 // The encoding. Blob = count (u8), then per window, in opening order:
@@ -355,8 +373,8 @@ const EMPTY: Window<'static> = Window {
 //   seq, opened_at: zigzag varints of the difference from the previous window's (0 first)
 //   repeats: varint
 //   firing, if explicit: zigzag varint last_at - opened_at; statistic (8 bytes, LE)
-//   payload, if explicit: plot (bits 0-2) | has ucl (bit 3) | has lcl (bit 4); center, ucl,
-//         lcl (8 bytes each, LE, when present)
+//   payload, if explicit: plot (bits 0-2) | has ucl (bit 3) | has lcl (bit 4) | has CUSUM
+//         sums (bit 5); center, ucl, lcl, C+, C- (8 bytes each, LE, when present)
 //   lot, wafer, each if explicit: varint 0 for none, else length + 1 and the UTF-8 bytes
 
 /// The ref value meaning "stored here".
@@ -484,10 +502,14 @@ fn write(ws: &[Window<'_>], refs: &[[u8; 4]], out: &mut impl Sink) {
         }
         if payload == EXPLICIT {
             out.byte(
-                plot_code(w.plot) | u8::from(w.ucl.is_some()) << 3 | u8::from(w.lcl.is_some()) << 4,
+                plot_code(w.plot)
+                    | u8::from(w.ucl.is_some()) << 3
+                    | u8::from(w.lcl.is_some()) << 4
+                    | u8::from(w.cusum.is_some()) << 5,
             );
             out.f64(w.center);
             w.ucl.into_iter().chain(w.lcl).for_each(|v| out.f64(v));
+            w.cusum.into_iter().flatten().for_each(|v| out.f64(v));
         }
         if lot == EXPLICIT {
             out.id(w.lot_id);
@@ -591,9 +613,11 @@ fn decode(blob: Option<&[u8]>, extra: usize) -> Vec<Window<'_>> {
             w.center = r.f64();
             w.ucl = (flags & 0x08 != 0).then(|| r.f64());
             w.lcl = (flags & 0x10 != 0).then(|| r.f64());
+            w.cusum = (flags & 0x20 != 0).then(|| [r.f64(), r.f64()]);
         } else {
             let o = earlier(payload);
             (w.plot, w.center, w.ucl, w.lcl) = (o.plot, o.center, o.ucl, o.lcl);
+            w.cusum = o.cusum;
         }
         let (lot, wafer) = (ids & 0x0f, ids >> 4);
         w.lot_id = match lot {
@@ -624,6 +648,8 @@ mod tests {
             ucl: None,
             lcl: None,
             zone: 0.0,
+            sigma: None,
+            cusum: None,
         }
     }
 
@@ -769,6 +795,7 @@ mod tests {
             center: 1.0,
             ucl: Some(1.2),
             lcl: Some(0.8),
+            cusum: None,
             repeats: 7,
             severity: Severity::Critical,
             lot_id: Some("LOT-00042"),
@@ -794,6 +821,7 @@ mod tests {
             center: f64::MIN_POSITIVE,
             ucl: None,
             lcl: Some(-3.0),
+            cusum: Some([5.25, -0.0]),
             repeats: u32::MAX,
             ..base
         });
@@ -821,6 +849,16 @@ mod tests {
             serde_json::from_str::<Dedup>(&json.replace("CriticalLow", "Rule1")).is_err(),
             "one window per rule"
         );
+        // A snapshot taken before windows kept the CUSUM sums restores without them.
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for w in old["windows"].as_array_mut().unwrap() {
+            assert!(w.as_object_mut().unwrap().remove("cusum").is_some());
+        }
+        let back: Dedup = serde_json::from_value(old).unwrap();
+        let restored = back.windows();
+        assert_eq!(restored.len(), 4);
+        assert!(restored.iter().all(|w| w.cusum.is_none()));
+        assert_eq!(restored[2].repeats, u32::MAX);
     }
 
     #[test]

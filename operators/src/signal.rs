@@ -189,9 +189,26 @@ pub struct Signal {
     /// Zone score of the point (distance from center in thirds of the limit distance); 0 where
     /// that has no meaning.
     pub zone: f64,
+    /// Standard deviation of the plotted statistic, when known: σ/√n for X-bar, σ for I,
+    /// CUSUM and raw (spec) samples, σ_z(t) for EWMA, d3·σ for R and MR, σ·√(1-c4²) for S.
+    /// The unit of [`Signal::distance_sigma`].
+    #[serde(default)]
+    pub sigma: Option<f64>,
+    /// On a CUSUM signal, the sums (C+, C-) in σ units at the point, before the reset that
+    /// follows the signal.
+    #[serde(default)]
+    pub cusum: Option<[f64; 2]>,
 }
 
 impl Signal {
+    /// Signed distance of the statistic from the center line in units of
+    /// [`Signal::sigma`]; `None` when no positive, finite σ is known.
+    pub fn distance_sigma(&self) -> Option<f64> {
+        self.sigma
+            .filter(|s| *s > 0.0 && s.is_finite())
+            .map(|s| (self.statistic - self.center) / s)
+    }
+
     /// The alert severity of this signal (see the module table).
     pub fn severity(&self) -> Severity {
         match self.rule {
@@ -222,6 +239,8 @@ mod tests {
             ucl: None,
             lcl: None,
             zone,
+            sigma: None,
+            cusum: None,
         }
     }
 
@@ -239,6 +258,17 @@ mod tests {
                 Severity::Minor
             );
         }
+    }
+
+    #[test]
+    fn distance_in_sigma_is_signed_and_needs_a_sigma() {
+        let mut s = sig(Rule::Rule1, 0.0);
+        (s.statistic, s.center) = (7.0, 10.0);
+        assert_eq!(s.distance_sigma(), None);
+        s.sigma = Some(0.5);
+        assert_eq!(s.distance_sigma(), Some(-6.0));
+        s.sigma = Some(0.0);
+        assert_eq!(s.distance_sigma(), None, "no unit");
     }
 
     #[test]

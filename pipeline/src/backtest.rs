@@ -7,7 +7,6 @@
 //! streaming runtimes' record path ([`crate::stages::step`]). Bad input records are handed
 //! to an [`Observer`] and counted; they never stop the run.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use crate::input::{Format, InputError, RecordSource};
 use crate::report::{self, Report, SeverityCounts};
 use crate::stages::step::Step;
 use crate::stages::{Chain, ChainError, Emitted, PartitionChain, StreamId};
+use crate::stdio;
 
 /// The name a backtest's records are processed under (the partition's topic).
 pub const BACKTEST_TOPIC: &str = "backtest";
@@ -43,9 +43,9 @@ pub struct Options {
     pub inputs: Vec<PathBuf>,
     /// Input format; `None` = from the input's extension.
     pub format: Option<Format>,
-    /// Where to write the alerts (JSON lines).
+    /// Where to write the alerts (JSON lines); `-`: standard output.
     pub alerts: PathBuf,
-    /// Where to write the JSON report, if anywhere.
+    /// Where to write the JSON report, if anywhere; `-`: standard output.
     pub report: Option<PathBuf>,
 }
 
@@ -446,7 +446,7 @@ pub fn execute_chain(
     let mut sources = options
         .inputs
         .iter()
-        .map(|input| RecordSource::open(input, options.format))
+        .map(|input| open_input(input, options.format))
         .collect::<Result<Vec<_>, _>>()?;
     let outputs = [
         ("--alerts", Some(&options.alerts)),
@@ -466,10 +466,11 @@ pub fn execute_chain(
     }
     let format = sources[0].format();
     let alerts = chain.stream("alerts").expect("the SPC stage emits alerts");
-    let mut writers: StreamWriters<File> = (0..chain.streams().len()).map(|_| None).collect();
-    writers[usize::from(alerts.0)] = Some(LineWriter::create(&options.alerts)?);
+    let mut writers: StreamWriters<stdio::Output> =
+        (0..chain.streams().len()).map(|_| None).collect();
+    writers[usize::from(alerts.0)] = Some(stdio::line_writer(&options.alerts)?);
     for (stream, path) in streams {
-        writers[usize::from(stream.0)] = Some(LineWriter::create(path)?);
+        writers[usize::from(stream.0)] = Some(stdio::line_writer(path)?);
     }
     let outcome = run(chain, &mut sources, &mut writers, observer)?;
     let empty = KeyedState::default();
@@ -489,6 +490,18 @@ pub fn execute_chain(
     })
 }
 
+/// Opens an input: the file at `path`, or standard input for `-` (whose format `format`
+/// must give: there is no extension to tell it).
+fn open_input(path: &Path, format: Option<Format>) -> Result<RecordSource, InputError> {
+    if !stdio::is_dash(path) {
+        return RecordSource::open(path, format);
+    }
+    let format = format.ok_or_else(|| InputError::UnknownFormat {
+        path: path.to_path_buf(),
+    })?;
+    RecordSource::from_reader(Box::new(io::stdin()), Path::new("<stdin>"), format)
+}
+
 /// Whether `a` and `b` name the same existing file.
 fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
@@ -497,7 +510,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Writes `report` as pretty-printed JSON followed by a newline.
+/// Writes `report` as pretty-printed JSON followed by a newline (to standard output for
+/// `-`).
 ///
 /// # Errors
 ///
@@ -507,7 +521,7 @@ pub fn write_report(path: &Path, report: &Report) -> Result<(), BacktestError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut out = BufWriter::new(File::create(path).map_err(err)?);
+    let mut out = BufWriter::new(stdio::create(path).map_err(err)?);
     serde_json::to_writer_pretty(&mut out, report).map_err(|e| err(e.into()))?;
     out.write_all(b"\n").map_err(err)?;
     out.into_inner().map_err(|e| err(e.into_error()))?;

@@ -54,3 +54,4 @@ pub mod report;
 pub mod run;
 pub mod simulate;
 pub mod stages;
+pub mod stdio;

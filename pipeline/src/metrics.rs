@@ -567,6 +567,11 @@ mod tests {
             event_time: 0,
             message: "m".into(),
             repeats: 0,
+            distance_sigma: None,
+            status: spcvm_schemas::AlertStatus::Open,
+            window_start: None,
+            cusum_upper_sigma: None,
+            cusum_lower_sigma: None,
         };
         m.record_alert(&alert);
         assert_eq!(

@@ -571,7 +571,8 @@ fn charts_is_the_chart_files_option_and_help_shows_examples() {
     assert_eq!(run("--charts", "a.jsonl"), run("--config", "b.jsonl"));
     let help = String::from_utf8(spcvm(["backtest", "--help"]).stdout).unwrap();
     assert!(
-        help.contains("--charts <CHARTS.toml>") && help.contains("Examples:\n  spcvm backtest"),
+        help.contains("--charts <CHARTS.toml>")
+            && help.contains("Examples (from the repository root):\n  spcvm backtest"),
         "{help}"
     );
 }

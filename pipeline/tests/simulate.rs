@@ -218,6 +218,11 @@ fn alert(id: &str, tool: &str, parameter: &str, rule: &str, minute: i64) -> Aler
         event_time: START + minute * 60_000,
         message: String::new(),
         repeats: 0,
+        distance_sigma: None,
+        status: spcvm_schemas::AlertStatus::Open,
+        window_start: None,
+        cusum_upper_sigma: None,
+        cusum_lower_sigma: None,
     }
 }
 

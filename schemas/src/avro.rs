@@ -30,7 +30,7 @@ use apache_avro::Schema;
 use apache_avro::schema::ResolvedSchema;
 use apache_avro::types::Value;
 
-use crate::alert::{Alert, Severity};
+use crate::alert::{Alert, AlertStatus, Severity};
 use crate::error::{AvroError, SchemaError};
 use crate::telemetry::{Telemetry, ToolType};
 
@@ -261,10 +261,20 @@ impl AvroRecord for Alert {
         put_long(out, self.event_time);
         put_string(out, &self.message);
         put_long(out, i64::from(self.repeats));
+        put_optional_double(out, self.distance_sigma);
+        // `status` is a ["null", AlertStatus] union (null: written before it existed); we
+        // always know it.
+        put_long(out, 1);
+        put_long(out, enum_index(&AlertStatus::ALL, self.status));
+        put_optional_long(out, self.window_start);
+        put_optional_double(out, self.cusum_upper_sigma);
+        put_optional_double(out, self.cusum_lower_sigma);
     }
 
     fn from_value(value: Value) -> Result<Self, AvroError> {
         let mut fields = Fields::new(Self::NAME, value)?;
+        let repeats = fields.u32("repeats")?;
+        let status = fields.optional_symbol("status")?;
         Ok(Alert {
             alert_id: fields.string("alert_id")?,
             tool_id: fields.string("tool_id")?,
@@ -282,7 +292,12 @@ impl AvroRecord for Alert {
             lcl: fields.optional_double("lcl")?,
             event_time: fields.timestamp_millis("event_time")?,
             message: fields.string("message")?,
-            repeats: fields.u32("repeats")?,
+            repeats,
+            distance_sigma: fields.optional_double("distance_sigma")?,
+            status: status.unwrap_or_else(|| AlertStatus::from_repeats(repeats)),
+            window_start: fields.optional_timestamp_millis("window_start")?,
+            cusum_upper_sigma: fields.optional_double("cusum_upper_sigma")?,
+            cusum_lower_sigma: fields.optional_double("cusum_lower_sigma")?,
         })
     }
 }
@@ -331,6 +346,17 @@ fn put_optional_double(out: &mut Vec<u8>, x: Option<f64>) {
         Some(x) => {
             put_long(out, 1);
             put_double(out, x);
+        }
+    }
+}
+
+/// Appends a `["null", "long"]` union (also with a logical type on the long).
+fn put_optional_long(out: &mut Vec<u8>, x: Option<i64>) {
+    match x {
+        None => put_long(out, 0),
+        Some(x) => {
+            put_long(out, 1);
+            put_long(out, x);
         }
     }
 }
@@ -412,6 +438,29 @@ impl Fields {
         match self.take(field)? {
             Value::TimestampMillis(ms) | Value::Long(ms) => Ok(ms),
             other => Err(self.unexpected(field, "a timestamp-millis long", &other)),
+        }
+    }
+
+    fn optional_timestamp_millis(&mut self, field: &'static str) -> Result<Option<i64>, AvroError> {
+        match unwrap_union(self.take(field)?) {
+            Value::Null => Ok(None),
+            Value::TimestampMillis(ms) | Value::Long(ms) => Ok(Some(ms)),
+            other => Err(self.unexpected(field, "null or a timestamp-millis long", &other)),
+        }
+    }
+
+    fn optional_symbol<E>(&mut self, field: &'static str) -> Result<Option<E>, AvroError>
+    where
+        E: std::str::FromStr,
+        E::Err: std::fmt::Display,
+    {
+        match unwrap_union(self.take(field)?) {
+            Value::Null => Ok(None),
+            Value::Enum(_, symbol) => symbol
+                .parse()
+                .map(Some)
+                .map_err(|e: E::Err| self.error(field, e.to_string())),
+            other => Err(self.unexpected(field, "null or an enum symbol", &other)),
         }
     }
 
@@ -604,6 +653,32 @@ mod tests {
             ("event_time".into(), Value::TimestampMillis(a.event_time)),
             ("message".into(), Value::String(a.message.clone())),
             ("repeats".into(), Value::Long(i64::from(a.repeats))),
+            ("distance_sigma".into(), optional_double(a.distance_sigma)),
+            (
+                "status".into(),
+                Value::Union(
+                    1,
+                    Box::new(Value::Enum(
+                        enum_index(&AlertStatus::ALL, a.status) as u32,
+                        a.status.as_str().into(),
+                    )),
+                ),
+            ),
+            (
+                "window_start".into(),
+                match a.window_start {
+                    Some(ms) => Value::Union(1, Box::new(Value::TimestampMillis(ms))),
+                    None => Value::Union(0, Box::new(Value::Null)),
+                },
+            ),
+            (
+                "cusum_upper_sigma".into(),
+                optional_double(a.cusum_upper_sigma),
+            ),
+            (
+                "cusum_lower_sigma".into(),
+                optional_double(a.cusum_lower_sigma),
+            ),
         ])
     }
 
@@ -659,6 +734,11 @@ mod tests {
             event_time: 1 << 41,
             message: "ü".into(),
             repeats: u32::MAX,
+            distance_sigma: Some(-4.25),
+            status: AlertStatus::Closed,
+            window_start: Some(-(1 << 40)),
+            cusum_upper_sigma: Some(5.5),
+            cusum_lower_sigma: Some(0.0),
         }
     }
 
@@ -693,6 +773,11 @@ mod tests {
         a.severity = Severity::Minor;
         a.tool_type = ToolType::Rtp;
         a.repeats = 0;
+        a.distance_sigma = None;
+        a.status = AlertStatus::Open;
+        a.window_start = None;
+        a.cusum_upper_sigma = None;
+        a.cusum_lower_sigma = None;
         let apache = apache_avro::to_avro_datum(alert_schema(), alert_value(&a)).unwrap();
         assert_eq!(encode(&a), apache);
     }

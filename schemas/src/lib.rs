@@ -52,7 +52,7 @@ pub mod json;
 pub mod telemetry;
 pub mod triage;
 
-pub use alert::{Alert, Severity};
+pub use alert::{Alert, AlertStatus, Severity};
 pub use avro::container::{
     read_alert_container, read_telemetry_container, write_alert_container,
     write_telemetry_container,

@@ -441,10 +441,14 @@ fn huge_map_count_is_an_error_not_an_abort() {
 fn repeats_out_of_u32_range_is_an_error_naming_the_field() {
     let mut a = common::alert();
     a.repeats = 0;
+    (a.distance_sigma, a.window_start) = (None, None);
+    (a.cusum_upper_sigma, a.cusum_lower_sigma) = (None, None);
     let mut bytes = encode_alert_avro(&a).unwrap();
-    // repeats is the last field; zig-zag 0 is one byte. Replace with -1 (zig-zag 1).
-    assert_eq!(bytes.pop(), Some(0));
-    bytes.push(1);
+    // repeats (zig-zag 0, one byte) is followed by the later fields: null, status (branch
+    // 1, symbol 1 = zig-zag 2, 2), three nulls. Replace it with -1 (zig-zag 1).
+    let at = bytes.len() - 7;
+    assert_eq!(bytes[at..], [0, 0, 2, 2, 0, 0, 0]);
+    bytes[at] = 1;
     assert_eq!(
         decode_alert_avro(&bytes).unwrap_err().to_string(),
         "avro datum: Alert.repeats: -1 does not fit in a u32"

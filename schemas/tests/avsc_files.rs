@@ -202,10 +202,37 @@ fn chart_and_rule_are_strings_and_optional_fields_default_to_null() {
         record.fields[record.lookup["event_time"]].schema,
         Schema::TimestampMillis
     );
-    for field in ["lot_id", "wafer_id", "ucl", "lcl"] {
+    // The fields added after the first version are null-first unions defaulting to null,
+    // so that readers and writers of either version resolve against each other.
+    for field in [
+        "lot_id",
+        "wafer_id",
+        "ucl",
+        "lcl",
+        "distance_sigma",
+        "status",
+        "window_start",
+        "cusum_upper_sigma",
+        "cusum_lower_sigma",
+    ] {
         let f = &record.fields[record.lookup[field]];
         assert_eq!(f.default, Some(serde_json::Value::Null), "{field}");
+        match &f.schema {
+            Schema::Union(u) => assert_eq!(u.variants()[0], Schema::Null, "{field}"),
+            other => panic!("{field} is not a union: {other:?}"),
+        }
     }
+    let Schema::Union(status) = &record.fields[record.lookup["status"]].schema else {
+        panic!("status is a union")
+    };
+    let Schema::Enum(status) = &status.variants()[1] else {
+        panic!("status holds an enum")
+    };
+    let statuses: Vec<&str> = spcvm_schemas::AlertStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(status.symbols, statuses);
     let Schema::Record(telemetry) = telemetry_schema() else {
         panic!("not a record")
     };

@@ -64,6 +64,9 @@ proptest! {
             center_line: finite(a.center_line),
             ucl: a.ucl.map(finite),
             lcl: a.lcl.map(finite),
+            distance_sigma: a.distance_sigma.map(finite),
+            cusum_upper_sigma: a.cusum_upper_sigma.map(finite),
+            cusum_lower_sigma: a.cusum_lower_sigma.map(finite),
             ..a
         };
         let back = decode_alert_json(&encode_alert_json(&a)).unwrap();

@@ -174,6 +174,11 @@ mod tests {
             event_time: 1_772_431_200_000 + i64::from(n) * 60_000,
             message: "line\nbreak inside a message".into(),
             repeats: n,
+            distance_sigma: None,
+            status: spcvm_schemas::AlertStatus::from_repeats(n),
+            window_start: None,
+            cusum_upper_sigma: None,
+            cusum_lower_sigma: None,
         }
     }
 

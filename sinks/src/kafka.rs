@@ -485,6 +485,11 @@ mod tests {
             event_time: 7,
             message: "m".into(),
             repeats: 0,
+            distance_sigma: None,
+            status: spcvm_schemas::AlertStatus::Open,
+            window_start: None,
+            cusum_upper_sigma: None,
+            cusum_lower_sigma: None,
         };
         let framed = Encoding::AvroConfluent(0x01020304).encode(&alert).unwrap();
         assert_eq!(&framed[..5], &[0, 1, 2, 3, 4]);

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use spcvm_schemas::{Alert, TelemetryView, ToolType};
+use spcvm_schemas::{Alert, AlertStatus, TelemetryView, ToolType};
 
 use crate::dedup::{Dedup, Window};
 use crate::defaults;
@@ -503,7 +503,7 @@ impl SpcMonitor {
         let mut keys = store.collect_mut_where(|state| state.dedup.open_windows() > 0);
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, state) in keys {
-            Self::close(key, state, i64::MAX, 0, out);
+            self.close(key, state, i64::MAX, 0, out);
         }
     }
 
@@ -568,6 +568,7 @@ impl SpcMonitor {
         m
     }
 
+    /// The alert that opens a dedup window (`window_start` = its own event time).
     #[allow(clippy::too_many_arguments)]
     fn alert(
         key: ChartKeyRef<'_>,
@@ -580,6 +581,7 @@ impl SpcMonitor {
         repeats: u32,
     ) -> Alert {
         let message = Self::message(key, signal, repeats);
+        let cusum = signal.cusum;
         Alert {
             alert_id: Self::alert_id(key, signal, seq),
             tool_id: key.tool_id.to_string(),
@@ -598,23 +600,37 @@ impl SpcMonitor {
             event_time,
             message,
             repeats,
+            distance_sigma: signal.distance_sigma(),
+            status: AlertStatus::Open,
+            window_start: Some(event_time),
+            cusum_upper_sigma: cusum.map(|[upper, _]| upper),
+            cusum_lower_sigma: cusum.map(|[_, lower]| lower),
         }
     }
 
-    /// The alert that closes a dedup window: the opening alert's id, the last repeat's
-    /// statistic, time, lot and wafer, the worst severity seen, and the repeat count.
-    fn closing_alert(key: ChartKeyRef<'_>, tool_type: ToolType, w: &Window<'_>) -> Alert {
+    /// The alert that closes a dedup window: the opening alert's id and time (as
+    /// `window_start`), the last repeat's statistic (and its σ distance and CUSUM sums),
+    /// time, lot and wafer, the worst severity seen, and the repeat count.
+    fn closing_alert(
+        key: ChartKeyRef<'_>,
+        chart: Option<&Chart>,
+        state: &ChartState,
+        tool_type: ToolType,
+        w: &Window<'_>,
+    ) -> Alert {
+        let mut signal = w.last_signal();
+        if signal.sigma.is_none() {
+            signal.sigma = chart.and_then(|chart| {
+                let line = (signal.center, signal.ucl);
+                crate::spc::plot_sigma(chart, state.limits.as_ref(), signal.plot, line)
+            });
+        }
         let mut alert = Self::alert(
-            key,
-            tool_type,
-            w.lot_id,
-            w.wafer_id,
-            &w.last_signal(),
-            w.seq,
-            w.last_at,
-            w.repeats,
+            key, tool_type, w.lot_id, w.wafer_id, &signal, w.seq, w.last_at, w.repeats,
         );
         alert.severity = w.severity;
+        alert.status = AlertStatus::Closed;
+        alert.window_start = Some(w.opened_at);
         alert
     }
 }
@@ -720,7 +736,7 @@ impl SpcMonitor {
         state: &mut SpcState,
         out: &mut Vec<Alert>,
     ) {
-        Self::close(
+        self.close(
             ctx.key(parameter),
             state,
             ctx.event_time,
@@ -731,6 +747,7 @@ impl SpcMonitor {
 
     /// Closes the dedup windows of `key` that event time `now` has passed.
     fn close(
+        &self,
         key: ChartKeyRef<'_>,
         state: &mut SpcState,
         now: i64,
@@ -738,8 +755,14 @@ impl SpcMonitor {
         out: &mut Vec<Alert>,
     ) {
         let tool_type = state.tool_type;
+        // The chart the state was built under (for the σ of the closing alerts), unless the
+        // state was restored under other settings and not touched since.
+        let chart = self
+            .route(tool_type, key.parameter)
+            .and_then(|id| self.chart(id))
+            .filter(|c| c.fingerprint == state.fingerprint);
         state.due = state.dedup.expire(now, window_ms, |w| {
-            out.push(Self::closing_alert(key, tool_type, w))
+            out.push(Self::closing_alert(key, chart, &state.chart, tool_type, w))
         });
     }
 
@@ -780,6 +803,8 @@ impl SpcMonitor {
     }
 }
 
+#[cfg(test)]
+mod field_tests;
 mod stage;
 #[cfg(test)]
 mod tests;

@@ -43,7 +43,7 @@ impl SpcMonitor {
         out: &mut Vec<Alert>,
     ) {
         if state.expires(watermark_ms, self.window_ms) {
-            Self::close(key, state, watermark_ms, self.window_ms, out);
+            self.close(key, state, watermark_ms, self.window_ms, out);
         }
     }
 }

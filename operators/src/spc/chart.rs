@@ -11,6 +11,9 @@ use crate::signal::{Plot, Rule, Signal};
 const D2_MR: f64 = 1.128;
 /// D4 for n = 2: the moving-range chart's upper limit is 3.267 MR̄.
 const D4_MR: f64 = 3.267;
+/// d3 for n = 2: the standard deviation of the moving range of two normal samples is
+/// 0.853 σ.
+const D3_MR: f64 = 0.853;
 
 /// Frozen control limits, in the data's units.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -251,6 +254,41 @@ pub struct ChartState {
     pub fired: [u32; Rule::COUNT],
 }
 
+/// The standard deviation of the statistic `plot` of `chart` whose limits are `limits`
+/// (`None` in Phase I), for the σ distance of its signals: σ/√n for X-bar, σ for I, CUSUM
+/// and raw (spec) samples, d3·σ for R and MR, σ·√(1-c4²) for S (the spread of normal
+/// samples). For EWMA, whose σ_z changes with the sample until it reaches its asymptote,
+/// it is taken back from the limit the signal was judged against, `(ucl - center) / L`
+/// (exact), when the chart computes its limits; with configured `ucl`/`lcl` it is the
+/// asymptotic σ·√(λ/(2-λ)). `None` when no σ is known.
+///
+/// The chart's own signals carry the exact σ (EWMA included); a dedup window's closing
+/// alert takes it from here, so its window need not store it.
+pub fn plot_sigma(
+    chart: &Chart,
+    limits: Option<&Limits>,
+    plot: Plot,
+    (center, ucl): (f64, Option<f64>),
+) -> Option<f64> {
+    let sigma = limits.map(|l| l.sigma);
+    let n = chart.constants.map(|c| c.n as f64);
+    match plot {
+        Plot::Spec => sigma.or(chart.spec.sigma),
+        Plot::I | Plot::Cusum => sigma,
+        Plot::Xbar => Some(sigma? / n?.sqrt()),
+        Plot::R => Some(chart.constants?.d3 * sigma?),
+        Plot::S => {
+            let c4 = chart.constants?.c4;
+            Some(sigma? * (1.0 - c4 * c4).max(0.0).sqrt())
+        }
+        Plot::Mr => Some(D3_MR * sigma?),
+        Plot::Ewma => match (chart.spec.ucl, ucl) {
+            (None, Some(u)) if chart.spec.l > 0.0 => Some((u - center) / chart.spec.l),
+            _ => Some(sigma? * chart.ewma_var_factor.sqrt()),
+        },
+    }
+}
+
 /// Distance of `v` from `c` in thirds of the distance to the limit on its side.
 fn zone(v: f64, c: f64, ucl: f64, lcl: f64) -> f64 {
     if v >= c {
@@ -363,7 +401,8 @@ impl ChartState {
     fn check_spec(&mut self, chart: &Chart, x: f64, out: &mut impl FnMut(&mut Self, Signal)) {
         let spec = &chart.spec;
         let (lo, hi) = (spec.spec_lower, spec.spec_upper);
-        // A raw sample against a pair of engineering limits.
+        // A raw sample against a pair of engineering limits, in units of one sample's σ.
+        let sigma = plot_sigma(chart, self.limits.as_ref(), Plot::Spec, (0.0, None));
         let signal = |rule, center, ucl, lcl| Signal {
             rule,
             plot: Plot::Spec,
@@ -372,6 +411,8 @@ impl ChartState {
             ucl,
             lcl,
             zone: 0.0,
+            sigma,
+            cusum: None,
         };
         let rule = match (lo, hi) {
             (_, Some(h)) if x > h => Some(Rule::SpecHigh),
@@ -467,13 +508,14 @@ impl ChartState {
         true
     }
 
-    /// Plots a location statistic against limits and run rules.
+    /// Plots a location statistic (whose standard deviation is `sigma`) against limits and
+    /// run rules.
     fn plot_location(
         &mut self,
         chart: &Chart,
         plot: Plot,
         v: f64,
-        (center, ucl, lcl): (f64, f64, f64),
+        (center, ucl, lcl, sigma): (f64, f64, f64, f64),
         out: &mut impl FnMut(&mut Self, Signal),
         observe: &mut impl FnMut(Point),
     ) {
@@ -508,6 +550,8 @@ impl ChartState {
                     ucl: Some(ucl),
                     lcl: Some(lcl),
                     zone: s,
+                    sigma: Some(sigma),
+                    cusum: None,
                 },
             );
         }
@@ -534,6 +578,7 @@ impl ChartState {
         if !chart.spread {
             return;
         }
+        let sigma = plot_sigma(chart, Some(lim), plot, (lim.spread_center, None));
         let rule = if v > lim.spread_ucl {
             Rule::SpreadHigh
         } else if lim.spread_lcl > 0.0 && v < lim.spread_lcl {
@@ -551,6 +596,8 @@ impl ChartState {
                 ucl: Some(lim.spread_ucl),
                 lcl: Some(lim.spread_lcl),
                 zone: 0.0,
+                sigma,
+                cusum: None,
             },
         );
     }
@@ -580,8 +627,9 @@ impl ChartState {
                 });
             }
             Some(lim) => {
-                let limits = (lim.center, lim.ucl, lim.lcl);
-                self.plot_location(chart, Plot::Xbar, xbar, limits, out, observe);
+                let sigma = lim.sigma / (c.n as f64).sqrt();
+                let line = (lim.center, lim.ucl, lim.lcl, sigma);
+                self.plot_location(chart, Plot::Xbar, xbar, line, out, observe);
                 self.plot_spread(chart, plot, spread, &lim, out, observe);
             }
         }
@@ -614,14 +662,8 @@ impl ChartState {
             return;
         }
         let Some(lim) = self.limits else { return };
-        self.plot_location(
-            chart,
-            Plot::I,
-            x,
-            (lim.center, lim.ucl, lim.lcl),
-            out,
-            observe,
-        );
+        let line = (lim.center, lim.ucl, lim.lcl, lim.sigma);
+        self.plot_location(chart, Plot::I, x, line, out, observe);
         if let Some(prev) = self.run.replace_last(x) {
             self.plot_spread(chart, Plot::Mr, (x - prev).abs(), &lim, out, observe);
         }
@@ -649,11 +691,13 @@ impl ChartState {
         } else {
             chart.ewma_var_factor * (1.0 - *w)
         };
-        let half = spec.l * lim.sigma * var.sqrt();
+        let sigma_z = lim.sigma * var.sqrt();
+        let half = spec.l * sigma_z;
         let ucl = spec.ucl.unwrap_or(lim.center + half);
         let lcl = spec.lcl.unwrap_or(lim.center - half);
         let z = *z;
-        self.plot_location(chart, Plot::Ewma, z, (lim.center, ucl, lcl), out, observe);
+        let line = (lim.center, ucl, lcl, sigma_z);
+        self.plot_location(chart, Plot::Ewma, z, line, out, observe);
     }
 
     fn update_cusum(
@@ -690,6 +734,7 @@ impl ChartState {
             None
         };
         if let Some((rule, statistic)) = signal {
+            let sums = [*c_hi, *c_lo];
             *c_hi = spec.headstart;
             *c_lo = spec.headstart;
             if chart.rules.contains(1) {
@@ -703,6 +748,8 @@ impl ChartState {
                         ucl: Some(lim.ucl),
                         lcl: Some(lim.lcl),
                         zone: 0.0,
+                        sigma: Some(lim.sigma),
+                        cusum: Some(sums),
                     },
                 );
             }

@@ -5,5 +5,5 @@ pub mod chart;
 pub mod constants;
 pub mod spec;
 
-pub use chart::{ChartState, Limits, Point};
+pub use chart::{ChartState, Limits, Point, plot_sigma};
 pub use spec::{Chart, ChartSpec, ChartType, SpecError};

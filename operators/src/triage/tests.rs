@@ -55,6 +55,11 @@ fn alert(tool: &str, parameter: &str, chart: &str, rule: &str, up: bool, minute:
         event_time: minute * 60_000,
         message: String::new(),
         repeats: 0,
+        distance_sigma: None,
+        status: spcvm_schemas::AlertStatus::Open,
+        window_start: Some(minute * 60_000),
+        cusum_upper_sigma: None,
+        cusum_lower_sigma: None,
     }
 }
 

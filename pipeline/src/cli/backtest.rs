@@ -13,29 +13,37 @@ use crate::backtest::{self, BacktestError, Finished, Observer, Options};
 use crate::input::{Format, InputError};
 use crate::run::BUILTIN_STAGES;
 use crate::stages::{Chain, DynStage, StreamId};
+use crate::stdio;
 
 /// Bad records printed individually before the rest are only counted.
 const MAX_BAD_RECORDS_SHOWN: u64 = 20;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
+#[command(after_help = "Examples (from the repository root):
   spcvm backtest --input examples/ion_implant_drift.jsonl --alerts alerts.jsonl
-  spcvm backtest --charts my-charts.toml --input history.csv --alerts alerts.jsonl --report report.json
-  spcvm backtest --input a.jsonl --input b.jsonl --alerts alerts.jsonl --triage triage.jsonl --actions actions.jsonl")]
+  spcvm backtest --charts deploy/config/charts.toml --input examples/ion_implant_drift.jsonl --alerts alerts.jsonl --report report.json
+  spcvm backtest --input examples/ion_implant_drift.jsonl --alerts alerts.jsonl --triage triage.jsonl --actions actions.jsonl
+  spcvm backtest --input examples/ion_implant_drift.jsonl --alerts - --quiet
+  spcvm backtest --input - --format jsonl --alerts alerts.jsonl --report - --quiet < examples/ion_implant_drift.jsonl
+
+`-` is standard output for one of --alerts, --report, --triage, --actions, --output (one
+at most), and standard input for --input (with --format).")]
 pub(super) struct BacktestArgs {
     /// Chart configuration (TOML; `--config` is its old name). Default: the built-in
     /// ion-implant and RTP monitors.
     #[arg(long = "charts", alias = "config", value_name = "CHARTS.toml")]
     config: Option<PathBuf>,
-    /// Telemetry to replay: JSON lines, CSV or an Avro container file. Repeated: the files
-    /// are merged in event-time order as co-partitioned topics are (of the files' next
-    /// records the earliest first, ties to the file given first).
+    /// Telemetry to replay: JSON lines, CSV or an Avro container file; `-` reads standard
+    /// input (then give --format). Repeated: the files are merged in event-time order as
+    /// co-partitioned topics are (of the files' next records the earliest first, ties to the
+    /// file given first).
     #[arg(long, value_name = "FILE", required = true)]
     input: Vec<PathBuf>,
-    /// Where to write the alerts, one JSON object per line.
+    /// Where to write the alerts, one JSON object per line; `-`: standard output.
     #[arg(long, value_name = "OUT.jsonl")]
     alerts: PathBuf,
-    /// Also write a JSON report: input counts, alerts by severity, every chart's limits.
+    /// Also write a JSON report: input counts, alerts by severity, every chart's limits
+    /// (`-`: standard output).
     #[arg(long, value_name = "REPORT.json")]
     report: Option<PathBuf>,
     /// Input format. Default: from the extension (.jsonl/.json/.ndjson, .csv, .avro).
@@ -50,20 +58,21 @@ pub(super) struct BacktestArgs {
         default_value = "spc"
     )]
     stages: Vec<String>,
-    /// RCA triage of the alerts (the `triage` stage) into FILE (JSON lines); its lot holds
-    /// and tool inhibits go to --actions, or actions.jsonl beside the alerts.
+    /// RCA triage of the alerts (the `triage` stage) into FILE (JSON lines; `-`: standard
+    /// output); its lot holds and tool inhibits go to --actions, or actions.jsonl beside
+    /// the alerts (in the working directory when the alerts go to standard output).
     #[arg(long, value_name = "FILE")]
     triage: Option<PathBuf>,
-    /// Where triage's OCAP steps (lot holds, tool inhibits) go; implies --triage (beside
-    /// the alerts, triage.jsonl, when that is not given).
+    /// Where triage's OCAP steps (lot holds, tool inhibits) go (`-`: standard output);
+    /// implies --triage (beside the alerts, triage.jsonl, when that is not given).
     #[arg(long, value_name = "FILE")]
     actions: Option<PathBuf>,
     /// Playbook files for triage (the format of deploy/playbooks/*.toml), replacing the
     /// built-in ones.
     #[arg(long, value_name = "FILE")]
     playbooks: Vec<PathBuf>,
-    /// Where to write the stream STREAM of a stage other than the charts (JSON lines).
-    /// Default: STREAM.jsonl beside the alerts file.
+    /// Where to write the stream STREAM of a stage other than the charts (JSON lines; FILE
+    /// `-`: standard output). Default: STREAM.jsonl beside the alerts file.
     #[arg(long, value_name = "STREAM=FILE", value_parser = stream_file)]
     output: Vec<(String, PathBuf)>,
     /// No progress bar and no summary (bad records and errors are still reported).
@@ -200,7 +209,38 @@ fn stream_files(args: &BacktestArgs, chain: &Chain) -> Result<Vec<StreamFile>, C
         .collect())
 }
 
+/// Checks that at most one output and at most one input is `-`: standard output holds one
+/// file's lines, and standard input can be read once.
+fn check_dashes(args: &BacktestArgs) -> Result<(), CliError> {
+    let mut outputs: Vec<String> = Vec::new();
+    let mut note = |option: &str, path: Option<&PathBuf>| {
+        if path.is_some_and(|p| stdio::is_dash(p)) {
+            outputs.push(option.to_string());
+        }
+    };
+    note("--alerts", Some(&args.alerts));
+    note("--report", args.report.as_ref());
+    note("--triage", args.triage.as_ref());
+    note("--actions", args.actions.as_ref());
+    for (stream, file) in &args.output {
+        note(&format!("--output {stream}=-"), Some(file));
+    }
+    if outputs.len() > 1 {
+        return Err(CliError::Usage(format!(
+            "only one output may be `-` (standard output), but {} are",
+            outputs.join(" and ")
+        )));
+    }
+    if args.input.iter().filter(|p| stdio::is_dash(p)).count() > 1 {
+        return Err(CliError::Usage(
+            "--input -: standard input can be read once; give `-` at most once".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn command(mut args: BacktestArgs, extensions: &Extensions) -> Result<(), CliError> {
+    check_dashes(&args)?;
     // --triage and --actions are the triage stage's two streams.
     if args.triage.is_some() || args.actions.is_some() {
         if !args.stages.iter().any(|s| s == "triage") {
@@ -320,13 +360,17 @@ fn summary(options: &Options, finished: &Finished, streams: &[StreamFile]) -> St
     );
     row(
         "alerts file",
-        format!("{} ({} lines)", options.alerts.display(), t.alert_lines),
+        format!(
+            "{} ({} lines)",
+            stdio::display(&options.alerts),
+            t.alert_lines
+        ),
     );
     for (name, _, file) in streams {
-        row(&format!("{name} file"), file.display().to_string());
+        row(&format!("{name} file"), stdio::display(file));
     }
     if let Some(report) = &options.report {
-        row("report", report.display().to_string());
+        row("report", stdio::display(report));
     }
     s
 }

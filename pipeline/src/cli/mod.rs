@@ -17,9 +17,11 @@
 //! - `score.rs`: `spcvm score` (alerts and triage against the ground truth).
 //! - `chart.rs`: `spcvm chart` (one control chart as PNG and SVG).
 //! - `demo.rs`: `spcvm demo` (simulate, run, score and chart a small fab; the summary).
+//! - `config_check.rs`: `spcvm config check` (pipeline, chart and playbook files).
 
 mod backtest;
 mod chart;
+mod config_check;
 mod demo;
 mod run;
 mod score;
@@ -127,6 +129,14 @@ enum Command {
     /// exactly-once (default) or at-least-once delivery; with `source = "file"` (the default
     /// when no config is given) it reads a JSON-lines file and writes alert and dead-letter
     /// files, resuming from its checkpoint after a crash. Stops cleanly on SIGTERM/SIGINT.
+    #[command(after_help = "Examples (from the repository root):
+  spcvm config check deploy/config/pipeline.example.toml
+  spcvm run --config deploy/config/pipeline.example.toml
+  SPCVM__KAFKA__BOOTSTRAP_SERVERS=broker-1:9092 spcvm run --config deploy/config/pipeline.example.toml
+  SPCVM__HTTP__ENABLED=false spcvm run
+
+The first checks the file; the second and third need Kafka (the first at localhost:9092).
+Without --config the job reads examples/ion_implant_drift.jsonl and writes out/alerts.jsonl.")]
     Run(run::RunArgs),
     /// Simulate a fab: telemetry of implanters and RTP tools with injected faults, and
     /// the ground truth beside it.
@@ -147,11 +157,26 @@ enum Command {
     /// Manage the job's Kafka topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate pipeline, chart and playbook files (the kind is told from the keys, or
+    /// --kind): prints `ok: FILE (...)` or the error with file, line and key; exit code 2
+    /// when any is invalid.
+    Check(config_check::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum TopicsCommand {
     /// Create the input, alert, dead-letter and changelog topics (existing ones are kept).
+    #[command(
+        after_help = "Example (from the repository root; needs Kafka at localhost:9092):
+  spcvm topics create --config deploy/config/pipeline.example.toml"
+    )]
     Create(run::RunArgs),
 }
 
@@ -172,6 +197,9 @@ pub fn main_with(extensions: Extensions) -> ExitCode {
         Command::Demo(args) => demo::command(args),
         Command::Topics(TopicsCommand::Create(args)) => {
             run::topics_create_command(args, &extensions)
+        }
+        Command::Config(ConfigCommand::Check(args)) => {
+            return config_check::command(&args, &extensions);
         }
     };
     match result {

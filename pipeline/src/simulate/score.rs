@@ -187,7 +187,12 @@ fn read_lines<T>(
         path: path.to_path_buf(),
         source,
     };
-    let reader = BufReader::new(std::fs::File::open(path).map_err(read_err)?);
+    // `-`: standard input (the CLI lets one input be `-`).
+    let reader: Box<dyn BufRead> = if crate::stdio::is_dash(path) {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::new(std::fs::File::open(path).map_err(read_err)?))
+    };
     let mut out = Vec::new();
     for (i, line) in reader.lines().enumerate() {
         let line = line.map_err(read_err)?;

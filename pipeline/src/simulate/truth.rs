@@ -103,10 +103,16 @@ impl Truth {
     ///
     /// [`TruthError`] naming the file (and the line and column of a JSON error).
     pub fn load(path: &Path) -> Result<Truth, TruthError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TruthError::Read {
+        let read_err = |source| TruthError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        // `-`: standard input (the CLI lets one input be `-`).
+        let text = if crate::stdio::is_dash(path) {
+            std::io::read_to_string(std::io::stdin()).map_err(read_err)?
+        } else {
+            std::fs::read_to_string(path).map_err(read_err)?
+        };
         serde_json::from_str(&text).map_err(|source| TruthError::Parse {
             path: path.to_path_buf(),
             source,

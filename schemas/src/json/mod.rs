@@ -143,8 +143,8 @@ pub fn encode_alert_json(alert: &Alert) -> Vec<u8> {
     .iter()
     .map(|s| s.len())
     .sum();
-    // Field names and punctuation, five numbers, a little for escapes.
-    let mut out = Vec::with_capacity(strings + 360);
+    // Field names and punctuation, ten numbers, a little for escapes.
+    let mut out = Vec::with_capacity(strings + 540);
     write_alert_json(alert, &mut out);
     out
 }
@@ -158,8 +158,9 @@ pub fn write_alert_json(alert: &Alert, out: &mut Vec<u8>) {
         OptStr(Option<&'a str>),
         Float(Option<f64>),
         Int(i64),
+        OptInt(Option<i64>),
     }
-    let fields: [(&[u8], Value<'_>); 17] = [
+    let fields: [(&[u8], Value<'_>); 22] = [
         (b"{\"alert_id\":", Value::Str(&alert.alert_id)),
         (b",\"tool_id\":", Value::Str(&alert.tool_id)),
         (b",\"tool_type\":", Value::Str(alert.tool_type.as_str())),
@@ -177,6 +178,17 @@ pub fn write_alert_json(alert: &Alert, out: &mut Vec<u8>) {
         (b",\"event_time\":", Value::Int(alert.event_time)),
         (b",\"message\":", Value::Str(&alert.message)),
         (b",\"repeats\":", Value::Int(i64::from(alert.repeats))),
+        (b",\"distance_sigma\":", Value::Float(alert.distance_sigma)),
+        (b",\"status\":", Value::Str(alert.status.as_str())),
+        (b",\"window_start\":", Value::OptInt(alert.window_start)),
+        (
+            b",\"cusum_upper_sigma\":",
+            Value::Float(alert.cusum_upper_sigma),
+        ),
+        (
+            b",\"cusum_lower_sigma\":",
+            Value::Float(alert.cusum_lower_sigma),
+        ),
     ];
     for (name, value) in fields {
         out.extend_from_slice(name);
@@ -186,8 +198,12 @@ pub fn write_alert_json(alert: &Alert, out: &mut Vec<u8>) {
             Value::Float(Some(v)) if v.is_finite() => {
                 out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
             }
-            Value::OptStr(None) | Value::Float(_) => out.extend_from_slice(b"null"),
-            Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+            Value::OptStr(None) | Value::Float(_) | Value::OptInt(None) => {
+                out.extend_from_slice(b"null")
+            }
+            Value::Int(i) | Value::OptInt(Some(i)) => {
+                out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes())
+            }
         }
     }
     out.push(b'}');
@@ -295,6 +311,11 @@ mod tests {
             event_time: 1_732_617_000_999,
             message: "peak_temp_c above UCL".into(),
             repeats: 3,
+            distance_sigma: Some(4.2),
+            status: crate::AlertStatus::Closed,
+            window_start: Some(1_732_616_000_000),
+            cusum_upper_sigma: None,
+            cusum_lower_sigma: None,
         }
     }
 
@@ -333,9 +354,52 @@ mod tests {
         assert!(!bytes.ends_with(b"\n"));
         assert_eq!(
             String::from_utf8(bytes.clone()).unwrap(),
-            r#"{"alert_id":"3f0c1d2e-0000-5000-8000-000000000001","tool_id":"RTP-02","tool_type":"rtp","recipe_id":"SPIKE-1050","lot_id":null,"wafer_id":"W07","parameter":"peak_temp_c","chart":"xbar","rule":"rule_1","severity":"critical","statistic":1061.5,"center_line":1050.0,"ucl":1058.25,"lcl":null,"event_time":1732617000999,"message":"peak_temp_c above UCL","repeats":3}"#
+            r#"{"alert_id":"3f0c1d2e-0000-5000-8000-000000000001","tool_id":"RTP-02","tool_type":"rtp","recipe_id":"SPIKE-1050","lot_id":null,"wafer_id":"W07","parameter":"peak_temp_c","chart":"xbar","rule":"rule_1","severity":"critical","statistic":1061.5,"center_line":1050.0,"ucl":1058.25,"lcl":null,"event_time":1732617000999,"message":"peak_temp_c above UCL","repeats":3,"distance_sigma":4.2,"status":"closed","window_start":1732616000000,"cusum_upper_sigma":null,"cusum_lower_sigma":null}"#
         );
         assert_eq!(decode_alert_json(&bytes).unwrap(), a);
+    }
+
+    /// An alert written before the later fields existed still decodes: `status` from
+    /// `repeats`, the others `None`; and an old reader (a struct without them) reads a new
+    /// alert, ignoring them.
+    #[test]
+    fn alert_json_before_and_after_the_later_fields() {
+        let old = |repeats: u32| {
+            format!(
+                r#"{{"alert_id":"a","tool_id":"t","tool_type":"rtp","recipe_id":"r","parameter":"p","chart":"i","rule":"rule_1","severity":"major","statistic":1.0,"center_line":0.0,"ucl":3.0,"lcl":-3.0,"event_time":7,"message":"m","repeats":{repeats}}}"#
+            )
+        };
+        let opening = decode_alert_json(old(0).as_bytes()).unwrap();
+        assert_eq!(opening.status, crate::AlertStatus::Open);
+        assert_eq!(
+            (
+                opening.distance_sigma,
+                opening.window_start,
+                opening.cusum_upper_sigma
+            ),
+            (None, None, None)
+        );
+        let closing = decode_alert_json(old(2).as_bytes()).unwrap();
+        assert_eq!(closing.status, crate::AlertStatus::Closed);
+        // A status that is given wins over the inference.
+        let explicit = old(2).replace("\"repeats\":2", "\"repeats\":2,\"status\":\"open\"");
+        assert_eq!(
+            decode_alert_json(explicit.as_bytes()).unwrap().status,
+            crate::AlertStatus::Open
+        );
+        let bad = old(0).replace("\"repeats\":0", "\"repeats\":0,\"status\":\"gone\"");
+        assert!(decode_alert_json(bad.as_bytes()).is_err());
+
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct OldReader {
+            alert_id: String,
+            repeats: u32,
+            center_line: f64,
+        }
+        let new = encode_alert_json(&alert());
+        let read: OldReader = serde_json::from_slice(&new).unwrap();
+        assert_eq!((read.alert_id.len(), read.repeats), (36, 3));
     }
 
     #[test]
@@ -546,6 +610,9 @@ mod tests {
             severity in 0..3usize,
             event_time in proptest::num::i64::ANY,
             repeats in proptest::num::u32::ANY,
+            later in proptest::collection::vec(proptest::option::of(any_f64()), 3),
+            window_start in proptest::option::of(proptest::num::i64::ANY),
+            closed in proptest::bool::ANY,
         ) {
             let alert = Alert {
                 alert_id: strings[0].clone(),
@@ -565,6 +632,11 @@ mod tests {
                 event_time,
                 message: strings[8].clone(),
                 repeats,
+                distance_sigma: later[0],
+                status: if closed { crate::AlertStatus::Closed } else { crate::AlertStatus::Open },
+                window_start,
+                cusum_upper_sigma: later[1],
+                cusum_lower_sigma: later[2],
             };
             let ours = encode_alert_json(&alert);
             let serde = serde_json::to_vec(&alert).unwrap();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use spcvm_schemas::{Alert, Severity, Telemetry, ToolType};
+use spcvm_schemas::{Alert, AlertStatus, Severity, Telemetry, ToolType};
 
 /// A realistic implant sample with one NaN reading.
 pub fn telemetry() -> Telemetry {
@@ -46,6 +46,11 @@ pub fn alert() -> Alert {
         event_time: 1_732_617_000_999,
         message: "peak_temp_c EWMA 1061.5 above UCL 1058.25".into(),
         repeats: 4_000_000_000,
+        distance_sigma: Some(4.18),
+        status: AlertStatus::Closed,
+        window_start: Some(1_732_615_200_000),
+        cusum_upper_sigma: None,
+        cusum_lower_sigma: None,
     }
 }
 
@@ -78,13 +83,20 @@ pub fn assert_same_alert(a: &Alert, b: &Alert) {
         center_line: 0.0,
         ucl: None,
         lcl: None,
+        distance_sigma: None,
+        cusum_upper_sigma: None,
+        cusum_lower_sigma: None,
         ..x.clone()
     };
     assert_eq!(strip(a), strip(b));
     assert!(same_bits(a.statistic, b.statistic));
     assert!(same_bits(a.center_line, b.center_line));
-    assert_eq!(a.ucl.map(f64::to_bits), b.ucl.map(f64::to_bits));
-    assert_eq!(a.lcl.map(f64::to_bits), b.lcl.map(f64::to_bits));
+    let bits = |x: Option<f64>| x.map(f64::to_bits);
+    assert_eq!(bits(a.ucl), bits(b.ucl));
+    assert_eq!(bits(a.lcl), bits(b.lcl));
+    assert_eq!(bits(a.distance_sigma), bits(b.distance_sigma));
+    assert_eq!(bits(a.cusum_upper_sigma), bits(b.cusum_upper_sigma));
+    assert_eq!(bits(a.cusum_lower_sigma), bits(b.cusum_lower_sigma));
 }
 
 /// Any f64, including NaN (with arbitrary payload), infinities, -0.0 and subnormals.
@@ -159,11 +171,19 @@ pub fn any_alert() -> impl Strategy<Value = Alert> {
             "\\PC{0,20}",
             any::<u32>(),
         ),
+        (
+            proptest::option::of(any_f64()),
+            prop_oneof![Just(AlertStatus::Open), Just(AlertStatus::Closed)],
+            proptest::option::of(any::<i64>()),
+            proptest::option::of(any_f64()),
+            proptest::option::of(any_f64()),
+        ),
     )
         .prop_map(
             |(
                 (alert_id, tool_id, tool_type, recipe_id, lot_id, wafer_id, parameter, chart, rule),
                 (severity, statistic, center_line, ucl, lcl, event_time, message, repeats),
+                (distance_sigma, status, window_start, cusum_upper_sigma, cusum_lower_sigma),
             )| Alert {
                 alert_id,
                 tool_id,
@@ -182,6 +202,11 @@ pub fn any_alert() -> impl Strategy<Value = Alert> {
                 event_time,
                 message,
                 repeats,
+                distance_sigma,
+                status,
+                window_start,
+                cusum_upper_sigma,
+                cusum_lower_sigma,
             },
         )
 }
