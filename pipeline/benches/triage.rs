@@ -20,7 +20,7 @@ use spcvm_schemas::{Alert, TelemetryRef};
 /// One step of the stream triage reads.
 enum Event {
     Record(TelemetryRef<'static>),
-    Alert(Alert),
+    Alert(Box<Alert>),
 }
 
 fn stream() -> (Vec<Event>, usize) {
@@ -34,10 +34,10 @@ fn stream() -> (Vec<Event>, usize) {
     for record in spcvm::simulate::generate::Generator::new(&scenario) {
         monitor.process_record(&mut spc, &record, &mut alerts);
         events.push(Event::Record(TelemetryRef::from(record)));
-        events.extend(alerts.drain(..).map(Event::Alert));
+        events.extend(alerts.drain(..).map(|a| Event::Alert(Box::new(a))));
     }
     monitor.on_end(&mut spc, &mut alerts);
-    events.extend(alerts.drain(..).map(Event::Alert));
+    events.extend(alerts.drain(..).map(|a| Event::Alert(Box::new(a))));
     let n = events
         .iter()
         .filter(|e| matches!(e, Event::Alert(_)))
