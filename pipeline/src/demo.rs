@@ -195,14 +195,19 @@ pub fn run(options: &DemoOptions) -> Result<DemoOutcome, DemoError> {
         scenario.seed = seed;
     }
     let mut records = 0;
-    let truth = simulate::simulate(
+    let destination = simulate::Destination::File {
+        path: p(files::TELEMETRY),
+        format: OutputFormat::Jsonl,
+    };
+    let (truth, written) = simulate::simulate(
         &scenario,
         &source,
-        &p(files::TELEMETRY),
-        OutputFormat::Jsonl,
+        &destination,
         &p(files::TRUTH),
+        None,
         &mut |n| records = n,
     )?;
+    records = records.max(written);
 
     // 2. The job, as `spcvm run --config pipeline.toml` runs it.
     write(&p(files::PIPELINE), PIPELINE_TOML.as_bytes())?;

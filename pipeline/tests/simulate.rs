@@ -72,6 +72,11 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
         .map(|l| spcvm_schemas::decode_telemetry_json(l.as_bytes()).unwrap())
         .collect();
     assert_eq!(records.len(), 8 * 60 * 25);
+    // Each line is what serde_json writes for its record (the encoder the simulator used
+    // before it had its own), so the bytes of a seed did not change with the encoder.
+    for (line, record) in read("a.jsonl").split(|b| *b == b'\n').zip(&records) {
+        assert_eq!(line, serde_json::to_vec(record).unwrap().as_slice());
+    }
     assert!(
         records
             .windows(2)

@@ -88,6 +88,12 @@ pub fn encode_telemetry_avro(telemetry: &Telemetry) -> Result<Vec<u8>, SchemaErr
     Ok(encode(telemetry))
 }
 
+/// Appends the datum of [`encode_telemetry_avro`] to `out` (no allocation of its own: a
+/// producer reuses one buffer, with a Confluent header in front, say).
+pub fn write_telemetry_avro(telemetry: &Telemetry, out: &mut Vec<u8>) {
+    telemetry.encode_into(out);
+}
+
 /// Decodes one telemetry sample from a binary Avro datum of [`telemetry_schema`].
 ///
 /// # Errors

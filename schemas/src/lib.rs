@@ -54,18 +54,18 @@ pub mod triage;
 
 pub use alert::{Alert, AlertStatus, Severity};
 pub use avro::container::{
-    read_alert_container, read_telemetry_container, write_alert_container,
-    write_telemetry_container,
+    TelemetryContainerWriter, read_alert_container, read_telemetry_container,
+    write_alert_container, write_telemetry_container,
 };
 pub use avro::{
     ALERT_SCHEMA_JSON, TELEMETRY_SCHEMA_JSON, alert_schema, decode_alert_avro,
     decode_alert_avro_with_writer, decode_telemetry_avro, decode_telemetry_avro_with_writer,
-    encode_alert_avro, encode_telemetry_avro, parse_schema, telemetry_schema,
+    encode_alert_avro, encode_telemetry_avro, parse_schema, telemetry_schema, write_telemetry_avro,
 };
 pub use error::{AvroError, SchemaError};
 pub use json::{
-    decode_alert_json, decode_telemetry_json, decode_telemetry_json_ref, encode_alert_json,
-    encode_telemetry_json,
+    TelemetryJsonWriter, decode_alert_json, decode_telemetry_json, decode_telemetry_json_ref,
+    encode_alert_json, encode_telemetry_json, write_telemetry_json,
 };
 pub use telemetry::{ParseEnumError, Telemetry, TelemetryRef, TelemetryView, ToolType};
 pub use triage::{

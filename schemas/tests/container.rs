@@ -8,9 +8,9 @@ use apache_avro::types::Value;
 use apache_avro::{Codec, DeflateSettings, Schema};
 use proptest::prelude::*;
 use spcvm_schemas::{
-    Alert, AvroError, SchemaError, Telemetry, ToolType, alert_schema, encode_telemetry_avro,
-    read_alert_container, read_telemetry_container, telemetry_schema, write_alert_container,
-    write_telemetry_container,
+    Alert, AvroError, SchemaError, Telemetry, TelemetryContainerWriter, ToolType, alert_schema,
+    encode_telemetry_avro, read_alert_container, read_telemetry_container, telemetry_schema,
+    write_alert_container, write_telemetry_container,
 };
 
 fn many_telemetry(n: usize) -> Vec<Telemetry> {
@@ -40,6 +40,44 @@ fn write(records: &[Telemetry]) -> Vec<u8> {
 
 fn read_all(file: &[u8]) -> Vec<Result<Telemetry, SchemaError>> {
     read_telemetry_container(file).unwrap().collect()
+}
+
+/// Records appended one at a time make the file the collection writer makes, but for the
+/// sync marker (16 random bytes after the header and after each block).
+#[test]
+fn record_by_record_writer_equals_the_collection_writer() {
+    let records = many_telemetry(2_000);
+    let whole = write(&records);
+    let mut writer = TelemetryContainerWriter::new(Vec::new()).unwrap();
+    for record in &records {
+        writer.append(record).unwrap();
+    }
+    let streamed = writer.finish().unwrap();
+    assert_eq!(streamed.len(), whole.len());
+    let (marker_a, marker_b) = (&whole[whole.len() - 16..], &streamed[streamed.len() - 16..]);
+    let unmarked = |file: &[u8], marker: &[u8]| {
+        let mut out = file.to_vec();
+        let mut i = 0;
+        while i + 16 <= out.len() {
+            if &out[i..i + 16] == marker {
+                out[i..i + 16].fill(0);
+                i += 16;
+            } else {
+                i += 1;
+            }
+        }
+        out
+    };
+    assert_eq!(unmarked(&whole, marker_a), unmarked(&streamed, marker_b));
+    let back: Vec<Telemetry> = read_all(&streamed)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    // Compared bit for bit (the records hold a NaN, which `==` never equals).
+    assert_eq!(back.len(), records.len());
+    for (a, b) in back.iter().zip(&records) {
+        common::assert_same_telemetry(a, b);
+    }
 }
 
 #[test]

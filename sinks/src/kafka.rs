@@ -167,6 +167,26 @@ impl KafkaSinkError {
     }
 }
 
+/// The producer settings of every spcvm producer (the job's [`KafkaSink`], `spcvm
+/// simulate`'s), then `properties` over them: idempotent with `acks=all`, keys partitioned
+/// with murmur2 as Java clients do (a tool's records land where a Java producer would put
+/// them), `linger.ms` 2 (see [`KafkaSink::new`] for why), lz4, messages up to
+/// [`MAX_MESSAGE_BYTES`].
+pub fn producer_config(properties: &BTreeMap<String, String>) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "2")
+        .set("message.max.bytes", MAX_MESSAGE_BYTES.to_string())
+        .set("compression.type", "lz4");
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    config
+}
+
 /// The process's producer.
 pub struct KafkaSink {
     producer: FutureProducer<ClientLog>,
@@ -184,8 +204,9 @@ impl std::fmt::Debug for KafkaSink {
 }
 
 impl KafkaSink {
-    /// Creates the producer from librdkafka `properties`. With a `transactional_id` it is
-    /// transactional (and idempotent); otherwise idempotent with `acks=all`. `linger.ms` is
+    /// Creates the producer from librdkafka `properties` over [`producer_config`]'s. With a
+    /// `transactional_id` it is transactional (and idempotent); otherwise idempotent with
+    /// `acks=all`. `linger.ms` is
     /// 2 unless `properties` say otherwise: each produce request costs the producer's broker
     /// thread a wake-up and a pass over every partition it writes, and at 1 ms that thread
     /// took a fifth of the job's CPU at 900,000 records/s (2 ms: 8 % less CPU a record;
@@ -203,14 +224,7 @@ impl KafkaSink {
         transactional_id: Option<&str>,
         transaction_timeout: Duration,
     ) -> Result<KafkaSink, KafkaSinkError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "2")
-            .set("message.max.bytes", MAX_MESSAGE_BYTES.to_string())
-            .set("compression.type", "lz4");
+        let mut config = producer_config(&BTreeMap::new());
         if let Some(id) = transactional_id {
             config.set("transactional.id", id).set(
                 "transaction.timeout.ms",

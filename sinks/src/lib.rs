@@ -10,7 +10,8 @@
 //!   back to the last checkpoint on restart (exactly-once output of the file runtime).
 //! - [`kafka`]: [`KafkaSink`], the process's one producer: the stages' output streams
 //!   (each [`Encoding`]: JSON or Avro), dead letters with `spcvm.*` headers, changelog
-//!   records, and the transaction calls.
+//!   records, and the transaction calls; [`producer_config`], the settings every spcvm
+//!   producer starts from (the job's, `spcvm simulate`'s).
 //! - [`client_log`]: [`ClientLog`], the librdkafka client context of every Kafka client of
 //!   the process: librdkafka's log lines and errors, each distinct one at most once a
 //!   minute (a broker outage would otherwise log the same line several times a second).
@@ -32,4 +33,4 @@ pub mod kafka;
 pub use client_log::ClientLog;
 pub use file::{AppendError, AppendFile};
 pub use jsonl::{LineWriter, SinkError};
-pub use kafka::{DeadLetter, Encoding, KafkaSink, KafkaSinkError, SinkTopics};
+pub use kafka::{DeadLetter, Encoding, KafkaSink, KafkaSinkError, SinkTopics, producer_config};

@@ -8,6 +8,9 @@
 //! draw of ±0.5 sd (tools differ a little, as real ones do); its charts estimate their
 //! own center line.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -23,12 +26,30 @@ struct ToolState {
     parameters: Vec<Parameter>,
     /// The tool's level of each parameter.
     levels: Vec<f64>,
+    /// `10^decimals` of each parameter (values are rounded to that many decimals).
+    scales: Vec<f64>,
     fault: Option<Fault>,
+    /// The fault's full effect on each parameter: (shift of the mean in sd, factor on the
+    /// sd), `(0.0, 1.0)` without a fault (worked out once, not per sample).
+    effects: Vec<(f64, f64)>,
     /// `ION-01` without the dash, for lot ids.
     short: String,
+    /// The tool's last sample, rewritten in place for the next one: the ids stay, the lot
+    /// and wafer ids are rewritten when they change, the values in place (the map's keys
+    /// are the tool's parameters, so no sample allocates).
+    record: Telemetry,
+    /// For each entry of `record.measurements` in key order, its index in `parameters`.
+    slots: Vec<usize>,
+    /// The lot and wafer numbers `record`'s ids hold (0: none yet).
+    lot: u64,
+    wafer: u64,
 }
 
 /// Yields the scenario's samples in event-time order.
+///
+/// [`Generator::next_record`] lends each sample from a buffer of its tool (no allocation
+/// per sample: the writers of `spcvm simulate` and its bench use it);
+/// the [`Iterator`] hands out owned copies of the same samples.
 #[derive(Debug)]
 pub struct Generator<'s> {
     scenario: &'s Scenario,
@@ -61,12 +82,48 @@ impl<'s> Generator<'s> {
                         p.level + 0.5 * u.clamp(-1.0, 1.0) * p.sd
                     })
                     .collect();
+                let fault = scenario.faults.iter().find(|f| f.tool == i).cloned();
+                let effects = parameters
+                    .iter()
+                    .map(|p| {
+                        fault
+                            .as_ref()
+                            .map_or((0.0, 1.0), |f| f.kind.effect(p.name, f.magnitude))
+                    })
+                    .collect();
+                let measurements: BTreeMap<String, f64> = parameters
+                    .iter()
+                    .map(|p| (p.name.to_string(), 0.0))
+                    .collect();
+                let slots = measurements
+                    .keys()
+                    .map(|name| {
+                        parameters
+                            .iter()
+                            .position(|p| p.name == name)
+                            .unwrap_or_default()
+                    })
+                    .collect();
                 ToolState {
                     rng,
+                    scales: parameters.iter().map(|p| 10f64.powi(p.decimals)).collect(),
                     parameters,
                     levels,
-                    fault: scenario.faults.iter().find(|f| f.tool == i).cloned(),
+                    fault,
+                    effects,
                     short: plan.tool_id.replace('-', ""),
+                    record: Telemetry {
+                        tool_id: plan.tool_id.clone(),
+                        tool_type: plan.tool_type,
+                        recipe_id: plan.recipe_id.clone(),
+                        lot_id: Some(String::new()),
+                        wafer_id: Some(String::new()),
+                        event_time: 0,
+                        measurements,
+                    },
+                    slots,
+                    lot: 0,
+                    wafer: 0,
                 }
             })
             .collect();
@@ -92,12 +149,15 @@ impl<'s> Generator<'s> {
     pub fn event_time(scenario: &Scenario, k: u64) -> i64 {
         scenario.start_ms + k as i64 * scenario.interval_ms
     }
-}
 
-impl Iterator for Generator<'_> {
-    type Item = Telemetry;
+    /// The next sample, lent until the next call; `None` after the last.
+    pub fn next_record(&mut self) -> Option<&Telemetry> {
+        self.next_indexed().map(|(_, record)| record)
+    }
 
-    fn next(&mut self) -> Option<Telemetry> {
+    /// The next sample with the index of its tool in [`Scenario::tools`] (writers keep
+    /// per-tool encodings by it).
+    pub fn next_indexed(&mut self) -> Option<(usize, &Telemetry)> {
         if self.k >= self.scenario.samples_per_tool || self.tools.is_empty() {
             return None;
         }
@@ -108,40 +168,98 @@ impl Iterator for Generator<'_> {
             self.k += 1;
         }
         let scenario = self.scenario;
-        let plan = &scenario.tools[i];
         let state = &mut self.tools[i];
         let per_lot = scenario.wafers_per_lot * scenario.samples_per_wafer;
-        let lot_id = format!("LOT-{}-{:04}", state.short, k / per_lot + 1);
+        let lot = k / per_lot + 1;
         let wafer = (k % per_lot) / scenario.samples_per_wafer + 1;
-        let wafer_id = format!("{lot_id}-W{wafer:02}");
+        let record = &mut state.record;
+        if lot != state.lot {
+            let lot_id = record.lot_id.get_or_insert_default();
+            lot_id.clear();
+            let _ = write!(lot_id, "LOT-{}-{lot:04}", state.short);
+            state.lot = lot;
+            state.wafer = 0;
+        }
+        if wafer != state.wafer {
+            // `{lot_id}-W{wafer:02}`, without the formatting machinery (a wafer a sample).
+            let wafer_id = record.wafer_id.get_or_insert_default();
+            wafer_id.clear();
+            wafer_id.push_str(record.lot_id.as_deref().unwrap_or_default());
+            wafer_id.push_str(if wafer < 10 { "-W0" } else { "-W" });
+            wafer_id.push_str(itoa::Buffer::new().format(wafer));
+            state.wafer = wafer;
+        }
+        record.event_time = Generator::event_time(scenario, k);
+        // One draw per parameter in the model's order whatever happens (the stream of a
+        // tool does not depend on its fault).
         let progress = state.fault.as_ref().map_or(0.0, |f| f.progress(k));
-        let mut measurements = std::collections::BTreeMap::new();
-        for (p, level) in state.parameters.iter().zip(&state.levels) {
+        let mut values = [0.0f64; MAX_PARAMETERS];
+        for (j, (p, level)) in state.parameters.iter().zip(&state.levels).enumerate() {
             let z: f64 = StandardNormal.sample(&mut state.rng);
-            let (shift, sd_factor) = match &state.fault {
-                Some(f) if progress > 0.0 => {
-                    let (shift, factor) = f.kind.effect(p.name, f.magnitude);
-                    (shift * progress, 1.0 + (factor - 1.0) * progress)
-                }
-                _ => (0.0, 1.0),
+            let (shift, sd_factor) = if progress > 0.0 {
+                let (shift, factor) = state.effects[j];
+                (shift * progress, 1.0 + (factor - 1.0) * progress)
+            } else {
+                (0.0, 1.0)
             };
             let value = level + shift * p.sd + z * p.sd * sd_factor;
-            measurements.insert(p.name.to_string(), round(value, p.decimals));
+            if let Some(v) = values.get_mut(j) {
+                // `(value * 10^decimals).round() / 10^decimals`, the power worked out once.
+                let scale = state.scales[j];
+                *v = (value * scale).round() / scale;
+            }
         }
-        Some(Telemetry {
-            tool_id: plan.tool_id.clone(),
-            tool_type: plan.tool_type,
-            recipe_id: plan.recipe_id.clone(),
-            lot_id: Some(lot_id),
-            wafer_id: Some(wafer_id),
-            event_time: Generator::event_time(scenario, k),
-            measurements,
-        })
+        for (value, &slot) in record.measurements.values_mut().zip(&state.slots) {
+            *value = values.get(slot).copied().unwrap_or_default();
+        }
+        Some((i, record))
     }
 }
 
-/// `value` rounded to `decimals` decimals.
-fn round(value: f64, decimals: i32) -> f64 {
-    let scale = 10f64.powi(decimals);
-    (value * scale).round() / scale
+/// Most parameters a tool type has (the model's RTP has five).
+const MAX_PARAMETERS: usize = 8;
+
+impl Iterator for Generator<'_> {
+    type Item = Telemetry;
+
+    fn next(&mut self) -> Option<Telemetry> {
+        self.next_record().cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulate::scenario;
+
+    fn mixed_fab() -> Scenario {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/scenarios/mixed_fab.toml");
+        scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The samples lent from the tools' buffers are those the iterator hands out, and a
+    /// tool's buffer holds the model's parameters only.
+    #[test]
+    fn lent_samples_equal_owned_ones() {
+        let mut s = mixed_fab();
+        s.samples_per_tool = 120;
+        let owned: Vec<Telemetry> = Generator::new(&s).collect();
+        let mut generator = Generator::new(&s);
+        let mut n = 0;
+        while let Some(record) = generator.next_record() {
+            assert_eq!(record, &owned[n]);
+            n += 1;
+        }
+        assert_eq!(n as u64, Generator::new(&s).len());
+        let first = &owned[0];
+        assert_eq!(first.lot_id.as_deref(), Some("LOT-ION01-0001"));
+        assert_eq!(first.wafer_id.as_deref(), Some("LOT-ION01-0001-W01"));
+        // Sample 25 of a tool (25 wafers a lot, one sample each) opens its second lot.
+        let tools = s.tools.len();
+        let second_lot = &owned[25 * tools];
+        assert_eq!(second_lot.lot_id.as_deref(), Some("LOT-ION01-0002"));
+        assert_eq!(second_lot.wafer_id.as_deref(), Some("LOT-ION01-0002-W01"));
+        assert!(owned.iter().all(|r| r.measurements.len() <= MAX_PARAMETERS));
+    }
 }

@@ -12,30 +12,43 @@
 //! - [`truth`]: the ground truth document ([`Truth`]) written next to the telemetry.
 //! - [`score`]: detection delay, false alarms and triage top-1 / top-3 of alerts (and
 //!   triage) against a truth ([`score::score`]), as JSON and as a table.
-//! - this module: [`simulate`], the whole run to files.
+//! - [`output`]: the [`RecordSink`]s of files (JSON lines, Avro container) and
+//!   [`generate_into`], the loop from the generator to a sink (the CLI's and the bench's).
+//! - [`kafka`]: [`TopicSink`], the records to a Kafka topic as the job reads them.
+//! - [`pace`]: `--rate`, the [`Pacer`] (a token bucket kept as a schedule, no drift).
+//! - [`write_behind`]: [`WriteBehind`], the output file written from a thread of its own.
+//! - this module: [`simulate`], the whole run to a file or a topic, and the truth.
 //!
 //! # Data flow
 //!
 //! ```text
-//! scenario.toml ──scenario::load──> Scenario ──Generator──> Telemetry ──> FILE.jsonl | FILE.avro
+//! scenario.toml ──scenario::load──> Scenario ──Generator──> &Telemetry ──(Pacer)──> RecordSink
+//!                                       │        FILE.jsonl | FILE.avro | Kafka topic <──┘
 //!                                       └──Truth::of──> FILE.truth.json
 //! truth + alerts.jsonl (+ triage.jsonl) ──score::score──> Score ──> table / score.json
 //! ```
 
 pub mod generate;
+pub mod kafka;
 pub mod model;
+pub mod output;
+pub mod pace;
 pub mod scenario;
 pub mod score;
 pub mod truth;
+pub mod write_behind;
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub use generate::Generator;
+pub use kafka::{KafkaTarget, TopicSink};
 pub use model::FaultKind;
+pub use output::{AvroFile, JsonLines, Pacing, RecordSink, generate_into};
+pub use pace::{Clock, Pacer, SystemClock};
 pub use scenario::{Scenario, ScenarioError};
 pub use truth::Truth;
+pub use write_behind::WriteBehind;
 
 /// How the telemetry is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -80,7 +93,47 @@ pub enum SimulateError {
         #[source]
         source: spcvm_schemas::SchemaError,
     },
+    /// Producing to Kafka failed.
+    #[error("Kafka topic `{topic}` on {bootstrap}: {message}")]
+    Kafka {
+        /// `bootstrap.servers`.
+        bootstrap: String,
+        /// The topic.
+        topic: String,
+        /// What went wrong.
+        message: String,
+    },
 }
+
+/// Where the telemetry goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A file in a format.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// JSON lines or an Avro container.
+        format: OutputFormat,
+    },
+    /// A Kafka topic.
+    Kafka(KafkaTarget),
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::File { path, .. } => write!(f, "{}", path.display()),
+            Destination::Kafka(t) => {
+                write!(f, "topic {} on {} ({})", t.topic, t.bootstrap, t.format)
+            }
+        }
+    }
+}
+
+/// The pieces output files are written in, from a thread of their own ([`WriteBehind`]):
+/// small enough that the three buffers in use may stay in the caches (the first writes
+/// into the buffer show in profiles), large enough that `write` calls are few.
+pub const FILE_BUFFER_BYTES: usize = 256 * 1024;
 
 /// The default truth file of telemetry file `out`: `NAME.truth.json` beside it
 /// (`fab.jsonl` → `fab.truth.json`).
@@ -91,66 +144,46 @@ pub fn default_truth_path(out: &Path) -> PathBuf {
     out.with_file_name(format!("{stem}.truth.json"))
 }
 
-/// Generates `scenario`'s telemetry into `out` in `format` and its ground truth into
+/// Generates `scenario`'s telemetry into `destination` (at `rate` records a second of wall
+/// clock if given, positive; else as fast as it goes) and then its ground truth into
 /// `truth_path`; `source` names the scenario in the truth. `progress` is called now and
-/// then with the records written so far.
-///
-/// Avro output is built in memory first (the container writer takes every record at once).
+/// then with the records written so far. Returns the truth and the records written.
 ///
 /// # Errors
 ///
-/// [`SimulateError`] naming the file that could not be written.
+/// [`SimulateError`] naming the file or the topic and broker that could not be written.
 pub fn simulate(
     scenario: &Scenario,
     source: &str,
-    out: &Path,
-    format: OutputFormat,
+    destination: &Destination,
     truth_path: &Path,
+    rate: Option<f64>,
     progress: &mut dyn FnMut(u64),
-) -> Result<Truth, SimulateError> {
+) -> Result<(Truth, u64), SimulateError> {
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SimulateError::Write { path, source }
     };
-    let file = File::create(out).map_err(write_err(out))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let generator = Generator::new(scenario);
-    match format {
-        OutputFormat::Jsonl => {
-            let mut n = 0u64;
-            for record in generator {
-                writer
-                    .write_all(&spcvm_schemas::encode_telemetry_json(&record))
-                    .and_then(|()| writer.write_all(b"\n"))
-                    .map_err(write_err(out))?;
-                n += 1;
-                if n.is_multiple_of(8192) {
-                    progress(n);
-                }
+    let mut sink: Box<dyn RecordSink> = match destination {
+        Destination::File { path, format } => {
+            let file = File::create(path).map_err(write_err(path))?;
+            let file = WriteBehind::new(file, FILE_BUFFER_BYTES).map_err(write_err(path))?;
+            match format {
+                OutputFormat::Jsonl => Box::new(JsonLines::new(file, path)),
+                OutputFormat::Avro => Box::new(AvroFile::new(file, path)?),
             }
-            progress(n);
         }
-        OutputFormat::Avro => {
-            let mut records = Vec::with_capacity(usize::try_from(generator.len()).unwrap_or(0));
-            for record in generator {
-                records.push(record);
-                if records.len().is_multiple_of(8192) {
-                    progress(records.len() as u64);
-                }
-            }
-            spcvm_schemas::write_telemetry_container(&mut writer, &records).map_err(|source| {
-                SimulateError::Avro {
-                    path: out.to_path_buf(),
-                    source,
-                }
-            })?;
-            progress(records.len() as u64);
-        }
-    }
-    writer.flush().map_err(write_err(out))?;
+        Destination::Kafka(target) => Box::new(TopicSink::connect(target)?),
+    };
+    let mut clock = SystemClock::new();
+    let pacing = rate.map(|rate| Pacing {
+        pacer: Pacer::new(rate, clock.now()),
+        clock: &mut clock,
+    });
+    let n = generate_into(Generator::new(scenario), sink.as_mut(), pacing, progress)?;
     let truth = Truth::of(scenario, source);
     let mut text = serde_json::to_vec_pretty(&truth).unwrap_or_default();
     text.push(b'\n');
     std::fs::write(truth_path, text).map_err(write_err(truth_path))?;
-    Ok(truth)
+    Ok((truth, n))
 }

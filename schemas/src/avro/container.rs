@@ -103,35 +103,116 @@ pub fn read_alert_container<R: Read>(
 const BLOCK_BYTES: usize = 64 * 1024;
 
 fn write_container<'a, T: AvroRecord + 'a, W: Write>(
-    mut writer: W,
+    writer: W,
     records: impl IntoIterator<Item = &'a T>,
 ) -> Result<(), AvroError> {
-    let marker = sync_marker();
-    let mut header = Vec::with_capacity(T::SCHEMA_JSON.len() + 64);
-    header.extend_from_slice(&MAGIC);
-    put_long(&mut header, 2);
-    put_bytes(&mut header, b"avro.schema");
-    put_bytes(&mut header, T::SCHEMA_JSON.as_bytes());
-    put_bytes(&mut header, b"avro.codec");
-    put_bytes(&mut header, b"null");
-    put_long(&mut header, 0);
-    header.extend_from_slice(&marker);
-    writer.write_all(&header).map_err(AvroError::Io)?;
-
-    let mut block = Vec::with_capacity(BLOCK_BYTES + 1024);
-    let mut count: i64 = 0;
+    let mut container = ContainerWriter::<W, T>::new(writer)?;
     for record in records {
-        record.encode_into(&mut block);
-        count += 1;
-        if block.len() >= BLOCK_BYTES {
-            write_block(&mut writer, &mut block, count, &marker)?;
-            count = 0;
+        container.append(record)?;
+    }
+    container.finish().map(drop)
+}
+
+/// An object-container file of `T` records being written: the header at once, then
+/// records into blocks of about [`BLOCK_BYTES`].
+struct ContainerWriter<W: Write, T> {
+    writer: W,
+    marker: [u8; 16],
+    /// Encoded records of the block not written yet.
+    block: Vec<u8>,
+    /// How many.
+    count: i64,
+    record: PhantomData<fn(&T)>,
+}
+
+impl<W: Write, T: AvroRecord> ContainerWriter<W, T> {
+    /// Writes the header.
+    fn new(mut writer: W) -> Result<Self, AvroError> {
+        let marker = sync_marker();
+        let mut header = Vec::with_capacity(T::SCHEMA_JSON.len() + 64);
+        header.extend_from_slice(&MAGIC);
+        put_long(&mut header, 2);
+        put_bytes(&mut header, b"avro.schema");
+        put_bytes(&mut header, T::SCHEMA_JSON.as_bytes());
+        put_bytes(&mut header, b"avro.codec");
+        put_bytes(&mut header, b"null");
+        put_long(&mut header, 0);
+        header.extend_from_slice(&marker);
+        writer.write_all(&header).map_err(AvroError::Io)?;
+        Ok(ContainerWriter {
+            writer,
+            marker,
+            block: Vec::with_capacity(BLOCK_BYTES + 1024),
+            count: 0,
+            record: PhantomData,
+        })
+    }
+
+    /// Adds `record`, writing the block once it is full.
+    fn append(&mut self, record: &T) -> Result<(), AvroError> {
+        record.encode_into(&mut self.block);
+        self.count += 1;
+        if self.block.len() >= BLOCK_BYTES {
+            write_block(&mut self.writer, &mut self.block, self.count, &self.marker)?;
+            self.count = 0;
         }
+        Ok(())
     }
-    if count > 0 {
-        write_block(&mut writer, &mut block, count, &marker)?;
+
+    /// Writes the last block and flushes; hands the writer back.
+    fn finish(mut self) -> Result<W, AvroError> {
+        if self.count > 0 {
+            write_block(&mut self.writer, &mut self.block, self.count, &self.marker)?;
+        }
+        self.writer.flush().map_err(AvroError::Io)?;
+        Ok(self.writer)
     }
-    writer.flush().map_err(AvroError::Io)
+}
+
+/// An Avro object-container file of telemetry being written record by record (what
+/// [`write_telemetry_container`] does with a whole collection), for a producer that does
+/// not hold every record at once (`spcvm simulate`). The bytes are those
+/// [`write_telemetry_container`] writes for the same records (up to the random sync marker).
+pub struct TelemetryContainerWriter<W: Write>(ContainerWriter<W, Telemetry>);
+
+impl<W: Write> TelemetryContainerWriter<W> {
+    /// Writes the header (schema `schemas/avro/telemetry.avsc`, null codec) to `writer`.
+    ///
+    /// # Errors
+    ///
+    /// [`SchemaError::AvroContainer`] if writing fails.
+    pub fn new(writer: W) -> Result<Self, SchemaError> {
+        ContainerWriter::new(writer)
+            .map(TelemetryContainerWriter)
+            .map_err(SchemaError::AvroContainer)
+    }
+
+    /// Adds one record (written out with its block, about every 64 KiB).
+    ///
+    /// # Errors
+    ///
+    /// [`SchemaError::AvroContainer`] if writing a full block fails.
+    pub fn append(&mut self, record: &Telemetry) -> Result<(), SchemaError> {
+        self.0.append(record).map_err(SchemaError::AvroContainer)
+    }
+
+    /// Writes the last block, flushes, and returns the writer. A container dropped
+    /// unfinished lacks its last block.
+    ///
+    /// # Errors
+    ///
+    /// [`SchemaError::AvroContainer`] if writing or flushing fails.
+    pub fn finish(self) -> Result<W, SchemaError> {
+        self.0.finish().map_err(SchemaError::AvroContainer)
+    }
+}
+
+impl<W: Write> std::fmt::Debug for TelemetryContainerWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryContainerWriter")
+            .field("pending_records", &self.0.count)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Writes one block (record count, byte size, data, sync marker) and empties `block`.

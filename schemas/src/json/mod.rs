@@ -17,7 +17,8 @@
 //!
 //! Alerts decode with serde_json and encode with a writer of their own that gives serde_json's
 //! exact bytes (checked against it on generated alerts); note that a non-finite `f64`
-//! outside `measurements` is written as `null`, which does not decode back.
+//! outside `measurements` is written as `null`, which does not decode back. Telemetry
+//! encodes the same way ([`write_telemetry_json`], serde_json's bytes, checked likewise).
 
 use crate::alert::Alert;
 use crate::error::SchemaError;
@@ -25,8 +26,10 @@ use crate::telemetry::{Telemetry, TelemetryRef};
 
 mod fast;
 mod triage;
+mod writer;
 
 pub use triage::write_triage_json;
+pub use writer::TelemetryJsonWriter;
 
 /// Decodes one telemetry sample from a JSON document.
 ///
@@ -107,11 +110,75 @@ fn quote_bare_non_finite(bytes: &[u8]) -> Option<Vec<u8>> {
     changed.then_some(out)
 }
 
-/// Encodes one telemetry sample as a compact JSON document (no trailing newline).
+/// Encodes one telemetry sample as a compact JSON document (no trailing newline): the
+/// bytes of serde_json on the derived `Serialize` ([`write_telemetry_json`]).
 pub fn encode_telemetry_json(telemetry: &Telemetry) -> Vec<u8> {
-    // Serializing to a Vec cannot fail: every key is a string and the non-finite
-    // measurement values are written as strings.
-    serde_json::to_vec(telemetry).unwrap_or_else(|e| unreachable!("telemetry to JSON: {e}"))
+    let strings: usize = [
+        telemetry.tool_id.as_str(),
+        &telemetry.recipe_id,
+        telemetry.lot_id.as_deref().unwrap_or_default(),
+        telemetry.wafer_id.as_deref().unwrap_or_default(),
+    ]
+    .iter()
+    .map(|s| s.len())
+    .sum::<usize>()
+        + telemetry
+            .measurements
+            .keys()
+            .map(String::len)
+            .sum::<usize>();
+    // Field names and punctuation, the numbers, a little for escapes.
+    let mut out = Vec::with_capacity(strings + 128 + 28 * telemetry.measurements.len());
+    write_telemetry_json(telemetry, &mut out);
+    out
+}
+
+/// Appends the JSON document of [`encode_telemetry_json`] to `out`: exactly serde_json's
+/// bytes for the derived `Serialize` (field order, escapes, number forms; non-finite
+/// measurements as `"NaN"`, `"Infinity"`, `"-Infinity"`), without serde's per-field
+/// machinery or an allocation of its own: `spcvm simulate` writes a million of these a
+/// second into one reused buffer.
+pub fn write_telemetry_json(telemetry: &Telemetry, out: &mut Vec<u8>) {
+    let optional = |out: &mut Vec<u8>, s: Option<&str>| match s {
+        Some(s) => write_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    };
+    out.extend_from_slice(b"{\"tool_id\":");
+    write_str(out, &telemetry.tool_id);
+    out.extend_from_slice(b",\"tool_type\":");
+    write_str(out, telemetry.tool_type.as_str());
+    out.extend_from_slice(b",\"recipe_id\":");
+    write_str(out, &telemetry.recipe_id);
+    out.extend_from_slice(b",\"lot_id\":");
+    optional(out, telemetry.lot_id.as_deref());
+    out.extend_from_slice(b",\"wafer_id\":");
+    optional(out, telemetry.wafer_id.as_deref());
+    out.extend_from_slice(b",\"event_time\":");
+    out.extend_from_slice(itoa::Buffer::new().format(telemetry.event_time).as_bytes());
+    out.extend_from_slice(b",\"measurements\":{");
+    for (i, (name, &value)) in telemetry.measurements.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, name);
+        out.push(b':');
+        write_measurement(out, value);
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// A measurement value as serde_json writes it through `measurement_values`: the shortest
+/// round-tripping number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
+fn write_measurement(out: &mut Vec<u8>, value: f64) {
+    if value.is_finite() {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
+    } else if value.is_nan() {
+        out.extend_from_slice(b"\"NaN\"");
+    } else if value > 0.0 {
+        out.extend_from_slice(b"\"Infinity\"");
+    } else {
+        out.extend_from_slice(b"\"-Infinity\"");
+    }
 }
 
 /// Decodes one alert from a JSON document.
@@ -646,6 +713,59 @@ mod tests {
             );
             proptest::prop_assert_eq!(ours, serde);
         }
+    }
+
+    proptest::proptest! {
+        /// The hand-written telemetry encoder writes exactly serde_json's bytes for the
+        /// derived `Serialize`, whatever the strings and floats (non-finite ones included).
+        #[test]
+        fn telemetry_json_is_serde_jsons_bytes(
+            strings in proptest::collection::vec(any_text(), 4),
+            optional in proptest::collection::vec(proptest::bool::ANY, 2),
+            rtp in proptest::bool::ANY,
+            event_time in proptest::num::i64::ANY,
+            measurements in proptest::collection::btree_map(any_text(), any_f64(), 0..10),
+        ) {
+            let telemetry = Telemetry {
+                tool_id: strings[0].clone(),
+                tool_type: if rtp { ToolType::Rtp } else { ToolType::IonImplant },
+                recipe_id: strings[1].clone(),
+                lot_id: optional[0].then(|| strings[2].clone()),
+                wafer_id: optional[1].then(|| strings[3].clone()),
+                event_time,
+                measurements,
+            };
+            let ours = encode_telemetry_json(&telemetry);
+            let serde = serde_json::to_vec(&telemetry).unwrap();
+            proptest::prop_assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&serde)
+            );
+            proptest::prop_assert_eq!(&ours, &serde);
+            // Appending leaves what the buffer held before.
+            let mut buf = b"x".to_vec();
+            write_telemetry_json(&telemetry, &mut buf);
+            proptest::prop_assert_eq!(&buf[1..], &serde[..]);
+        }
+    }
+
+    #[test]
+    fn telemetry_json_escapes_like_serde_json() {
+        let mut t = sample();
+        t.tool_id = "quote \" backslash \\ tab \t nul \u{0} us \u{1f} é".into();
+        t.measurements.insert("n\u{7}".into(), f64::NAN);
+        t.measurements.insert("p".into(), f64::INFINITY);
+        t.measurements.insert("q".into(), f64::NEG_INFINITY);
+        t.measurements.insert("z".into(), -0.0);
+        let ours = encode_telemetry_json(&t);
+        assert_eq!(ours, serde_json::to_vec(&t).unwrap());
+        let text = String::from_utf8(ours).unwrap();
+        assert!(text.contains(r#""wafer_id":null"#), "{text}");
+        assert!(
+            text.contains(r#""n\u0007":"NaN","p":"Infinity","q":"-Infinity""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""z":-0.0}}"#), "{text}");
     }
 
     #[test]
