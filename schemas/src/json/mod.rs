@@ -139,10 +139,6 @@ pub fn encode_telemetry_json(telemetry: &Telemetry) -> Vec<u8> {
 /// machinery or an allocation of its own: `spcvm simulate` writes a million of these a
 /// second into one reused buffer.
 pub fn write_telemetry_json(telemetry: &Telemetry, out: &mut Vec<u8>) {
-    let optional = |out: &mut Vec<u8>, s: Option<&str>| match s {
-        Some(s) => write_str(out, s),
-        None => out.extend_from_slice(b"null"),
-    };
     out.extend_from_slice(b"{\"tool_id\":");
     write_str(out, &telemetry.tool_id);
     out.extend_from_slice(b",\"tool_type\":");
@@ -150,9 +146,9 @@ pub fn write_telemetry_json(telemetry: &Telemetry, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"recipe_id\":");
     write_str(out, &telemetry.recipe_id);
     out.extend_from_slice(b",\"lot_id\":");
-    optional(out, telemetry.lot_id.as_deref());
+    write_opt_str(out, telemetry.lot_id.as_deref());
     out.extend_from_slice(b",\"wafer_id\":");
-    optional(out, telemetry.wafer_id.as_deref());
+    write_opt_str(out, telemetry.wafer_id.as_deref());
     out.extend_from_slice(b",\"event_time\":");
     out.extend_from_slice(itoa::Buffer::new().format(telemetry.event_time).as_bytes());
     out.extend_from_slice(b",\"measurements\":{");
@@ -274,6 +270,14 @@ pub fn write_alert_json(alert: &Alert, out: &mut Vec<u8>) {
         }
     }
     out.push(b'}');
+}
+
+/// An optional JSON string: [`write_str`], or `null` when absent.
+pub(crate) fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => write_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 /// A JSON string as serde_json writes it: `"` and `\\` escaped, the control characters

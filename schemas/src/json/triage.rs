@@ -2,7 +2,7 @@
 //! derive, without its per-byte escaping loop and buffer regrowth (a triage version carries
 //! kilobytes of evidence text and alert ids, and the stage publishes about one per alert).
 
-use super::write_str;
+use super::{write_opt_str as opt_str, write_str};
 use crate::triage::Triage;
 
 /// Appends `triage` as serde_json would write it (field order of the struct) to `out`.
@@ -90,13 +90,6 @@ fn float(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
     } else {
         out.extend_from_slice(b"null");
-    }
-}
-
-fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => write_str(out, s),
-        None => out.extend_from_slice(b"null"),
     }
 }
 
