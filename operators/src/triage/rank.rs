@@ -53,9 +53,47 @@ pub struct Ranked<'p> {
     pub scores: Vec<(usize, f64)>,
     /// The first cause's score.
     pub top_score: f64,
+    /// Every playbook the incident's alerts trigger (id) and how much of the trouble is
+    /// its (see [`rank`]); the chosen one included.
+    pub weights: Vec<(&'p str, f64)>,
 }
 
 impl Ranked<'_> {
+    /// How much of the trouble is failure mode `id`'s (0 when its alerts trigger nothing).
+    pub fn weight_of(&self, id: &str) -> f64 {
+        self.weights
+            .iter()
+            .find(|(b, _)| *b == id)
+            .map_or(0.0, |&(_, w)| w)
+    }
+
+    /// The score of cause `id` of the chosen playbook, if it has one.
+    pub fn score_of(&self, id: &str) -> Option<f64> {
+        self.scores
+            .iter()
+            .find(|&&(i, _)| self.playbook.causes[i].id == id)
+            .map(|&(_, s)| s)
+    }
+
+    /// Puts cause `id` first when it scores exactly as high as the first: equal scores
+    /// otherwise go in playbook order, and a published verdict should not turn on a tie.
+    pub fn prefer_on_tie(&mut self, id: &str) {
+        let book = self.playbook;
+        let top = self.top_score;
+        if let Some(at) = self
+            .scores
+            .iter()
+            .position(|&(i, s)| s == top && book.causes[i].id == id)
+        {
+            self.scores[..=at].rotate_right(1);
+        }
+    }
+
+    /// The chosen playbook's weight.
+    pub fn weight(&self) -> f64 {
+        self.weight_of(&self.playbook.id)
+    }
+
     /// The causes' ids, most likely first.
     pub fn cause_ids(&self) -> impl Iterator<Item = &str> {
         self.scores
@@ -150,6 +188,7 @@ pub fn rank<'p>(
 ) -> Option<Ranked<'p>> {
     let weighed = Weighed::new(facts);
     let mut best: Option<(Ranked<'p>, f64, i64)> = None;
+    let mut weights = Vec::new();
     for book in playbooks
         .playbooks
         .iter()
@@ -167,6 +206,7 @@ pub fn rank<'p>(
         let weight: f64 = triggers()
             .map(|(o, strength)| severity_weight(o.severity) * strength)
             .sum();
+        weights.push((book.id.as_str(), weight));
         let ranked = rank_weighed(book, &weighed);
         let better = best.as_ref().is_none_or(|(b, w, at)| {
             (weight, ranked.top_score) > (*w, b.top_score)
@@ -176,7 +216,7 @@ pub fn rank<'p>(
             best = Some((ranked, weight, triggered_at));
         }
     }
-    best.map(|(ranked, _, _)| ranked)
+    best.map(|(ranked, _, _)| Ranked { weights, ..ranked })
 }
 
 /// How much an alert of `severity` weighs in choosing the failure mode.
@@ -263,6 +303,7 @@ fn rank_weighed<'p>(book: &'p Playbook, weighed: &Weighed<'_, '_>) -> Ranked<'p>
         playbook: book,
         scores,
         top_score,
+        weights: Vec::new(),
     }
 }
 

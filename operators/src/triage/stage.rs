@@ -1,7 +1,8 @@
 //! [`TriageStage`], the `triage` stage: per tool, the SPC alerts within a window of event
 //! time form one incident, ranked against the playbooks at every alert; a version is
-//! published when the incident opens and whenever its failure mode, most likely cause or
-//! severity changes, and a last one when it closes. OCAP steps go out once per incident
+//! published when the incident opens, whenever its severity changes or another failure
+//! mode or most likely cause clearly leads the published one, and a last one when it
+//! closes. OCAP steps go out once per incident
 //! and kind.
 
 use std::collections::VecDeque;
@@ -24,6 +25,16 @@ pub const MAX_OBSERVATIONS: usize = 256;
 pub const FADED_HALF_LIVES: i64 = 10;
 /// Most alert ids a triage lists (the first ones).
 pub const MAX_ALERT_IDS: usize = 1_000;
+/// A published failure mode gives way to another only when the other's alerts weigh at
+/// least this many times as much (see [`mod@super::rank`]).
+pub const SWITCH_WEIGHT_RATIO: f64 = 2.0;
+/// ... and only when the other's alerts weigh at least this much: more than one fresh
+/// major alert (2 each), so that a lone false alarm on another parameter does not turn the
+/// verdict.
+pub const SWITCH_MIN_WEIGHT: f64 = 3.0;
+/// A published most likely cause gives way to another only when the other scores at least
+/// this much higher (log-odds: e^0.5, about 1.65 times as likely).
+pub const SWITCH_SCORE_MARGIN: f64 = 0.5;
 /// Recipe changes kept per tool, the latest.
 pub const RECIPE_CHANGES_KEPT: usize = 16;
 
@@ -296,17 +307,20 @@ impl TriageStage {
             now: incident.last_alert_at,
             half_life_ms: self.config.evidence_half_life_ms,
         };
-        let Some(ranked) = rank(&self.playbooks, incident.tool_type, &facts) else {
+        let Some(mut ranked) = rank(&self.playbooks, incident.tool_type, &facts) else {
             return;
         };
-        // News for a subscriber: another failure mode, severity or most likely cause (the
-        // order behind the first cause shifts with every alert; it rides along).
-        let news = incident.published.as_ref().is_none_or(|p| {
-            p.failure_mode != ranked.playbook.id
-                || p.severity != incident.severity
-                || p.causes.first().map(|c| c.cause_id.as_str()) != ranked.cause_ids().next()
-        });
-        if news {
+        if let Some(p) = &incident.published
+            && p.failure_mode == ranked.playbook.id
+            && let Some(top) = p.causes.first()
+        {
+            ranked.prefer_on_tie(&top.cause_id);
+        }
+        if incident
+            .published
+            .as_ref()
+            .is_none_or(|p| news(p, incident.severity, &ranked))
+        {
             let causes = ranked.explain(&facts);
             incident.version += 1;
             out.push(TriageOutput::Triage(triage(
@@ -322,8 +336,9 @@ impl TriageStage {
                 causes,
                 severity: incident.severity,
             });
+            // OCAP follows the published verdict, so an action's reason matches a version.
+            self.ocap(&alert.tool_id, incident, &ranked, alert.event_time, out);
         }
-        self.ocap(&alert.tool_id, incident, &ranked, alert.event_time, out);
     }
 
     /// The OCAP steps the ranking calls for that were not sent yet.
@@ -403,6 +418,31 @@ impl TriageStage {
             IncidentStatus::Closed,
             at,
         )));
+    }
+}
+
+/// Whether the ranking now differs from the published version enough to tell a subscriber:
+/// the severity changed, or another failure mode or most likely cause leads the published
+/// one by a margin ([`SWITCH_WEIGHT_RATIO`], [`SWITCH_SCORE_MARGIN`]). The order behind
+/// the first cause rides along with the next version. Without the margins, an incident
+/// whose alerts come from several parameters (a fault and the false alarms around it)
+/// would change its verdict at nearly every alert, as the freshest alert's parameter
+/// briefly weighs most.
+fn news(published: &Published, severity: Severity, ranked: &Ranked<'_>) -> bool {
+    if published.severity != severity {
+        return true;
+    }
+    if published.failure_mode != ranked.playbook.id {
+        let weight = ranked.weight();
+        return weight >= SWITCH_MIN_WEIGHT
+            && weight >= SWITCH_WEIGHT_RATIO * ranked.weight_of(&published.failure_mode);
+    }
+    let top = published.causes.first().map(|c| c.cause_id.as_str());
+    match (top, ranked.scores.first()) {
+        (Some(top), Some(&(i, score))) if ranked.playbook.causes[i].id != top => ranked
+            .score_of(top)
+            .is_none_or(|was| score - was >= SWITCH_SCORE_MARGIN),
+        (top, first) => top.is_some() != first.is_some(),
     }
 }
 

@@ -778,3 +778,67 @@ fn the_recipe_ring_keeps_the_latest_changes_in_order() {
     assert_eq!(changes, expected);
     assert!(out.is_empty());
 }
+
+#[test]
+fn a_published_verdict_turns_only_when_another_failure_mode_clearly_leads() {
+    let stage = TriageStage::new(shipped(), TriageConfig::default());
+    let mut store = ToolStore::default();
+    let mut out = Vec::new();
+    let mut feed = |parameter: &str, minute: i64| {
+        let a = alert("ION-01", parameter, "ewma", "ewma_lower", false, minute);
+        let mut step = Vec::new();
+        stage.process(&mut store, Input::Upstream(&a), &mut step);
+        out.extend(step.clone());
+        triages(&step)
+            .iter()
+            .map(|t| t.failure_mode.clone())
+            .collect::<Vec<_>>()
+    };
+    // Beam current drifts down: three alerts, one verdict.
+    assert_eq!(feed("beam_current_mA", 100), ["beam_current_instability"]);
+    assert!(feed("beam_current_mA", 101).is_empty());
+    assert!(feed("beam_current_mA", 102).is_empty());
+    // A lone alert on dose uniformity, fresher but outweighed: the verdict stands.
+    assert!(feed("dose_uniformity_pct", 103).is_empty());
+    // Dose uniformity keeps alerting: once its alerts weigh twice the beam current's, the
+    // verdict turns, once.
+    let turned: Vec<(i64, Vec<String>)> = (104..=112)
+        .map(|minute| (minute, feed("dose_uniformity_pct", minute)))
+        .filter(|(_, modes)| !modes.is_empty())
+        .collect();
+    assert_eq!(turned.len(), 1, "{turned:?}");
+    assert_eq!(turned[0].1, ["dose_uniformity"]);
+    // Six dose alerts (weight 12) against three beam current alerts (weight 6, barely faded).
+    assert_eq!(turned[0].0, 108);
+    let versions: Vec<u32> = triages(&out).iter().map(|t| t.version).collect();
+    assert_eq!(versions, [1, 2]);
+}
+
+#[test]
+fn an_exact_tie_keeps_the_published_cause_first() {
+    let books = shipped();
+    let book = &books.playbooks[0];
+    let id = |i: usize| book.causes[i].id.as_str();
+    let mut ranked = Ranked {
+        playbook: book,
+        scores: vec![(0, 1.0), (1, 1.0), (2, 0.5)],
+        top_score: 1.0,
+        weights: Vec::new(),
+    };
+    // A cause that ties the first goes first; one that scores lower does not.
+    ranked.prefer_on_tie(id(1));
+    assert_eq!(
+        ranked.cause_ids().collect::<Vec<_>>(),
+        [id(1), id(0), id(2)]
+    );
+    ranked.prefer_on_tie(id(2));
+    assert_eq!(
+        ranked.cause_ids().collect::<Vec<_>>(),
+        [id(1), id(0), id(2)]
+    );
+    ranked.prefer_on_tie(id(0));
+    assert_eq!(
+        ranked.cause_ids().collect::<Vec<_>>(),
+        [id(0), id(1), id(2)]
+    );
+}
