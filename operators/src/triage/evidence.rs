@@ -29,6 +29,15 @@ pub enum Pattern {
 }
 
 impl Pattern {
+    /// Every pattern, in declaration order (`as usize` indexes it).
+    pub const ALL: [Pattern; 5] = [
+        Pattern::Trend,
+        Pattern::Shift,
+        Pattern::Spike,
+        Pattern::Variance,
+        Pattern::Stratification,
+    ];
+
     /// The name in playbooks and triage text.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -133,16 +142,27 @@ impl Observation {
         }
     }
 
-    /// `source_pressure_mtorr up (cusum_upper on the cusum chart)`.
+    /// `source_pressure_mtorr up (shift cusum_upper on the cusum chart)`.
     pub fn describe(&self) -> String {
-        let direction = self.direction.map_or("", |d| d.as_str());
-        format!(
-            "{} {direction}{}({} {} on the {} chart)",
-            self.parameter,
-            if direction.is_empty() { "" } else { " " },
-            self.pattern.as_str(),
-            self.rule,
-            self.chart
-        )
+        let mut text = String::new();
+        self.describe_into(&mut text);
+        text
+    }
+
+    /// [`Observation::describe`], appended to `text`.
+    pub fn describe_into(&self, text: &mut String) {
+        text.push_str(&self.parameter);
+        text.push(' ');
+        if let Some(d) = self.direction {
+            text.push_str(d.as_str());
+            text.push(' ');
+        }
+        text.push('(');
+        text.push_str(self.pattern.as_str());
+        text.push(' ');
+        text.push_str(&self.rule);
+        text.push_str(" on the ");
+        text.push_str(&self.chart);
+        text.push_str(" chart)");
     }
 }

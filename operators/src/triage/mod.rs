@@ -34,4 +34,6 @@ mod tests;
 pub use evidence::{Direction, Observation, Pattern};
 pub use playbook::{Action, Cause, Evidence, PathPart, Playbook, PlaybookError, Playbooks, When};
 pub use rank::{Facts, Ranked, RecipeChange, rank, rank_causes};
-pub use stage::{Incident, Published, ToolTriage, TriageConfig, TriageOutput, TriageStage};
+pub use stage::{
+    Incident, Published, ToolTriage, TriageConfig, TriageOutput, TriageStage, TriageVersion,
+};

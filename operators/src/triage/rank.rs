@@ -23,7 +23,7 @@
 
 use spcvm_schemas::RankedCause;
 
-use super::evidence::Observation;
+use super::evidence::{Direction, Observation, Pattern};
 use super::playbook::{Evidence, Playbook, Playbooks, When};
 
 /// A recipe change of a tool, as triage keeps it.
@@ -115,25 +115,26 @@ impl Ranked<'_> {
 
     /// The causes with their confidence and the evidence the facts show, in words.
     pub fn explain(&self, facts: &Facts<'_>) -> Vec<RankedCause> {
+        let weighed = Weighed::new(facts);
+        // The softmax's denominator once, not once per cause.
+        let total: f64 = self
+            .scores
+            .iter()
+            .map(|s| (s.1 - self.top_score).exp())
+            .sum();
         self.scores
             .iter()
-            .enumerate()
-            .map(|(rank, &(i, _))| {
+            .map(|&(i, score)| {
                 let cause = &self.playbook.causes[i];
-                let evidence = cause
-                    .evidence
-                    .iter()
-                    .filter_map(|ev| {
-                        let detail = observed(ev, facts)?;
-                        let against = if ev.weight < 0.0 { "against: " } else { "" };
-                        Some(format!("{against}{} [{detail}]", ev.says))
-                    })
-                    .collect();
                 RankedCause {
                     cause_id: cause.id.clone(),
                     name: cause.name.clone(),
-                    confidence: self.confidence(rank),
-                    evidence,
+                    confidence: (score - self.top_score).exp() / total,
+                    evidence: cause
+                        .evidence
+                        .iter()
+                        .filter_map(|ev| observed(ev, &weighed))
+                        .collect(),
                 }
             })
             .collect()
@@ -165,18 +166,6 @@ impl Facts<'_> {
         let age = self.now.saturating_sub(o.event_time).max(0) as f64;
         (-age / self.half_life_ms as f64).exp2()
     }
-
-    /// The belief that the observations `select` picks show a real move: each a witness
-    /// of belief [`LONE_ALERT_BELIEF`] times its strength (0 when it picks none).
-    fn belief(&self, select: impl Fn(&Observation) -> bool) -> f64 {
-        let doubt: f64 = self
-            .observations
-            .iter()
-            .filter(|o| select(o))
-            .map(|o| 1.0 - LONE_ALERT_BELIEF * self.strength(o))
-            .product();
-        1.0 - doubt
-    }
 }
 
 /// Ranks the failure mode the facts point at; `None` when no playbook of `tool_type` is
@@ -194,18 +183,15 @@ pub fn rank<'p>(
         .iter()
         .filter(|b| b.tool_type == tool_type)
     {
-        let triggers = || {
-            book.trigger
-                .iter()
-                .flat_map(|p| weighed.of(p))
-                .map(|&i| (&facts.observations[i], weighed.strengths[i]))
-        };
-        let Some(triggered_at) = triggers().map(|(o, _)| o.event_time).min() else {
+        let mut triggered_at: Option<i64> = None;
+        let mut weight = 0.0;
+        for g in book.trigger.iter().filter_map(|p| weighed.of(p)) {
+            weight += g.weight;
+            triggered_at = Some(triggered_at.map_or(g.first_at, |t| t.min(g.first_at)));
+        }
+        let Some(triggered_at) = triggered_at else {
             continue;
         };
-        let weight: f64 = triggers()
-            .map(|(o, strength)| severity_weight(o.severity) * strength)
-            .sum();
         weights.push((book.id.as_str(), weight));
         let ranked = rank_weighed(book, &weighed);
         let better = best.as_ref().is_none_or(|(b, w, at)| {
@@ -233,52 +219,108 @@ pub fn rank_causes<'p>(book: &'p Playbook, facts: &Facts<'_>) -> Ranked<'p> {
     rank_weighed(book, &Weighed::new(facts))
 }
 
-/// The facts made ready to weigh: each observation's strength computed once, and the
-/// observations grouped by parameter (evidence names one parameter; an incident's alerts
-/// come from a few), so each piece of evidence looks only at its parameter's alerts.
+/// Directions an observation may have: up, down, none.
+const DIRECTIONS: usize = 3;
+/// Pattern-and-direction cells of a parameter's observations.
+const CELLS: usize = Pattern::ALL.len() * DIRECTIONS;
+
+/// The cell of observation `o`.
+fn cell(pattern: Pattern, direction: Option<Direction>) -> usize {
+    let d = match direction {
+        Some(Direction::Up) => 0,
+        Some(Direction::Down) => 1,
+        None => 2,
+    };
+    pattern as usize * DIRECTIONS + d
+}
+
+/// What one parameter's observations weigh: the doubt (`Π(1 - 0.6·strength)`) of those in
+/// each pattern-and-direction cell, of all of them, and their strength weighted by severity.
+#[derive(Debug, Clone, Copy)]
+struct Group<'f> {
+    parameter: &'f str,
+    doubt: [f64; CELLS],
+    all: f64,
+    weight: f64,
+    first_at: i64,
+}
+
+/// The facts made ready to weigh, in one pass over the observations: each observation's
+/// strength computed once and folded into its parameter's [`Group`]. A piece of evidence
+/// then reads the few cells it describes instead of scanning the observations.
 struct Weighed<'f, 'a> {
     facts: &'f Facts<'a>,
-    strengths: Vec<f64>,
-    by_parameter: Vec<(&'f str, Vec<usize>)>,
+    groups: Vec<Group<'f>>,
 }
 
 impl<'f, 'a> Weighed<'f, 'a> {
     fn new(facts: &'f Facts<'a>) -> Self {
-        let mut by_parameter: Vec<(&'f str, Vec<usize>)> = Vec::new();
-        for (i, o) in facts.observations.iter().enumerate() {
-            match by_parameter.iter_mut().find(|(p, _)| *p == o.parameter) {
-                Some((_, members)) => members.push(i),
-                None => by_parameter.push((&o.parameter, vec![i])),
+        let mut groups: Vec<Group<'f>> = Vec::with_capacity(8);
+        let mut last = usize::MAX;
+        for o in facts.observations {
+            // Alerts of one parameter tend to come in runs: try the last group first.
+            if groups.get(last).is_none_or(|g| g.parameter != o.parameter) {
+                last = match groups.iter().position(|g| g.parameter == o.parameter) {
+                    Some(i) => i,
+                    None => {
+                        groups.push(Group {
+                            parameter: &o.parameter,
+                            doubt: [1.0; CELLS],
+                            all: 1.0,
+                            weight: 0.0,
+                            first_at: o.event_time,
+                        });
+                        groups.len() - 1
+                    }
+                };
+            }
+            let g = &mut groups[last];
+            let strength = facts.strength(o);
+            let doubt = 1.0 - LONE_ALERT_BELIEF * strength;
+            g.doubt[cell(o.pattern, o.direction)] *= doubt;
+            g.all *= doubt;
+            g.weight += severity_weight(o.severity) * strength;
+            g.first_at = g.first_at.min(o.event_time);
+        }
+        Weighed { facts, groups }
+    }
+
+    /// The group of `parameter`, if the incident holds alerts on it.
+    fn of(&self, parameter: &str) -> Option<&Group<'f>> {
+        self.groups.iter().find(|g| g.parameter == parameter)
+    }
+
+    /// The belief that `ev`'s alerts (on `parameter`) show a real move:
+    /// `1 - Π(1 - 0.6·strength)` over the observations it describes.
+    fn belief(&self, ev: &Evidence, parameter: &str) -> f64 {
+        let Some(g) = self.of(parameter) else {
+            return 0.0;
+        };
+        if ev.pattern.is_empty() && ev.direction.is_none() {
+            return 1.0 - g.all;
+        }
+        let patterns: &[Pattern] = if ev.pattern.is_empty() {
+            &Pattern::ALL
+        } else {
+            &ev.pattern
+        };
+        let mut doubt = 1.0;
+        for &p in patterns {
+            match ev.direction {
+                Some(d) => doubt *= g.doubt[cell(p, Some(d))],
+                None => {
+                    for d in [Some(Direction::Up), Some(Direction::Down), None] {
+                        doubt *= g.doubt[cell(p, d)];
+                    }
+                }
             }
         }
-        Weighed {
-            facts,
-            strengths: facts
-                .observations
-                .iter()
-                .map(|o| facts.strength(o))
-                .collect(),
-            by_parameter,
-        }
-    }
-
-    /// The indices of the observations of `parameter`.
-    fn of(&self, parameter: &str) -> &[usize] {
-        self.by_parameter
-            .iter()
-            .find(|(p, _)| *p == parameter)
-            .map_or(&[], |(_, members)| members)
-    }
-
-    /// [`Facts::belief`] over the observations of `parameter` that `select` picks.
-    fn belief(&self, parameter: &str, select: impl Fn(&Observation) -> bool) -> f64 {
-        let doubt: f64 = self
-            .of(parameter)
-            .iter()
-            .filter(|&&i| select(&self.facts.observations[i]))
-            .map(|&i| 1.0 - LONE_ALERT_BELIEF * self.strengths[i])
-            .product();
         1.0 - doubt
+    }
+
+    /// The belief that `parameter` moved at all (any alert on it).
+    fn moved(&self, parameter: &str) -> f64 {
+        self.of(parameter).map_or(0.0, |g| 1.0 - g.all)
     }
 }
 
@@ -311,8 +353,8 @@ fn rank_weighed<'p>(book: &'p Playbook, weighed: &Weighed<'_, '_>) -> Ranked<'p>
 fn shows(ev: &Evidence, weighed: &Weighed<'_, '_>) -> f64 {
     let parameter = ev.parameter.as_deref().unwrap_or_default();
     match ev.when {
-        When::Alert => weighed.belief(parameter, |o| matches(ev, parameter, o)),
-        When::NoAlert => 1.0 - weighed.belief(parameter, |_| true),
+        When::Alert => weighed.belief(ev, parameter),
+        When::NoAlert => 1.0 - weighed.moved(parameter),
         When::RecipeChange => f64::from(u8::from(weighed.facts.recipe_change.is_some())),
     }
 }
@@ -324,50 +366,82 @@ fn matches(ev: &Evidence, parameter: &str, o: &Observation) -> bool {
         && ev.direction.is_none_or(|d| o.direction == Some(d))
 }
 
-/// What the facts show of `ev`, in words, if they show it: the latest alert that shows
-/// it, how many do, and the belief they give it.
-fn observed(ev: &Evidence, facts: &Facts<'_>) -> Option<String> {
+/// What the facts show of `ev`, in words, if they show it: what it says, then the latest
+/// alert that shows it, how many do, and the belief they give it.
+fn observed(ev: &Evidence, weighed: &Weighed<'_, '_>) -> Option<String> {
+    let facts = weighed.facts;
     let parameter = ev.parameter.as_deref().unwrap_or_default();
+    let start = |text: &mut String| {
+        if ev.weight < 0.0 {
+            text.push_str("against: ");
+        }
+        text.push_str(&ev.says);
+        text.push_str(" [");
+    };
+    let mut text = String::with_capacity(ev.says.len() + 112);
     match ev.when {
         When::Alert => {
-            let shown = || {
-                facts
-                    .observations
-                    .iter()
-                    .filter(|o| matches(ev, parameter, o))
-            };
-            let latest = shown().next_back()?;
-            let belief = facts.belief(|o| matches(ev, parameter, o));
-            Some(match shown().count() {
-                1 => format!("{}; belief {belief:.2}", latest.describe()),
-                n => format!("{}, {n} alerts; belief {belief:.2}", latest.describe()),
-            })
+            let mut shown = facts
+                .observations
+                .iter()
+                .filter(|o| matches(ev, parameter, o));
+            let latest = shown.next_back()?;
+            let n = 1 + shown.count();
+            start(&mut text);
+            latest.describe_into(&mut text);
+            if n > 1 {
+                text.push_str(", ");
+                text.push_str(itoa::Buffer::new().format(n));
+                text.push_str(" alerts");
+            }
+            text.push_str("; belief ");
+            push_hundredths(&mut text, weighed.belief(ev, parameter));
         }
         When::NoAlert => {
-            let moved = facts.belief(|o| o.parameter == parameter);
+            start(&mut text);
+            let moved = weighed.moved(parameter);
             if moved == 0.0 {
-                Some(format!("no alert on {parameter}"))
+                text.push_str("no alert on ");
+                text.push_str(parameter);
             } else {
                 let n = facts
                     .observations
                     .iter()
                     .filter(|o| o.parameter == parameter)
                     .count();
-                Some(format!(
-                    "{n} alert(s) on {parameter}, belief it moved {moved:.2}"
-                ))
+                text.push_str(itoa::Buffer::new().format(n));
+                text.push_str(" alert(s) on ");
+                text.push_str(parameter);
+                text.push_str(", belief it moved ");
+                push_hundredths(&mut text, moved);
             }
         }
-        When::RecipeChange => facts.recipe_change.map(|c| {
+        When::RecipeChange => {
+            let c = facts.recipe_change?;
+            start(&mut text);
+            text.push_str("recipe ");
+            text.push_str(&c.from);
+            text.push_str(" -> ");
+            text.push_str(&c.to);
             let before = (facts.opened_at - c.at) / 60_000;
             if before >= 0 {
-                format!(
-                    "recipe {} -> {}, {before} min before the first alert",
-                    c.from, c.to
-                )
+                text.push_str(", ");
+                text.push_str(itoa::Buffer::new().format(before));
+                text.push_str(" min before the first alert");
             } else {
-                format!("recipe {} -> {} during the incident", c.from, c.to)
+                text.push_str(" during the incident");
             }
-        }),
+        }
     }
+    text.push(']');
+    Some(text)
+}
+
+/// `v` in [0, 1] with two decimals (`0.60`), rounded to the nearest hundredth.
+fn push_hundredths(text: &mut String, v: f64) {
+    let h = (v.clamp(0.0, 1.0) * 100.0).round() as u32;
+    text.push(char::from(b'0' + (h / 100) as u8));
+    text.push('.');
+    text.push(char::from(b'0' + (h / 10 % 10) as u8));
+    text.push(char::from(b'0' + (h % 10) as u8));
 }

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use spcvm_schemas::{
     ActionKind, Alert, IncidentStatus, OcapAction, RankedAction, RankedCause, SchemaError,
-    Severity, TelemetryView, ToolType, Triage,
+    Severity, TelemetryRef, TelemetryView, ToolType, Triage,
 };
 
 use super::evidence::Observation;
@@ -66,6 +66,9 @@ impl Default for TriageConfig {
 pub struct TriageStage {
     playbooks: Playbooks,
     config: TriageConfig,
+    /// Each playbook's actions as JSON (`actions_json[book][action]`), encoded once: they
+    /// read the same in every version, only their order changes.
+    actions_json: Vec<Vec<Vec<u8>>>,
 }
 
 /// The Avro schemas of the two streams.
@@ -88,9 +91,19 @@ const STREAMS: [StreamSpec; 2] = [
 #[derive(Debug, Clone, PartialEq)]
 pub enum TriageOutput {
     /// On the `triage` stream.
-    Triage(Triage),
+    Triage(TriageVersion),
     /// On the `actions` stream.
     Action(OcapAction),
+}
+
+/// A triage version as the stage emits it: the record, and the JSON of its actions, joined
+/// from the playbook's actions encoded once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriageVersion {
+    /// The version.
+    pub triage: Triage,
+    /// The elements of its `actions` array as JSON, comma-separated, in order.
+    actions_json: Vec<u8>,
 }
 
 impl StageOutput for TriageOutput {
@@ -103,28 +116,36 @@ impl StageOutput for TriageOutput {
 
     fn key(&self) -> &str {
         match self {
-            TriageOutput::Triage(t) => &t.tool_id,
+            TriageOutput::Triage(v) => &v.triage.tool_id,
             TriageOutput::Action(a) => &a.tool_id,
         }
     }
 
     fn to_json(&self) -> Vec<u8> {
         match self {
-            TriageOutput::Triage(t) => spcvm_schemas::encode_triage_json(t),
+            TriageOutput::Triage(v) => {
+                let mut json = Vec::new();
+                spcvm_schemas::write_triage_json_with_actions(
+                    &v.triage,
+                    &v.actions_json,
+                    &mut json,
+                );
+                json
+            }
             TriageOutput::Action(a) => spcvm_schemas::encode_action_json(a),
         }
     }
 
     fn to_avro(&self) -> Result<Vec<u8>, SchemaError> {
         match self {
-            TriageOutput::Triage(t) => spcvm_schemas::encode_triage_avro(t),
+            TriageOutput::Triage(v) => spcvm_schemas::encode_triage_avro(&v.triage),
             TriageOutput::Action(a) => spcvm_schemas::encode_action_avro(a),
         }
     }
 
     fn value(&self) -> &dyn std::any::Any {
         match self {
-            TriageOutput::Triage(t) => t,
+            TriageOutput::Triage(v) => &v.triage,
             TriageOutput::Action(a) => a,
         }
     }
@@ -187,7 +208,25 @@ pub struct Published {
 impl TriageStage {
     /// The stage with validated `playbooks`.
     pub fn new(playbooks: Playbooks, config: TriageConfig) -> TriageStage {
-        TriageStage { playbooks, config }
+        let actions_json = playbooks
+            .playbooks
+            .iter()
+            .map(|book| {
+                book.actions
+                    .iter()
+                    .map(|a| {
+                        let mut json = Vec::new();
+                        spcvm_schemas::write_ranked_action_json(&ranked_action(a), &mut json);
+                        json
+                    })
+                    .collect()
+            })
+            .collect();
+        TriageStage {
+            playbooks,
+            config,
+            actions_json,
+        }
     }
 
     /// Its playbooks.
@@ -242,9 +281,11 @@ impl TriageStage {
         let state = store.entry(&alert.tool_id);
         // The same alert delivered twice is one witness, not two.
         if state.incident.as_ref().is_some_and(|i| {
-            i.observations
-                .iter()
-                .any(|o| o.repeats == alert.repeats && o.alert_id == alert.alert_id)
+            i.observations.iter().any(|o| {
+                o.event_time == alert.event_time
+                    && o.repeats == alert.repeats
+                    && o.alert_id == alert.alert_id
+            })
         }) {
             return;
         }
@@ -323,7 +364,7 @@ impl TriageStage {
         {
             let causes = ranked.explain(&facts);
             incident.version += 1;
-            out.push(TriageOutput::Triage(triage(
+            out.push(TriageOutput::Triage(self.version(
                 &alert.tool_id,
                 incident,
                 ranked.playbook,
@@ -410,7 +451,7 @@ impl TriageStage {
         incident.version += 1;
         incident.severity = published.severity;
         let at = incident.last_alert_at.saturating_add(self.config.window_ms);
-        out.push(TriageOutput::Triage(triage(
+        out.push(TriageOutput::Triage(self.version(
             tool,
             &incident,
             book,
@@ -446,52 +487,83 @@ fn news(published: &Published, severity: Severity, ranked: &Ranked<'_>) -> bool 
     }
 }
 
-/// A triage version of `incident`: failure mode `book`, its causes ranked as `causes`.
-fn triage(
-    tool: &str,
-    incident: &Incident,
-    book: &Playbook,
-    causes: &[RankedCause],
-    status: IncidentStatus,
-    event_time: i64,
-) -> Triage {
-    let rank_of = |cause: &Option<String>| match cause {
-        Some(c) => causes
+impl TriageStage {
+    /// A triage version of `incident`: failure mode `book`, its causes ranked as `causes`.
+    fn version(
+        &self,
+        tool: &str,
+        incident: &Incident,
+        book: &Playbook,
+        causes: &[RankedCause],
+        status: IncidentStatus,
+        event_time: i64,
+    ) -> TriageVersion {
+        let rank_of = |cause: &Option<String>| match cause {
+            Some(c) => causes
+                .iter()
+                .position(|r| &r.cause_id == c)
+                .unwrap_or(usize::MAX),
+            None => causes.len(),
+        };
+        // Actions for the likelier causes first, then those for any cause; by priority
+        // within.
+        let mut order: Vec<usize> = (0..book.actions.len()).collect();
+        order.sort_by_key(|&i| (rank_of(&book.actions[i].cause), book.actions[i].priority));
+        let encoded = self
+            .playbooks
+            .playbooks
             .iter()
-            .position(|r| &r.cause_id == c)
-            .unwrap_or(usize::MAX),
-        None => causes.len(),
-    };
-    // Actions for the likelier causes first, then those for any cause; by priority within.
-    let mut actions: Vec<_> = book.actions.iter().collect();
-    actions.sort_by_key(|a| (rank_of(&a.cause), a.priority));
-    Triage {
-        incident_id: incident.id.clone(),
-        version: incident.version,
-        status,
-        tool_id: tool.to_string(),
-        tool_type: incident.tool_type,
-        recipe_id: incident.recipe_id.clone(),
-        lot_id: incident.lot_id.clone(),
-        wafer_id: incident.wafer_id.clone(),
-        failure_mode: book.id.clone(),
-        failure_mode_name: book.name.clone(),
-        severity: incident.severity,
-        causes: causes.to_vec(),
-        actions: actions
-            .into_iter()
-            .map(|a| RankedAction {
-                action_id: a.id.clone(),
-                description: a.description.clone(),
-                priority: a.priority,
-                owner: a.owner.clone(),
-                kind: a.kind,
-                cause_id: a.cause.clone(),
-            })
-            .collect(),
-        alert_ids: incident.alert_ids.clone(),
-        opened_at: incident.opened_at,
-        event_time,
+            .position(|b| std::ptr::eq(b, book))
+            .map(|i| &self.actions_json[i]);
+        let mut actions_json = Vec::new();
+        for (n, &i) in order.iter().enumerate() {
+            if n > 0 {
+                actions_json.push(b',');
+            }
+            match encoded {
+                Some(encoded) => actions_json.extend_from_slice(&encoded[i]),
+                None => spcvm_schemas::write_ranked_action_json(
+                    &ranked_action(&book.actions[i]),
+                    &mut actions_json,
+                ),
+            }
+        }
+        TriageVersion {
+            triage: Triage {
+                incident_id: incident.id.clone(),
+                version: incident.version,
+                status,
+                tool_id: tool.to_string(),
+                tool_type: incident.tool_type,
+                recipe_id: incident.recipe_id.clone(),
+                lot_id: incident.lot_id.clone(),
+                wafer_id: incident.wafer_id.clone(),
+                failure_mode: book.id.clone(),
+                failure_mode_name: book.name.clone(),
+                severity: incident.severity,
+                causes: causes.to_vec(),
+                actions: order
+                    .into_iter()
+                    .map(|i| ranked_action(&book.actions[i]))
+                    .collect(),
+                alert_ids: incident.alert_ids.clone(),
+                opened_at: incident.opened_at,
+                event_time,
+            },
+            actions_json,
+        }
+    }
+}
+
+/// A playbook action as a triage lists it.
+fn ranked_action(a: &super::playbook::Action) -> RankedAction {
+    RankedAction {
+        action_id: a.id.clone(),
+        description: a.description.clone(),
+        priority: a.priority,
+        owner: a.owner.clone(),
+        kind: a.kind,
+        cause_id: a.cause.clone(),
     }
 }
 
@@ -539,6 +611,19 @@ impl Stage for TriageStage {
                     self.alert(store, alert, out);
                 }
             }
+        }
+        RecordStats::default()
+    }
+
+    /// Records only move the recipe tracking: no per-record dispatch.
+    fn process_records(
+        &self,
+        store: &mut ToolStore<ToolTriage>,
+        records: &[TelemetryRef<'_>],
+        _out: &mut Vec<TriageOutput>,
+    ) -> RecordStats {
+        for record in records {
+            self.record(store, record);
         }
         RecordStats::default()
     }

@@ -6,7 +6,7 @@
 use spcvm_schemas::{ActionKind, Alert, IncidentStatus, Severity, Telemetry, ToolType};
 
 use super::*;
-use crate::stage::{Input, Stage, StateStore, ToolStore};
+use crate::stage::{Input, Stage, StageOutput, StateStore, ToolStore};
 
 const PLAYBOOKS: [&str; 2] = [
     include_str!("../../../deploy/playbooks/ion_implant.toml"),
@@ -495,9 +495,19 @@ fn kinds(out: &[TriageOutput]) -> Vec<ActionKind> {
 }
 
 fn triages(out: &[TriageOutput]) -> Vec<&spcvm_schemas::Triage> {
+    // The JSON the stage writes, its actions joined from the playbook's encoded once, is
+    // the record's.
+    for o in out {
+        if let TriageOutput::Triage(v) = o {
+            assert_eq!(
+                String::from_utf8(o.to_json()).unwrap(),
+                String::from_utf8(spcvm_schemas::encode_triage_json(&v.triage)).unwrap()
+            );
+        }
+    }
     out.iter()
         .filter_map(|o| match o {
-            TriageOutput::Triage(t) => Some(t),
+            TriageOutput::Triage(v) => Some(&v.triage),
             TriageOutput::Action(_) => None,
         })
         .collect()

@@ -3,15 +3,46 @@
 //! kilobytes of evidence text and alert ids, and the stage publishes about one per alert).
 
 use super::{write_opt_str as opt_str, write_str};
-use crate::triage::Triage;
+use crate::triage::{RankedAction, Triage};
 
 /// Appends `triage` as serde_json would write it (field order of the struct) to `out`.
 pub fn write_triage_json(t: &Triage, out: &mut Vec<u8>) {
+    write(t, None, out);
+}
+
+/// [`write_triage_json`] with the elements of the `actions` array given already encoded
+/// (each by [`write_ranked_action_json`], comma-separated, in `t.actions`' order): a
+/// playbook's actions read the same in every version, so a stage encodes them once.
+pub fn write_triage_json_with_actions(t: &Triage, actions: &[u8], out: &mut Vec<u8>) {
+    write(t, Some(actions), out);
+}
+
+/// Appends one element of a triage's `actions` as serde_json would write it.
+pub fn write_ranked_action_json(a: &RankedAction, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"action_id\":");
+    write_str(out, &a.action_id);
+    out.extend_from_slice(b",\"description\":");
+    write_str(out, &a.description);
+    out.extend_from_slice(b",\"priority\":");
+    int(out, i64::from(a.priority));
+    out.extend_from_slice(b",\"owner\":");
+    write_str(out, &a.owner);
+    out.extend_from_slice(b",\"kind\":");
+    write_str(out, a.kind.as_str());
+    out.extend_from_slice(b",\"cause_id\":");
+    opt_str(out, a.cause_id.as_deref());
+    out.push(b'}');
+}
+
+fn write(t: &Triage, actions: Option<&[u8]>, out: &mut Vec<u8>) {
     let text: usize = t
         .causes
         .iter()
         .flat_map(|c| c.evidence.iter().map(String::len).chain([c.name.len()]))
-        .chain(t.actions.iter().map(|a| a.description.len()))
+        .chain(std::iter::once(actions.map_or_else(
+            || t.actions.iter().map(|a| a.description.len()).sum(),
+            <[u8]>::len,
+        )))
         .chain(t.alert_ids.iter().map(String::len))
         .sum();
     out.reserve(text + 256 + 64 * t.causes.len() + 96 * t.actions.len() + 3 * t.alert_ids.len());
@@ -53,23 +84,16 @@ pub fn write_triage_json(t: &Triage, out: &mut Vec<u8>) {
         out.push(b'}');
     }
     out.extend_from_slice(b"],\"actions\":[");
-    for (i, a) in t.actions.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+    match actions {
+        Some(encoded) => out.extend_from_slice(encoded),
+        None => {
+            for (i, a) in t.actions.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_ranked_action_json(a, out);
+            }
         }
-        out.extend_from_slice(b"{\"action_id\":");
-        write_str(out, &a.action_id);
-        out.extend_from_slice(b",\"description\":");
-        write_str(out, &a.description);
-        out.extend_from_slice(b",\"priority\":");
-        int(out, i64::from(a.priority));
-        out.extend_from_slice(b",\"owner\":");
-        write_str(out, &a.owner);
-        out.extend_from_slice(b",\"kind\":");
-        write_str(out, a.kind.as_str());
-        out.extend_from_slice(b",\"cause_id\":");
-        opt_str(out, a.cause_id.as_deref());
-        out.push(b'}');
     }
     out.extend_from_slice(b"],\"alert_ids\":");
     str_list(out, &t.alert_ids);
@@ -109,7 +133,7 @@ mod tests {
     use super::*;
     use crate::alert::Severity;
     use crate::telemetry::ToolType;
-    use crate::triage::{ActionKind, IncidentStatus, RankedAction, RankedCause};
+    use crate::triage::{ActionKind, IncidentStatus, RankedCause};
 
     fn sample(awkward: &str) -> Triage {
         Triage {
@@ -138,14 +162,24 @@ mod tests {
                     evidence: vec![],
                 },
             ],
-            actions: vec![RankedAction {
-                action_id: "check_source".into(),
-                description: awkward.into(),
-                priority: 1,
-                owner: "equipment_engineer".into(),
-                kind: ActionKind::ToolInhibit,
-                cause_id: None,
-            }],
+            actions: vec![
+                RankedAction {
+                    action_id: "check_source".into(),
+                    description: awkward.into(),
+                    priority: 1,
+                    owner: "equipment_engineer".into(),
+                    kind: ActionKind::ToolInhibit,
+                    cause_id: None,
+                },
+                RankedAction {
+                    action_id: "leak_check".into(),
+                    description: "Leak-check the chamber".into(),
+                    priority: 2,
+                    owner: awkward.into(),
+                    kind: ActionKind::Inspect,
+                    cause_id: Some("vacuum_leak".into()),
+                },
+            ],
             alert_ids: vec!["a1".into(), awkward.into()],
             opened_at: -5,
             event_time: 1_796_623_200_000,
@@ -166,8 +200,19 @@ mod tests {
             let serde = serde_json::to_vec(&t).unwrap();
             assert_eq!(
                 String::from_utf8(ours).unwrap(),
-                String::from_utf8(serde).unwrap()
+                String::from_utf8(serde.clone()).unwrap()
             );
+            // The same with the actions encoded beforehand.
+            let mut actions = Vec::new();
+            for (i, a) in t.actions.iter().enumerate() {
+                if i > 0 {
+                    actions.push(b',');
+                }
+                write_ranked_action_json(a, &mut actions);
+            }
+            let mut spliced = Vec::new();
+            write_triage_json_with_actions(&t, &actions, &mut spliced);
+            assert_eq!(spliced, serde);
         }
     }
 }
