@@ -12,11 +12,16 @@
 //! (a loop by default) for stages that are cheaper a batch at a time.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use spcvm_schemas::{Alert, SchemaError, TelemetryRef};
+
+use crate::state::short_eq;
 
 /// One input of a stage: a telemetry record, or a value of the upstream stream it reads.
 #[derive(Debug)]
@@ -81,6 +86,11 @@ pub trait StageOutput: Send + 'static {
     fn key(&self) -> &str;
     /// One line of JSON (no newline).
     fn to_json(&self) -> Vec<u8>;
+    /// [`StageOutput::to_json`] appended to `out`, so that a sink can reuse one buffer; an
+    /// output may write it there without a buffer of its own.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_json());
+    }
     /// A bare Avro datum of the stream's schema.
     ///
     /// # Errors
@@ -98,6 +108,10 @@ impl StageOutput for Alert {
 
     fn to_json(&self) -> Vec<u8> {
         spcvm_schemas::encode_alert_json(self)
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>) {
+        spcvm_schemas::write_alert_json(self, out);
     }
 
     fn to_avro(&self) -> Result<Vec<u8>, SchemaError> {
@@ -215,18 +229,29 @@ pub trait Stage: Send + Sync + 'static {
 }
 
 /// A [`StateStore`] of one state per tool (the input key): for stages whose state is per
-/// tool, such as triage.
+/// tool, such as triage. A stage that reads records looks its tool up on every record, so
+/// the table compares ids of a few bytes inline ([`short_eq`]) rather than through `memcmp`.
 #[derive(Debug, Clone)]
 pub struct ToolStore<S> {
-    states: HashMap<Box<str>, (S, bool), foldhash::fast::FixedState>,
+    states: HashTable<Slot<S>>,
+    hasher: foldhash::fast::FixedState,
     /// Tools changed since the last checkpoint, in first-change order.
     changed: Vec<Box<str>>,
+}
+
+/// One tool's state, and whether it changed since the last checkpoint.
+#[derive(Debug, Clone)]
+struct Slot<S> {
+    tool: Box<str>,
+    state: S,
+    changed: bool,
 }
 
 impl<S> Default for ToolStore<S> {
     fn default() -> Self {
         ToolStore {
-            states: HashMap::default(),
+            states: HashTable::new(),
+            hasher: foldhash::fast::FixedState::default(),
             changed: Vec::new(),
         }
     }
@@ -235,27 +260,44 @@ impl<S> Default for ToolStore<S> {
 impl<S: Default> ToolStore<S> {
     /// The state of `tool`, created if absent; counted as changed.
     pub fn entry(&mut self, tool: &str) -> &mut S {
-        if !self.states.contains_key(tool) {
-            self.states.insert(tool.into(), (S::default(), false));
-        }
-        let (state, changed) = self.states.get_mut(tool).expect("inserted above");
-        if !*changed {
-            *changed = true;
+        let hash = self.hasher.hash_one(tool);
+        let hasher = &self.hasher;
+        let slot = match self.states.entry(
+            hash,
+            |s| short_eq(s.tool.as_bytes(), tool.as_bytes()),
+            |s| hasher.hash_one(&*s.tool),
+        ) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e
+                .insert(Slot {
+                    tool: tool.into(),
+                    state: S::default(),
+                    changed: false,
+                })
+                .into_mut(),
+        };
+        if !slot.changed {
+            slot.changed = true;
             self.changed.push(tool.into());
         }
-        state
+        &mut slot.state
     }
 }
 
 impl<S> ToolStore<S> {
     /// The state of `tool`, if any.
+    #[inline]
     pub fn get(&self, tool: &str) -> Option<&S> {
-        self.states.get(tool).map(|(s, _)| s)
+        self.states
+            .find(self.hasher.hash_one(tool), |s| {
+                short_eq(s.tool.as_bytes(), tool.as_bytes())
+            })
+            .map(|s| &s.state)
     }
 
     /// Every tool and its state, sorted by tool (deterministic order for sweeps).
     pub fn sorted(&self) -> Vec<(&str, &S)> {
-        let mut v: Vec<_> = self.states.iter().map(|(k, (s, _))| (&**k, s)).collect();
+        let mut v: Vec<_> = self.states.iter().map(|s| (&*s.tool, &s.state)).collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v
     }
@@ -263,13 +305,13 @@ impl<S> ToolStore<S> {
     /// The tools whose state `keep` accepts, sorted by tool, mutably; counted as changed.
     pub fn sorted_mut_where(&mut self, mut keep: impl FnMut(&S) -> bool) -> Vec<(&str, &mut S)> {
         let mut v = Vec::new();
-        for (k, (s, changed)) in &mut self.states {
-            if keep(s) {
-                if !*changed {
-                    *changed = true;
-                    self.changed.push(k.clone());
+        for slot in &mut self.states {
+            if keep(&slot.state) {
+                if !slot.changed {
+                    slot.changed = true;
+                    self.changed.push(slot.tool.clone());
                 }
-                v.push((&**k, s));
+                v.push((&*slot.tool, &mut slot.state));
             }
         }
         v.sort_by(|a, b| a.0.cmp(b.0));
@@ -283,9 +325,13 @@ impl<S: Serialize + DeserializeOwned + Send + 'static> StateStore for ToolStore<
 
     fn drain_changed(&mut self, mut f: impl FnMut(&[&str], &S)) {
         for tool in std::mem::take(&mut self.changed) {
-            if let Some((state, changed)) = self.states.get_mut(&tool) {
-                *changed = false;
-                f(&[&tool], state);
+            let hash = self.hasher.hash_one(&*tool);
+            if let Some(slot) = self
+                .states
+                .find_mut(hash, |s| short_eq(s.tool.as_bytes(), tool.as_bytes()))
+            {
+                slot.changed = false;
+                f(&[&tool], &slot.state);
             }
         }
     }
@@ -293,7 +339,23 @@ impl<S: Serialize + DeserializeOwned + Send + 'static> StateStore for ToolStore<
     fn restore(&mut self, key: &[String], snapshot: S) -> Result<(), String> {
         match key {
             [tool] => {
-                self.states.insert(tool.as_str().into(), (snapshot, false));
+                let hash = self.hasher.hash_one(tool.as_str());
+                let hasher = &self.hasher;
+                let slot = Slot {
+                    tool: tool.as_str().into(),
+                    state: snapshot,
+                    changed: false,
+                };
+                match self.states.entry(
+                    hash,
+                    |s| short_eq(s.tool.as_bytes(), tool.as_bytes()),
+                    |s| hasher.hash_one(&*s.tool),
+                ) {
+                    Entry::Occupied(mut e) => *e.get_mut() = slot,
+                    Entry::Vacant(e) => {
+                        e.insert(slot);
+                    }
+                }
                 Ok(())
             }
             _ => Err(format!(

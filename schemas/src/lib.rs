@@ -65,8 +65,8 @@ pub use avro::{
 pub use error::{AvroError, SchemaError};
 pub use json::{
     TelemetryJsonWriter, decode_alert_json, decode_telemetry_json, decode_telemetry_json_ref,
-    encode_alert_json, encode_telemetry_json, write_ranked_action_json, write_telemetry_json,
-    write_triage_json_with_actions,
+    encode_alert_json, encode_telemetry_json, write_action_json, write_alert_json,
+    write_ranked_action_json, write_telemetry_json, write_triage_json_with_actions,
 };
 pub use telemetry::{ParseEnumError, Telemetry, TelemetryRef, TelemetryView, ToolType};
 pub use triage::{

@@ -189,7 +189,9 @@ pub fn encode_triage_json(triage: &Triage) -> Vec<u8> {
 
 /// Encodes an action as one JSON line (no newline).
 pub fn encode_action_json(action: &OcapAction) -> Vec<u8> {
-    serde_json::to_vec(action).expect("an action always serializes")
+    let mut out = Vec::with_capacity(512);
+    crate::json::write_action_json(action, &mut out);
+    out
 }
 
 /// Decodes a triage from JSON.

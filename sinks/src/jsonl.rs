@@ -52,6 +52,8 @@ pub struct LineWriter<W: Write> {
     out: BufWriter<W>,
     path: PathBuf,
     written: u64,
+    /// The line being written, reused.
+    line: Vec<u8>,
 }
 
 impl LineWriter<File> {
@@ -76,6 +78,7 @@ impl<W: Write> LineWriter<W> {
             out: BufWriter::with_capacity(64 * 1024, writer),
             path: name.into(),
             written: 0,
+            line: Vec::new(),
         }
     }
 
@@ -86,10 +89,11 @@ impl<W: Write> LineWriter<W> {
     /// [`SinkError::Write`] naming the output and the line's number when writing fails.
     pub fn write(&mut self, output: &dyn StageOutput) -> Result<(), SinkError> {
         let index = self.written + 1;
-        let mut line = output.to_json();
-        line.push(b'\n');
+        self.line.clear();
+        output.write_json(&mut self.line);
+        self.line.push(b'\n');
         self.out
-            .write_all(&line)
+            .write_all(&self.line)
             .map_err(|source| SinkError::Write {
                 path: self.path.clone(),
                 index,

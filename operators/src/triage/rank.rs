@@ -25,6 +25,7 @@ use spcvm_schemas::RankedCause;
 
 use super::evidence::{Direction, Observation, Pattern};
 use super::playbook::{Evidence, Playbook, Playbooks, When};
+use crate::state::short_eq;
 
 /// A recipe change of a tool, as triage keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -177,7 +178,7 @@ pub fn rank<'p>(
 ) -> Option<Ranked<'p>> {
     let weighed = Weighed::new(facts);
     let mut best: Option<(Ranked<'p>, f64, i64)> = None;
-    let mut weights = Vec::new();
+    let mut weights = Vec::with_capacity(playbooks.playbooks.len());
     for book in playbooks
         .playbooks
         .iter()
@@ -219,6 +220,11 @@ pub fn rank_causes<'p>(book: &'p Playbook, facts: &Facts<'_>) -> Ranked<'p> {
     rank_weighed(book, &Weighed::new(facts))
 }
 
+/// Equality of two parameter names (a few bytes each; no `memcmp` call).
+fn same(a: &str, b: &str) -> bool {
+    short_eq(a.as_bytes(), b.as_bytes())
+}
+
 /// Directions an observation may have: up, down, none.
 const DIRECTIONS: usize = 3;
 /// Pattern-and-direction cells of a parameter's observations.
@@ -257,10 +263,15 @@ impl<'f, 'a> Weighed<'f, 'a> {
     fn new(facts: &'f Facts<'a>) -> Self {
         let mut groups: Vec<Group<'f>> = Vec::with_capacity(8);
         let mut last = usize::MAX;
+        // Alerts of one record share an event time, and so a strength.
+        let mut strength_at = (i64::MIN, 0.0);
         for o in facts.observations {
             // Alerts of one parameter tend to come in runs: try the last group first.
-            if groups.get(last).is_none_or(|g| g.parameter != o.parameter) {
-                last = match groups.iter().position(|g| g.parameter == o.parameter) {
+            if groups
+                .get(last)
+                .is_none_or(|g| !same(g.parameter, &o.parameter))
+            {
+                last = match groups.iter().position(|g| same(g.parameter, &o.parameter)) {
                     Some(i) => i,
                     None => {
                         groups.push(Group {
@@ -275,7 +286,10 @@ impl<'f, 'a> Weighed<'f, 'a> {
                 };
             }
             let g = &mut groups[last];
-            let strength = facts.strength(o);
+            if strength_at.0 != o.event_time {
+                strength_at = (o.event_time, facts.strength(o));
+            }
+            let strength = strength_at.1;
             let doubt = 1.0 - LONE_ALERT_BELIEF * strength;
             g.doubt[cell(o.pattern, o.direction)] *= doubt;
             g.all *= doubt;
@@ -287,7 +301,7 @@ impl<'f, 'a> Weighed<'f, 'a> {
 
     /// The group of `parameter`, if the incident holds alerts on it.
     fn of(&self, parameter: &str) -> Option<&Group<'f>> {
-        self.groups.iter().find(|g| g.parameter == parameter)
+        self.groups.iter().find(|g| same(g.parameter, parameter))
     }
 
     /// The belief that `ev`'s alerts (on `parameter`) show a real move:

@@ -17,6 +17,7 @@ use super::evidence::Observation;
 use super::playbook::{Playbook, Playbooks};
 use super::rank::{Facts, Ranked, RecipeChange, rank};
 use crate::stage::{Input, RecordStats, Stage, StageOutput, StreamSpec, ToolStore};
+use crate::state::short_eq;
 
 /// Most observations an incident keeps (its latest ones: older evidence has faded).
 pub const MAX_OBSERVATIONS: usize = 256;
@@ -122,17 +123,17 @@ impl StageOutput for TriageOutput {
     }
 
     fn to_json(&self) -> Vec<u8> {
+        let mut json = Vec::new();
+        self.write_json(&mut json);
+        json
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>) {
         match self {
             TriageOutput::Triage(v) => {
-                let mut json = Vec::new();
-                spcvm_schemas::write_triage_json_with_actions(
-                    &v.triage,
-                    &v.actions_json,
-                    &mut json,
-                );
-                json
+                spcvm_schemas::write_triage_json_with_actions(&v.triage, &v.actions_json, out);
             }
-            TriageOutput::Action(a) => spcvm_schemas::encode_action_json(a),
+            TriageOutput::Action(a) => spcvm_schemas::write_action_json(a, out),
         }
     }
 
@@ -242,12 +243,14 @@ impl TriageStage {
     /// The tool's recipe as of `record`: a change is remembered with its event time. Once
     /// the ring is full, the change it drops lends its strings to the new one, so a tool
     /// that changes recipes often allocates nothing.
+    #[inline]
     fn record(&self, store: &mut ToolStore<ToolTriage>, record: &impl TelemetryView) {
         let (tool, recipe) = (record.tool_id(), record.recipe_id());
-        if store
-            .get(tool)
-            .is_some_and(|s| s.recipe.as_deref() == Some(recipe))
-        {
+        if store.get(tool).is_some_and(|s| {
+            s.recipe
+                .as_deref()
+                .is_some_and(|r| short_eq(r.as_bytes(), recipe.as_bytes()))
+        }) {
             return;
         }
         let state = store.entry(tool);
@@ -368,7 +371,7 @@ impl TriageStage {
                 &alert.tool_id,
                 incident,
                 ranked.playbook,
-                &causes,
+                (causes.clone(), incident.alert_ids.clone()),
                 IncidentStatus::Open,
                 alert.event_time,
             )));
@@ -451,11 +454,12 @@ impl TriageStage {
         incident.version += 1;
         incident.severity = published.severity;
         let at = incident.last_alert_at.saturating_add(self.config.window_ms);
+        let alert_ids = std::mem::take(&mut incident.alert_ids);
         out.push(TriageOutput::Triage(self.version(
             tool,
             &incident,
             book,
-            &published.causes,
+            (published.causes, alert_ids),
             IncidentStatus::Closed,
             at,
         )));
@@ -488,13 +492,14 @@ fn news(published: &Published, severity: Severity, ranked: &Ranked<'_>) -> bool 
 }
 
 impl TriageStage {
-    /// A triage version of `incident`: failure mode `book`, its causes ranked as `causes`.
+    /// A triage version of `incident`: failure mode `book`, its causes ranked as `causes`,
+    /// its alerts `alert_ids` (given owned, so that the last version takes them).
     fn version(
         &self,
         tool: &str,
         incident: &Incident,
         book: &Playbook,
-        causes: &[RankedCause],
+        (causes, alert_ids): (Vec<RankedCause>, Vec<String>),
         status: IncidentStatus,
         event_time: i64,
     ) -> TriageVersion {
@@ -541,12 +546,12 @@ impl TriageStage {
                 failure_mode: book.id.clone(),
                 failure_mode_name: book.name.clone(),
                 severity: incident.severity,
-                causes: causes.to_vec(),
+                causes,
                 actions: order
                     .into_iter()
                     .map(|i| ranked_action(&book.actions[i]))
                     .collect(),
-                alert_ids: incident.alert_ids.clone(),
+                alert_ids,
                 opened_at: incident.opened_at,
                 event_time,
             },

@@ -284,6 +284,7 @@ pub fn run(job: &Job, stop: &AtomicBool) -> Result<FileSummary, RunError> {
         dlq: dlq_out,
         participants,
         step: Step::default(),
+        line: Vec::new(),
     };
     let mut offset = files.cp.input_offset;
     let mut line_no = files.cp.input_line;
@@ -369,6 +370,8 @@ struct Files<'j> {
     /// Sinks outside these files, in the checkpoint's two-phase commit.
     participants: Participants,
     step: Step,
+    /// The output line being written, reused.
+    line: Vec<u8>,
 }
 
 impl Files<'_> {
@@ -392,7 +395,9 @@ impl Files<'_> {
         step.count(&self.job.metrics);
         summary.records += step.records;
         for emitted in &step.outputs {
-            self.outputs[usize::from(emitted.stream.0)].write_line(&emitted.output.to_json())?;
+            self.line.clear();
+            emitted.output.write_json(&mut self.line);
+            self.outputs[usize::from(emitted.stream.0)].write_line(&self.line)?;
             self.participants.write(&self.job.chain, emitted)?;
             if emitted.output.value().is::<Alert>() {
                 summary.alerts += 1;

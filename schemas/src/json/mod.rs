@@ -28,7 +28,9 @@ mod fast;
 mod triage;
 mod writer;
 
-pub use triage::{write_ranked_action_json, write_triage_json, write_triage_json_with_actions};
+pub use triage::{
+    write_action_json, write_ranked_action_json, write_triage_json, write_triage_json_with_actions,
+};
 pub use writer::TelemetryJsonWriter;
 
 /// Decodes one telemetry sample from a JSON document.

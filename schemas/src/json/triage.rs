@@ -3,7 +3,7 @@
 //! kilobytes of evidence text and alert ids, and the stage publishes about one per alert).
 
 use super::{write_opt_str as opt_str, write_str};
-use crate::triage::{RankedAction, Triage};
+use crate::triage::{OcapAction, RankedAction, Triage};
 
 /// Appends `triage` as serde_json would write it (field order of the struct) to `out`.
 pub fn write_triage_json(t: &Triage, out: &mut Vec<u8>) {
@@ -31,6 +31,37 @@ pub fn write_ranked_action_json(a: &RankedAction, out: &mut Vec<u8>) {
     write_str(out, a.kind.as_str());
     out.extend_from_slice(b",\"cause_id\":");
     opt_str(out, a.cause_id.as_deref());
+    out.push(b'}');
+}
+
+/// Appends an OCAP action as serde_json would write it (field order of the struct).
+pub fn write_action_json(a: &OcapAction, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"action_id\":");
+    write_str(out, &a.action_id);
+    out.extend_from_slice(b",\"incident_id\":");
+    write_str(out, &a.incident_id);
+    out.extend_from_slice(b",\"kind\":");
+    write_str(out, a.kind.as_str());
+    out.extend_from_slice(b",\"tool_id\":");
+    write_str(out, &a.tool_id);
+    out.extend_from_slice(b",\"tool_type\":");
+    write_str(out, a.tool_type.as_str());
+    out.extend_from_slice(b",\"recipe_id\":");
+    write_str(out, &a.recipe_id);
+    out.extend_from_slice(b",\"lot_id\":");
+    opt_str(out, a.lot_id.as_deref());
+    out.extend_from_slice(b",\"wafer_id\":");
+    opt_str(out, a.wafer_id.as_deref());
+    out.extend_from_slice(b",\"severity\":");
+    write_str(out, a.severity.as_str());
+    out.extend_from_slice(b",\"reason\":");
+    write_str(out, &a.reason);
+    out.extend_from_slice(b",\"description\":");
+    write_str(out, &a.description);
+    out.extend_from_slice(b",\"owner\":");
+    write_str(out, &a.owner);
+    out.extend_from_slice(b",\"event_time\":");
+    int(out, a.event_time);
     out.push(b'}');
 }
 
@@ -133,7 +164,7 @@ mod tests {
     use super::*;
     use crate::alert::Severity;
     use crate::telemetry::ToolType;
-    use crate::triage::{ActionKind, IncidentStatus, RankedCause};
+    use crate::triage::{ActionKind, IncidentStatus, OcapAction, RankedCause};
 
     fn sample(awkward: &str) -> Triage {
         Triage {
@@ -183,6 +214,39 @@ mod tests {
             alert_ids: vec!["a1".into(), awkward.into()],
             opened_at: -5,
             event_time: 1_796_623_200_000,
+        }
+    }
+
+    #[test]
+    fn writes_actions_as_serde_json_does() {
+        for awkward in [
+            "",
+            "quote \" backslash \\ newline \n nul \0",
+            "ünïcødé ✓ 🚀",
+        ] {
+            for (lot, wafer) in [(Some(awkward), None), (None, Some("W01"))] {
+                let a = OcapAction {
+                    action_id: format!("ION-01:1:{awkward}:lot_hold"),
+                    incident_id: format!("ION-01:1:{awkward}"),
+                    kind: ActionKind::LotHold,
+                    tool_id: "ION-01".into(),
+                    tool_type: ToolType::IonImplant,
+                    recipe_id: awkward.into(),
+                    lot_id: lot.map(str::to_string),
+                    wafer_id: wafer.map(str::to_string),
+                    severity: Severity::Major,
+                    reason: format!("Beam current instability; most likely {awkward} (72 %)"),
+                    description: awkward.into(),
+                    owner: "process_engineer".into(),
+                    event_time: -1_796_623_200_000,
+                };
+                let mut ours = Vec::new();
+                write_action_json(&a, &mut ours);
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    String::from_utf8(serde_json::to_vec(&a).unwrap()).unwrap()
+                );
+            }
         }
     }
 
