@@ -286,7 +286,7 @@ impl<S: Default> ToolStore<S> {
 
 impl<S> ToolStore<S> {
     /// The state of `tool`, if any.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, tool: &str) -> Option<&S> {
         self.states
             .find(self.hasher.hash_one(tool), |s| {

@@ -6,6 +6,7 @@
 //! and kind.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use spcvm_schemas::{
@@ -67,9 +68,31 @@ impl Default for TriageConfig {
 pub struct TriageStage {
     playbooks: Playbooks,
     config: TriageConfig,
-    /// Each playbook's actions as JSON (`actions_json[book][action]`), encoded once: they
-    /// read the same in every version, only their order changes.
-    actions_json: Vec<Vec<Vec<u8>>>,
+    /// Each playbook's actions as a triage lists them, made once: they read the same in
+    /// every version, only their order changes.
+    actions: Vec<BookActions>,
+}
+
+/// One playbook's actions as a triage lists them, and as JSON.
+#[derive(Debug, Clone)]
+struct BookActions {
+    ranked: Arc<[RankedAction]>,
+    json: Vec<Vec<u8>>,
+}
+
+impl BookActions {
+    fn of(book: &Playbook) -> BookActions {
+        let ranked: Arc<[RankedAction]> = book.actions.iter().map(ranked_action).collect();
+        let json = ranked
+            .iter()
+            .map(|a| {
+                let mut json = Vec::new();
+                spcvm_schemas::write_ranked_action_json(a, &mut json);
+                json
+            })
+            .collect();
+        BookActions { ranked, json }
+    }
 }
 
 /// The Avro schemas of the two streams.
@@ -78,7 +101,7 @@ const STREAMS: [StreamSpec; 2] = [
         name: "triage",
         default_topic: "spc.triage",
         avro_schema: spcvm_schemas::TRIAGE_SCHEMA_JSON,
-        value_type: std::any::TypeId::of::<Triage>,
+        value_type: std::any::TypeId::of::<TriageVersion>,
     },
     StreamSpec {
         name: "actions",
@@ -97,14 +120,38 @@ pub enum TriageOutput {
     Action(OcapAction),
 }
 
-/// A triage version as the stage emits it: the record, and the JSON of its actions, joined
-/// from the playbook's actions encoded once.
+/// A triage version as the stage emits it. Its actions are the playbook's, shared, in the
+/// version's order, and their JSON is joined from the playbook's encoded once: a version
+/// costs its own words, not the playbook's again. [`TriageVersion::to_triage`] gives the
+/// record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriageVersion {
-    /// The version.
-    pub triage: Triage,
+    /// The record, its `actions` left empty (they are `actions` in `order`).
+    head: Triage,
+    actions: Arc<[RankedAction]>,
+    order: Vec<u16>,
     /// The elements of its `actions` array as JSON, comma-separated, in order.
     actions_json: Vec<u8>,
+}
+
+impl TriageVersion {
+    /// The triage record of this version.
+    pub fn to_triage(&self) -> Triage {
+        Triage {
+            actions: self.actions().cloned().collect(),
+            ..self.head.clone()
+        }
+    }
+
+    /// Its actions, first to take first.
+    pub fn actions(&self) -> impl Iterator<Item = &RankedAction> {
+        self.order.iter().map(|&i| &self.actions[usize::from(i)])
+    }
+
+    /// The tool.
+    pub fn tool_id(&self) -> &str {
+        &self.head.tool_id
+    }
 }
 
 impl StageOutput for TriageOutput {
@@ -117,7 +164,7 @@ impl StageOutput for TriageOutput {
 
     fn key(&self) -> &str {
         match self {
-            TriageOutput::Triage(v) => &v.triage.tool_id,
+            TriageOutput::Triage(v) => v.tool_id(),
             TriageOutput::Action(a) => &a.tool_id,
         }
     }
@@ -131,7 +178,7 @@ impl StageOutput for TriageOutput {
     fn write_json(&self, out: &mut Vec<u8>) {
         match self {
             TriageOutput::Triage(v) => {
-                spcvm_schemas::write_triage_json_with_actions(&v.triage, &v.actions_json, out);
+                spcvm_schemas::write_triage_json_with_actions(&v.head, &v.actions_json, out);
             }
             TriageOutput::Action(a) => spcvm_schemas::write_action_json(a, out),
         }
@@ -139,14 +186,14 @@ impl StageOutput for TriageOutput {
 
     fn to_avro(&self) -> Result<Vec<u8>, SchemaError> {
         match self {
-            TriageOutput::Triage(v) => spcvm_schemas::encode_triage_avro(&v.triage),
+            TriageOutput::Triage(v) => spcvm_schemas::encode_triage_avro(&v.to_triage()),
             TriageOutput::Action(a) => spcvm_schemas::encode_action_avro(a),
         }
     }
 
     fn value(&self) -> &dyn std::any::Any {
         match self {
-            TriageOutput::Triage(v) => &v.triage,
+            TriageOutput::Triage(v) => v,
             TriageOutput::Action(a) => a,
         }
     }
@@ -209,24 +256,11 @@ pub struct Published {
 impl TriageStage {
     /// The stage with validated `playbooks`.
     pub fn new(playbooks: Playbooks, config: TriageConfig) -> TriageStage {
-        let actions_json = playbooks
-            .playbooks
-            .iter()
-            .map(|book| {
-                book.actions
-                    .iter()
-                    .map(|a| {
-                        let mut json = Vec::new();
-                        spcvm_schemas::write_ranked_action_json(&ranked_action(a), &mut json);
-                        json
-                    })
-                    .collect()
-            })
-            .collect();
+        let actions = playbooks.playbooks.iter().map(BookActions::of).collect();
         TriageStage {
             playbooks,
             config,
-            actions_json,
+            actions,
         }
     }
 
@@ -240,19 +274,26 @@ impl TriageStage {
         &self.config
     }
 
-    /// The tool's recipe as of `record`: a change is remembered with its event time. Once
-    /// the ring is full, the change it drops lends its strings to the new one, so a tool
-    /// that changes recipes often allocates nothing.
+    /// The tool's recipe as of `record`: a change is remembered with its event time. The
+    /// usual case, the same recipe as the tool's last record, is a lookup and a compare.
     #[inline]
     fn record(&self, store: &mut ToolStore<ToolTriage>, record: &impl TelemetryView) {
-        let (tool, recipe) = (record.tool_id(), record.recipe_id());
-        if store.get(tool).is_some_and(|s| {
+        let recipe = record.recipe_id();
+        if !store.get(record.tool_id()).is_some_and(|s| {
             s.recipe
                 .as_deref()
                 .is_some_and(|r| short_eq(r.as_bytes(), recipe.as_bytes()))
         }) {
-            return;
+            Self::recipe_changed(store, record.tool_id(), recipe, record.event_time());
         }
+    }
+
+    /// The tool's first record, or a record of another recipe than the tool's last. Once
+    /// the ring is full, the change it drops lends its strings to the new one, so a tool
+    /// that changes recipes often allocates nothing.
+    #[cold]
+    #[inline(never)]
+    fn recipe_changed(store: &mut ToolStore<ToolTriage>, tool: &str, recipe: &str, at: i64) {
         let state = store.entry(tool);
         let Some(from) = state.recipe.as_mut() else {
             state.recipe = Some(recipe.to_string());
@@ -267,7 +308,7 @@ impl TriageStage {
                 to: String::new(),
             }
         };
-        change.at = record.event_time();
+        change.at = at;
         // The old recipe becomes the change's `from`; the dropped change's `from` buffer
         // holds the new current recipe.
         std::mem::swap(from, &mut change.from);
@@ -512,29 +553,35 @@ impl TriageStage {
         };
         // Actions for the likelier causes first, then those for any cause; by priority
         // within.
-        let mut order: Vec<usize> = (0..book.actions.len()).collect();
-        order.sort_by_key(|&i| (rank_of(&book.actions[i].cause), book.actions[i].priority));
-        let encoded = self
+        let mut order: Vec<u16> = (0..book.actions.len())
+            .map(|i| u16::try_from(i).unwrap_or(u16::MAX))
+            .collect();
+        order.sort_by_key(|&i| {
+            let a = &book.actions[usize::from(i)];
+            (rank_of(&a.cause), a.priority)
+        });
+        let made;
+        let shared = match self
             .playbooks
             .playbooks
             .iter()
             .position(|b| std::ptr::eq(b, book))
-            .map(|i| &self.actions_json[i]);
-        let mut actions_json = Vec::new();
+        {
+            Some(i) => &self.actions[i],
+            None => {
+                made = BookActions::of(book);
+                &made
+            }
+        };
+        let mut actions_json = Vec::with_capacity(1024);
         for (n, &i) in order.iter().enumerate() {
             if n > 0 {
                 actions_json.push(b',');
             }
-            match encoded {
-                Some(encoded) => actions_json.extend_from_slice(&encoded[i]),
-                None => spcvm_schemas::write_ranked_action_json(
-                    &ranked_action(&book.actions[i]),
-                    &mut actions_json,
-                ),
-            }
+            actions_json.extend_from_slice(&shared.json[usize::from(i)]);
         }
         TriageVersion {
-            triage: Triage {
+            head: Triage {
                 incident_id: incident.id.clone(),
                 version: incident.version,
                 status,
@@ -547,14 +594,13 @@ impl TriageStage {
                 failure_mode_name: book.name.clone(),
                 severity: incident.severity,
                 causes,
-                actions: order
-                    .into_iter()
-                    .map(|i| ranked_action(&book.actions[i]))
-                    .collect(),
+                actions: Vec::new(),
                 alert_ids,
                 opened_at: incident.opened_at,
                 event_time,
             },
+            actions: Arc::clone(&shared.ranked),
+            order,
             actions_json,
         }
     }

@@ -494,20 +494,19 @@ fn kinds(out: &[TriageOutput]) -> Vec<ActionKind> {
         .collect()
 }
 
-fn triages(out: &[TriageOutput]) -> Vec<&spcvm_schemas::Triage> {
+fn triages(out: &[TriageOutput]) -> Vec<spcvm_schemas::Triage> {
     // The JSON the stage writes, its actions joined from the playbook's encoded once, is
     // the record's.
-    for o in out {
-        if let TriageOutput::Triage(v) = o {
-            assert_eq!(
-                String::from_utf8(o.to_json()).unwrap(),
-                String::from_utf8(spcvm_schemas::encode_triage_json(&v.triage)).unwrap()
-            );
-        }
-    }
     out.iter()
         .filter_map(|o| match o {
-            TriageOutput::Triage(v) => Some(&v.triage),
+            TriageOutput::Triage(v) => {
+                let t = v.to_triage();
+                assert_eq!(
+                    String::from_utf8(o.to_json()).unwrap(),
+                    String::from_utf8(spcvm_schemas::encode_triage_json(&t)).unwrap()
+                );
+                Some(t)
+            }
             TriageOutput::Action(_) => None,
         })
         .collect()
