@@ -230,7 +230,7 @@ pub trait Stage: Send + Sync + 'static {
 
 /// A [`StateStore`] of one state per tool (the input key): for stages whose state is per
 /// tool, such as triage. A stage that reads records looks its tool up on every record, so
-/// the table compares ids of a few bytes inline ([`short_eq`]) rather than through `memcmp`.
+/// the table compares ids of a few bytes inline rather than through `memcmp`.
 #[derive(Debug, Clone)]
 pub struct ToolStore<S> {
     states: HashTable<Slot<S>>,

@@ -505,6 +505,10 @@ fn triages(out: &[TriageOutput]) -> Vec<spcvm_schemas::Triage> {
                     String::from_utf8(o.to_json()).unwrap(),
                     String::from_utf8(spcvm_schemas::encode_triage_json(&t)).unwrap()
                 );
+                // ... and its Avro datum decodes to the record, actions in order.
+                let avro = spcvm_schemas::decode_triage_avro(&o.to_avro().unwrap()).unwrap();
+                assert_eq!(avro, t);
+                assert_eq!(v.actions().count(), t.actions.len());
                 Some(t)
             }
             TriageOutput::Action(_) => None,
