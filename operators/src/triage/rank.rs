@@ -230,7 +230,7 @@ const DIRECTIONS: usize = 3;
 /// Pattern-and-direction cells of a parameter's observations.
 const CELLS: usize = Pattern::ALL.len() * DIRECTIONS;
 
-/// The cell of observation `o`.
+/// The cell of an observation of `pattern` and `direction`.
 fn cell(pattern: Pattern, direction: Option<Direction>) -> usize {
     let d = match direction {
         Some(Direction::Up) => 0,
@@ -313,13 +313,12 @@ impl<'f, 'a> Weighed<'f, 'a> {
         if ev.pattern.is_empty() && ev.direction.is_none() {
             return 1.0 - g.all;
         }
-        let patterns: &[Pattern] = if ev.pattern.is_empty() {
-            &Pattern::ALL
-        } else {
-            &ev.pattern
-        };
         let mut doubt = 1.0;
-        for &p in patterns {
+        // Each cell once, even if the playbook names a pattern twice.
+        for p in Pattern::ALL
+            .into_iter()
+            .filter(|p| ev.pattern.is_empty() || ev.pattern.contains(p))
+        {
             match ev.direction {
                 Some(d) => doubt *= g.doubt[cell(p, Some(d))],
                 None => {

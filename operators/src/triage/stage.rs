@@ -2,8 +2,7 @@
 //! time form one incident, ranked against the playbooks at every alert; a version is
 //! published when the incident opens, whenever its severity changes or another failure
 //! mode or most likely cause clearly leads the published one, and a last one when it
-//! closes. OCAP steps go out once per incident
-//! and kind.
+//! closes. OCAP steps go out once per incident and kind.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,7 +29,7 @@ pub const MAX_ALERT_IDS: usize = 1_000;
 /// A published failure mode gives way to another only when the other's alerts weigh at
 /// least this many times as much (see [`mod@super::rank`]).
 pub const SWITCH_WEIGHT_RATIO: f64 = 2.0;
-/// ... and only when the other's alerts weigh at least this much: more than one fresh
+/// A failure mode that takes over must also weigh at least this much: more than one fresh
 /// major alert (2 each), so that a lone false alarm on another parameter does not turn the
 /// verdict.
 pub const SWITCH_MIN_WEIGHT: f64 = 3.0;
@@ -129,7 +128,7 @@ pub struct TriageVersion {
     /// The record, its `actions` left empty (they are `actions` in `order`).
     head: Triage,
     actions: Arc<[RankedAction]>,
-    order: Vec<u16>,
+    order: Vec<usize>,
     /// The elements of its `actions` array as JSON, comma-separated, in order.
     actions_json: Vec<u8>,
 }
@@ -145,7 +144,7 @@ impl TriageVersion {
 
     /// Its actions, first to take first.
     pub fn actions(&self) -> impl Iterator<Item = &RankedAction> {
-        self.order.iter().map(|&i| &self.actions[usize::from(i)])
+        self.order.iter().map(|&i| &self.actions[i])
     }
 
     /// The tool.
@@ -553,13 +552,8 @@ impl TriageStage {
         };
         // Actions for the likelier causes first, then those for any cause; by priority
         // within.
-        let mut order: Vec<u16> = (0..book.actions.len())
-            .map(|i| u16::try_from(i).unwrap_or(u16::MAX))
-            .collect();
-        order.sort_by_key(|&i| {
-            let a = &book.actions[usize::from(i)];
-            (rank_of(&a.cause), a.priority)
-        });
+        let mut order: Vec<usize> = (0..book.actions.len()).collect();
+        order.sort_by_key(|&i| (rank_of(&book.actions[i].cause), book.actions[i].priority));
         let made;
         let shared = match self
             .playbooks
@@ -578,7 +572,7 @@ impl TriageStage {
             if n > 0 {
                 actions_json.push(b',');
             }
-            actions_json.extend_from_slice(&shared.json[usize::from(i)]);
+            actions_json.extend_from_slice(&shared.json[i]);
         }
         TriageVersion {
             head: Triage {

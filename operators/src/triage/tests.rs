@@ -855,3 +855,52 @@ fn an_exact_tie_keeps_the_published_cause_first() {
         [id(0), id(1), id(2)]
     );
 }
+
+#[test]
+fn a_pattern_named_twice_counts_once() {
+    let books = shipped();
+    let book = &books.playbooks[0];
+    let (c, e) = book
+        .causes
+        .iter()
+        .enumerate()
+        .find_map(|(c, cause)| {
+            let e = cause.evidence.iter().position(|ev| {
+                ev.when == When::Alert && !ev.pattern.is_empty() && ev.parameter.is_some()
+            })?;
+            Some((c, e))
+        })
+        .expect("a playbook with pattern evidence");
+    let ev = &book.causes[c].evidence[e];
+    let parameter = ev.parameter.clone().unwrap();
+    let mut twice = book.clone();
+    let doubled = &mut twice.causes[c].evidence[e].pattern;
+    doubled.extend(doubled.clone());
+    // Alerts showing that evidence: its pattern, from a chart and rule that give it, the
+    // direction from the statistic.
+    let (chart, rule) = match ev.pattern[0] {
+        Pattern::Trend => ("ewma", "rule_1"),
+        Pattern::Shift => ("xbar", "rule_2"),
+        Pattern::Spike => ("xbar", "rule_1"),
+        Pattern::Variance => ("r", "rule_1"),
+        Pattern::Stratification => ("xbar", "rule_7"),
+    };
+    let up = ev.direction != Some(Direction::Down);
+    let observations: Vec<Observation> = (0..3)
+        .map(|m| Observation::of(&alert("ION-01", &parameter, chart, rule, up, 100 + m)))
+        .collect();
+    let facts = Facts {
+        observations: &observations,
+        recipe_change: None,
+        opened_at: 100 * 60_000,
+        now: 102 * 60_000,
+        half_life_ms: 1_800_000,
+    };
+    let once = rank_causes(book, &facts);
+    assert!(
+        once.scores
+            .iter()
+            .any(|&(i, s)| i == c && s != book.causes[c].prior)
+    );
+    assert_eq!(rank_causes(&twice, &facts).scores, once.scores);
+}
