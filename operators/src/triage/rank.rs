@@ -104,25 +104,25 @@ impl Ranked<'_> {
 
     /// The confidence of the cause ranked `rank` (0: the first): the softmax of the scores.
     pub fn confidence(&self, rank: usize) -> f64 {
-        let total: f64 = self
-            .scores
-            .iter()
-            .map(|s| (s.1 - self.top_score).exp())
-            .sum();
+        let total = self.softmax_total();
         self.scores
             .get(rank)
             .map_or(0.0, |s| (s.1 - self.top_score).exp() / total)
+    }
+
+    /// The softmax's denominator (scores taken from the first's, so no term overflows).
+    fn softmax_total(&self) -> f64 {
+        self.scores
+            .iter()
+            .map(|s| (s.1 - self.top_score).exp())
+            .sum()
     }
 
     /// The causes with their confidence and the evidence the facts show, in words.
     pub fn explain(&self, facts: &Facts<'_>) -> Vec<RankedCause> {
         let weighed = Weighed::new(facts);
         // The softmax's denominator once, not once per cause.
-        let total: f64 = self
-            .scores
-            .iter()
-            .map(|s| (s.1 - self.top_score).exp())
-            .sum();
+        let total = self.softmax_total();
         self.scores
             .iter()
             .map(|&(i, score)| {
