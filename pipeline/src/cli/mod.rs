@@ -240,12 +240,13 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 /// fresh pages in: 2-3 % of the job's CPU in a profile at 900,000 records/s. Blocks below
 /// 32 MiB now come from the heaps and up to 128 MiB of free memory stays in each, which
 /// bounds what the job keeps beyond its peak use. A `GLIBC_TUNABLES` setting of the
-/// allocator's own wins.
-fn tune_malloc() {
+/// allocator's own wins. Public so that benchmarks that run the commands' library calls
+/// run them under the same allocator settings; call it before starting any thread.
+pub fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if !std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.")) {
         // SAFETY: mallopt only sets allocator parameters (it takes the allocator's own
-        // lock); `main_with` is called before any other thread exists.
+        // lock); callers call it before any other thread exists.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
             libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
