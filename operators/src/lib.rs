@@ -18,6 +18,9 @@
 //! - [`signal`]: what fired ([`Rule`], [`Plot`], [`Signal`]) and the severity mapping.
 //! - [`dedup`]: folding repeats of one rule on one chart inside an event-time window.
 //! - [`defaults`]: the seed's ion-implant and RTP monitors.
+//! - [`short`]: [`short::ShortStr`], an id kept inline, for lookups at every record.
+//! - [`triage`]: the `triage` stage: alerts into incidents, ranked causes and OCAP steps,
+//!   following playbooks.
 //! - [`monitor`]: [`SpcMonitor`], the `spc` stage: routes a record's measurements to
 //!   their charts and turns signals into deduplicated [`spcvm_schemas::Alert`]s. It reads a
 //!   record through [`spcvm_schemas::TelemetryView`], so an owned `Telemetry` and a
@@ -42,6 +45,7 @@ pub mod dedup;
 pub mod defaults;
 pub mod monitor;
 pub mod rules;
+pub mod short;
 pub mod signal;
 pub mod spc;
 pub mod stage;

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use spcvm_schemas::{Alert, SchemaError, TelemetryRef};
 
-use crate::state::short_eq;
+use crate::short::ShortStr;
 
 /// One input of a stage: a telemetry record, or a value of the upstream stream it reads.
 #[derive(Debug)]
@@ -230,7 +230,8 @@ pub trait Stage: Send + Sync + 'static {
 
 /// A [`StateStore`] of one state per tool (the input key): for stages whose state is per
 /// tool, such as triage. A stage that reads records looks its tool up on every record, so
-/// the table compares ids of a few bytes inline rather than through `memcmp`.
+/// the table keeps the ids inline ([`ShortStr`]) and compares them without a pointer to
+/// follow or a `memcmp` call.
 #[derive(Debug, Clone)]
 pub struct ToolStore<S> {
     states: HashTable<Slot<S>>,
@@ -242,7 +243,7 @@ pub struct ToolStore<S> {
 /// One tool's state, and whether it changed since the last checkpoint.
 #[derive(Debug, Clone)]
 struct Slot<S> {
-    tool: Box<str>,
+    tool: ShortStr,
     state: S,
     changed: bool,
 }
@@ -264,13 +265,13 @@ impl<S: Default> ToolStore<S> {
         let hasher = &self.hasher;
         let slot = match self.states.entry(
             hash,
-            |s| short_eq(s.tool.as_bytes(), tool.as_bytes()),
-            |s| hasher.hash_one(&*s.tool),
+            |s| s.tool.is(tool),
+            |s| hasher.hash_one(s.tool.as_str()),
         ) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e
                 .insert(Slot {
-                    tool: tool.into(),
+                    tool: ShortStr::new(tool),
                     state: S::default(),
                     changed: false,
                 })
@@ -289,15 +290,17 @@ impl<S> ToolStore<S> {
     #[inline(always)]
     pub fn get(&self, tool: &str) -> Option<&S> {
         self.states
-            .find(self.hasher.hash_one(tool), |s| {
-                short_eq(s.tool.as_bytes(), tool.as_bytes())
-            })
+            .find(self.hasher.hash_one(tool), |s| s.tool.is(tool))
             .map(|s| &s.state)
     }
 
     /// Every tool and its state, sorted by tool (deterministic order for sweeps).
     pub fn sorted(&self) -> Vec<(&str, &S)> {
-        let mut v: Vec<_> = self.states.iter().map(|s| (&*s.tool, &s.state)).collect();
+        let mut v: Vec<_> = self
+            .states
+            .iter()
+            .map(|s| (s.tool.as_str(), &s.state))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v
     }
@@ -309,9 +312,9 @@ impl<S> ToolStore<S> {
             if keep(&slot.state) {
                 if !slot.changed {
                     slot.changed = true;
-                    self.changed.push(slot.tool.clone());
+                    self.changed.push(slot.tool.as_str().into());
                 }
-                v.push((&*slot.tool, &mut slot.state));
+                v.push((slot.tool.as_str(), &mut slot.state));
             }
         }
         v.sort_by(|a, b| a.0.cmp(b.0));
@@ -326,10 +329,7 @@ impl<S: Serialize + DeserializeOwned + Send + 'static> StateStore for ToolStore<
     fn drain_changed(&mut self, mut f: impl FnMut(&[&str], &S)) {
         for tool in std::mem::take(&mut self.changed) {
             let hash = self.hasher.hash_one(&*tool);
-            if let Some(slot) = self
-                .states
-                .find_mut(hash, |s| short_eq(s.tool.as_bytes(), tool.as_bytes()))
-            {
+            if let Some(slot) = self.states.find_mut(hash, |s| s.tool.is(&tool)) {
                 slot.changed = false;
                 f(&[&tool], &slot.state);
             }
@@ -342,14 +342,14 @@ impl<S: Serialize + DeserializeOwned + Send + 'static> StateStore for ToolStore<
                 let hash = self.hasher.hash_one(tool.as_str());
                 let hasher = &self.hasher;
                 let slot = Slot {
-                    tool: tool.as_str().into(),
+                    tool: ShortStr::new(tool),
                     state: snapshot,
                     changed: false,
                 };
                 match self.states.entry(
                     hash,
-                    |s| short_eq(s.tool.as_bytes(), tool.as_bytes()),
-                    |s| hasher.hash_one(&*s.tool),
+                    |s| s.tool.is(tool),
+                    |s| hasher.hash_one(s.tool.as_str()),
                 ) {
                     Entry::Occupied(mut e) => *e.get_mut() = slot,
                     Entry::Vacant(e) => {

@@ -12,6 +12,8 @@
 use serde::{Deserialize, Serialize};
 use spcvm_schemas::{Alert, Severity};
 
+use crate::short::ShortStr;
+
 /// The shape of a parameter's move, from the chart and rule that caught it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -107,12 +109,13 @@ impl Direction {
 pub struct Observation {
     /// The alert.
     pub alert_id: String,
-    /// Its parameter.
-    pub parameter: String,
+    /// Its parameter (the short ids inline: an incident keeps hundreds of observations,
+    /// and each would otherwise cost three allocations).
+    pub parameter: ShortStr,
     /// Its chart and rule, as the alert names them (for the evidence text).
-    pub chart: String,
+    pub chart: ShortStr,
     /// The rule.
-    pub rule: String,
+    pub rule: ShortStr,
     /// The pattern they show.
     pub pattern: Pattern,
     /// The direction of the move, if it has one.
@@ -131,9 +134,9 @@ impl Observation {
     pub fn of(alert: &Alert) -> Observation {
         Observation {
             alert_id: alert.alert_id.clone(),
-            parameter: alert.parameter.clone(),
-            chart: alert.chart.clone(),
-            rule: alert.rule.clone(),
+            parameter: ShortStr::new(&alert.parameter),
+            chart: ShortStr::new(&alert.chart),
+            rule: ShortStr::new(&alert.rule),
             pattern: Pattern::of(&alert.chart, &alert.rule),
             direction: Direction::of(alert),
             severity: alert.severity,
@@ -151,7 +154,7 @@ impl Observation {
 
     /// [`Observation::describe`], appended to `text`.
     pub fn describe_into(&self, text: &mut String) {
-        text.push_str(&self.parameter);
+        text.push_str(self.parameter.as_str());
         text.push(' ');
         if let Some(d) = self.direction {
             text.push_str(d.as_str());
@@ -160,9 +163,9 @@ impl Observation {
         text.push('(');
         text.push_str(self.pattern.as_str());
         text.push(' ');
-        text.push_str(&self.rule);
+        text.push_str(self.rule.as_str());
         text.push_str(" on the ");
-        text.push_str(&self.chart);
+        text.push_str(self.chart.as_str());
         text.push_str(" chart)");
     }
 }

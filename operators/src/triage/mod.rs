@@ -7,6 +7,8 @@
 //!   actions) and its validation.
 //! - [`evidence`]: what one alert says ([`Observation`]: the pattern of the move, from the
 //!   chart and rule, and its direction).
+//! - [`observations`]: an incident's observations ([`Observations`]), laid out for the
+//!   ranking that reads them at every alert.
 //! - [`rank`](mod@rank): causes scored by the evidence an incident shows (confidence: the softmax of
 //!   the scores), and the failure mode chosen among the playbooks its alerts trigger.
 //! - [`stage`]: [`TriageStage`], the stage: incidents per tool within a window of event
@@ -24,6 +26,7 @@
 //! ```
 
 pub mod evidence;
+pub mod observations;
 pub mod playbook;
 pub mod rank;
 pub mod stage;
@@ -32,6 +35,7 @@ pub mod stage;
 mod tests;
 
 pub use evidence::{Direction, Observation, Pattern};
+pub use observations::Observations;
 pub use playbook::{Action, Cause, Evidence, PathPart, Playbook, PlaybookError, Playbooks, When};
 pub use rank::{Facts, Ranked, RecipeChange, rank, rank_causes};
 pub use stage::{

@@ -24,6 +24,7 @@
 use spcvm_schemas::RankedCause;
 
 use super::evidence::{Direction, Observation, Pattern};
+use super::observations::{CELLS, Observations, cell};
 use super::playbook::{Evidence, Playbook, Playbooks, When};
 use crate::state::short_eq;
 
@@ -145,7 +146,7 @@ impl Ranked<'_> {
 /// The facts an incident offers the evidence.
 pub struct Facts<'a> {
     /// Its alerts' observations, in arrival order.
-    pub observations: &'a [Observation],
+    pub observations: &'a Observations,
     /// A recipe change of the tool in the lookback before the incident's latest alert.
     pub recipe_change: Option<&'a RecipeChange>,
     /// Event time of the incident's first alert (for the recipe change's "N min before").
@@ -161,10 +162,15 @@ impl Facts<'_> {
     /// How strongly `o` still speaks: `0.5^(age / half-life)`, its age counted from
     /// [`Facts::now`] (1 for the latest alert, and for any alert when nothing fades).
     pub fn strength(&self, o: &Observation) -> f64 {
+        self.strength_at(o.event_time)
+    }
+
+    /// [`Facts::strength`] of an alert of `event_time`.
+    fn strength_at(&self, event_time: i64) -> f64 {
         if self.half_life_ms <= 0 {
             return 1.0;
         }
-        let age = self.now.saturating_sub(o.event_time).max(0) as f64;
+        let age = self.now.saturating_sub(event_time).max(0) as f64;
         (-age / self.half_life_ms as f64).exp2()
     }
 }
@@ -177,8 +183,9 @@ pub fn rank<'p>(
     facts: &Facts<'_>,
 ) -> Option<Ranked<'p>> {
     let weighed = Weighed::new(facts);
-    let mut best: Option<(Ranked<'p>, f64, i64)> = None;
-    let mut weights = Vec::with_capacity(playbooks.playbooks.len());
+    // Every triggered playbook's weight first: only those of the highest weight can be
+    // chosen, so only their causes are scored.
+    let mut triggered: Vec<(&'p Playbook, f64, i64)> = Vec::with_capacity(4);
     for book in playbooks
         .playbooks
         .iter()
@@ -190,20 +197,30 @@ pub fn rank<'p>(
             weight += g.weight;
             triggered_at = Some(triggered_at.map_or(g.first_at, |t| t.min(g.first_at)));
         }
-        let Some(triggered_at) = triggered_at else {
-            continue;
-        };
-        weights.push((book.id.as_str(), weight));
-        let ranked = rank_weighed(book, &weighed);
-        let better = best.as_ref().is_none_or(|(b, w, at)| {
-            (weight, ranked.top_score) > (*w, b.top_score)
-                || (weight == *w && ranked.top_score == b.top_score && triggered_at < *at)
-        });
-        if better {
-            best = Some((ranked, weight, triggered_at));
+        if let Some(at) = triggered_at {
+            triggered.push((book, weight, at));
         }
     }
-    best.map(|(ranked, _, _)| Ranked { weights, ..ranked })
+    let top_weight = triggered
+        .iter()
+        .map(|&(_, w, _)| w)
+        .max_by(f64::total_cmp)?;
+    let mut best: Option<(Ranked<'p>, i64)> = None;
+    for &(book, _, triggered_at) in triggered.iter().filter(|t| t.1 == top_weight) {
+        let ranked = rank_weighed(book, &weighed);
+        let better = best.as_ref().is_none_or(|(b, at)| {
+            ranked.top_score > b.top_score
+                || (ranked.top_score == b.top_score && triggered_at < *at)
+        });
+        if better {
+            best = Some((ranked, triggered_at));
+        }
+    }
+    let weights = triggered
+        .iter()
+        .map(|&(book, w, _)| (book.id.as_str(), w))
+        .collect();
+    best.map(|(ranked, _)| Ranked { weights, ..ranked })
 }
 
 /// How much an alert of `severity` weighs in choosing the failure mode.
@@ -225,35 +242,22 @@ fn same(a: &str, b: &str) -> bool {
     short_eq(a.as_bytes(), b.as_bytes())
 }
 
-/// Directions an observation may have: up, down, none.
-const DIRECTIONS: usize = 3;
-/// Pattern-and-direction cells of a parameter's observations.
-const CELLS: usize = Pattern::ALL.len() * DIRECTIONS;
-
-/// The cell of an observation of `pattern` and `direction`.
-fn cell(pattern: Pattern, direction: Option<Direction>) -> usize {
-    let d = match direction {
-        Some(Direction::Up) => 0,
-        Some(Direction::Down) => 1,
-        None => 2,
-    };
-    pattern as usize * DIRECTIONS + d
-}
-
 /// What one parameter's observations weigh: the doubt (`Π(1 - 0.6·strength)`) of those in
 /// each pattern-and-direction cell, of all of them, and their strength weighted by severity.
 #[derive(Debug, Clone, Copy)]
 struct Group<'f> {
     parameter: &'f str,
+    /// Its observations (a parameter whose observations all left has none).
+    n: u32,
     doubt: [f64; CELLS],
     all: f64,
     weight: f64,
     first_at: i64,
 }
 
-/// The facts made ready to weigh, in one pass over the observations: each observation's
-/// strength computed once and folded into its parameter's [`Group`]. A piece of evidence
-/// then reads the few cells it describes instead of scanning the observations.
+/// The facts made ready to weigh, in one pass over the observations' rows: each
+/// observation's strength computed once and folded into its parameter's [`Group`]. A piece
+/// of evidence then reads the few cells it describes instead of scanning the observations.
 struct Weighed<'f, 'a> {
     facts: &'f Facts<'a>,
     groups: Vec<Group<'f>>,
@@ -261,47 +265,42 @@ struct Weighed<'f, 'a> {
 
 impl<'f, 'a> Weighed<'f, 'a> {
     fn new(facts: &'f Facts<'a>) -> Self {
-        let mut groups: Vec<Group<'f>> = Vec::with_capacity(8);
-        let mut last = usize::MAX;
+        let mut groups: Vec<Group<'f>> = facts
+            .observations
+            .params()
+            .iter()
+            .map(|parameter| Group {
+                parameter,
+                n: 0,
+                doubt: [1.0; CELLS],
+                all: 1.0,
+                weight: 0.0,
+                first_at: i64::MAX,
+            })
+            .collect();
         // Alerts of one record share an event time, and so a strength.
         let mut strength_at = (i64::MIN, 0.0);
-        for o in facts.observations {
-            // Alerts of one parameter tend to come in runs: try the last group first.
-            if groups
-                .get(last)
-                .is_none_or(|g| !same(g.parameter, &o.parameter))
-            {
-                last = match groups.iter().position(|g| same(g.parameter, &o.parameter)) {
-                    Some(i) => i,
-                    None => {
-                        groups.push(Group {
-                            parameter: &o.parameter,
-                            doubt: [1.0; CELLS],
-                            all: 1.0,
-                            weight: 0.0,
-                            first_at: o.event_time,
-                        });
-                        groups.len() - 1
-                    }
-                };
-            }
-            let g = &mut groups[last];
-            if strength_at.0 != o.event_time {
-                strength_at = (o.event_time, facts.strength(o));
+        for row in facts.observations.rows() {
+            let g = &mut groups[row.param as usize];
+            if strength_at.0 != row.event_time {
+                strength_at = (row.event_time, facts.strength_at(row.event_time));
             }
             let strength = strength_at.1;
             let doubt = 1.0 - LONE_ALERT_BELIEF * strength;
-            g.doubt[cell(o.pattern, o.direction)] *= doubt;
+            g.n += 1;
+            g.doubt[usize::from(row.cell)] *= doubt;
             g.all *= doubt;
-            g.weight += severity_weight(o.severity) * strength;
-            g.first_at = g.first_at.min(o.event_time);
+            g.weight += severity_weight(row.severity) * strength;
+            g.first_at = g.first_at.min(row.event_time);
         }
         Weighed { facts, groups }
     }
 
     /// The group of `parameter`, if the incident holds alerts on it.
     fn of(&self, parameter: &str) -> Option<&Group<'f>> {
-        self.groups.iter().find(|g| same(g.parameter, parameter))
+        self.groups
+            .iter()
+            .find(|g| g.n > 0 && same(g.parameter, parameter))
     }
 
     /// The belief that `ev`'s alerts (on `parameter`) show a real move:
@@ -374,7 +373,7 @@ fn shows(ev: &Evidence, weighed: &Weighed<'_, '_>) -> f64 {
 
 /// Whether observation `o` is an alert `ev` (on `parameter`) describes.
 fn matches(ev: &Evidence, parameter: &str, o: &Observation) -> bool {
-    o.parameter == parameter
+    o.parameter.is(parameter)
         && (ev.pattern.is_empty() || ev.pattern.contains(&o.pattern))
         && ev.direction.is_none_or(|d| o.direction == Some(d))
 }
@@ -420,7 +419,7 @@ fn observed(ev: &Evidence, weighed: &Weighed<'_, '_>) -> Option<String> {
                 let n = facts
                     .observations
                     .iter()
-                    .filter(|o| o.parameter == parameter)
+                    .filter(|o| o.parameter.is(parameter))
                     .count();
                 text.push_str(itoa::Buffer::new().format(n));
                 text.push_str(" alert(s) on ");

@@ -14,10 +14,11 @@ use spcvm_schemas::{
 };
 
 use super::evidence::Observation;
+use super::observations::Observations;
 use super::playbook::{Playbook, Playbooks};
 use super::rank::{Facts, Ranked, RecipeChange, rank};
+use crate::short::ShortStr;
 use crate::stage::{Input, RecordStats, Stage, StageOutput, StreamSpec, ToolStore};
-use crate::state::short_eq;
 
 /// Most observations an incident keeps (its latest ones: older evidence has faded).
 pub const MAX_OBSERVATIONS: usize = 256;
@@ -201,12 +202,13 @@ impl StageOutput for TriageOutput {
 /// One tool's triage state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ToolTriage {
-    /// The recipe of the tool's latest record.
-    pub recipe: Option<String>,
+    /// The recipe of the tool's latest record (inline: it is compared at every record).
+    pub recipe: Option<ShortStr>,
     /// Its latest recipe changes, oldest first.
     pub recipe_changes: VecDeque<RecipeChange>,
-    /// The open incident, if any.
-    pub incident: Option<Incident>,
+    /// The open incident, if any (boxed: the table of tools stays small, and the lookup
+    /// at every record touches less memory).
+    pub incident: Option<Box<Incident>>,
 }
 
 /// An open incident.
@@ -229,7 +231,7 @@ pub struct Incident {
     /// Wafer of the latest alert.
     pub wafer_id: Option<String>,
     /// What its alerts say (the latest [`MAX_OBSERVATIONS`], oldest first).
-    pub observations: Vec<Observation>,
+    pub observations: Observations,
     /// Its alerts (the first [`MAX_ALERT_IDS`]).
     pub alert_ids: Vec<String>,
     /// Highest severity among its alerts.
@@ -278,24 +280,22 @@ impl TriageStage {
     #[inline]
     fn record(&self, store: &mut ToolStore<ToolTriage>, record: &impl TelemetryView) {
         let recipe = record.recipe_id();
-        if !store.get(record.tool_id()).is_some_and(|s| {
-            s.recipe
-                .as_deref()
-                .is_some_and(|r| short_eq(r.as_bytes(), recipe.as_bytes()))
-        }) {
+        if !store
+            .get(record.tool_id())
+            .is_some_and(|s| s.recipe.as_ref().is_some_and(|r| r.is(recipe)))
+        {
             Self::recipe_changed(store, record.tool_id(), recipe, record.event_time());
         }
     }
 
     /// The tool's first record, or a record of another recipe than the tool's last. Once
     /// the ring is full, the change it drops lends its strings to the new one, so a tool
-    /// that changes recipes often allocates nothing.
+    /// that changes recipes often allocates nothing (its recipe ids are inline).
     #[cold]
     #[inline(never)]
     fn recipe_changed(store: &mut ToolStore<ToolTriage>, tool: &str, recipe: &str, at: i64) {
         let state = store.entry(tool);
-        let Some(from) = state.recipe.as_mut() else {
-            state.recipe = Some(recipe.to_string());
+        let Some(from) = state.recipe.replace(ShortStr::new(recipe)) else {
             return;
         };
         let mut change = if state.recipe_changes.len() >= RECIPE_CHANGES_KEPT {
@@ -308,11 +308,8 @@ impl TriageStage {
             }
         };
         change.at = at;
-        // The old recipe becomes the change's `from`; the dropped change's `from` buffer
-        // holds the new current recipe.
-        std::mem::swap(from, &mut change.from);
-        from.clear();
-        from.push_str(recipe);
+        change.from.clear();
+        change.from.push_str(from.as_str());
         change.to.clear();
         change.to.push_str(recipe);
         state.recipe_changes.push_back(change);
@@ -324,11 +321,8 @@ impl TriageStage {
         let state = store.entry(&alert.tool_id);
         // The same alert delivered twice is one witness, not two.
         if state.incident.as_ref().is_some_and(|i| {
-            i.observations.iter().any(|o| {
-                o.event_time == alert.event_time
-                    && o.repeats == alert.repeats
-                    && o.alert_id == alert.alert_id
-            })
+            i.observations
+                .contains(&alert.alert_id, alert.event_time, alert.repeats)
         }) {
             return;
         }
@@ -338,20 +332,22 @@ impl TriageStage {
             let incident = state.incident.take().expect("checked above");
             self.close(&alert.tool_id, incident, out);
         }
-        let incident = state.incident.get_or_insert_with(|| Incident {
-            id: format!("{}:{}:{}", alert.tool_id, alert.event_time, alert.alert_id),
-            version: 0,
-            tool_type: alert.tool_type,
-            opened_at: alert.event_time,
-            last_alert_at: alert.event_time,
-            recipe_id: alert.recipe_id.clone(),
-            lot_id: None,
-            wafer_id: None,
-            observations: Vec::new(),
-            alert_ids: Vec::new(),
-            severity: alert.severity,
-            published: None,
-            ocap_sent: Vec::new(),
+        let incident = state.incident.get_or_insert_with(|| {
+            Box::new(Incident {
+                id: format!("{}:{}:{}", alert.tool_id, alert.event_time, alert.alert_id),
+                version: 0,
+                tool_type: alert.tool_type,
+                opened_at: alert.event_time,
+                last_alert_at: alert.event_time,
+                recipe_id: alert.recipe_id.clone(),
+                lot_id: None,
+                wafer_id: None,
+                observations: Observations::default(),
+                alert_ids: Vec::new(),
+                severity: alert.severity,
+                published: None,
+                ocap_sent: Vec::new(),
+            })
         });
         incident.last_alert_at = incident.last_alert_at.max(alert.event_time);
         incident.recipe_id.clone_from(&alert.recipe_id);
@@ -370,10 +366,10 @@ impl TriageStage {
                 .iter()
                 .take_while(|o| o.event_time < horizon)
                 .count();
-            incident.observations.drain(..faded);
+            incident.observations.drop_oldest(faded);
         }
         if incident.observations.len() == MAX_OBSERVATIONS {
-            incident.observations.remove(0);
+            incident.observations.drop_oldest(1);
         }
         incident.observations.push(Observation::of(alert));
         // A closing update (repeats > 0) names an alert already listed.
@@ -479,7 +475,8 @@ impl TriageStage {
 
     /// The incident's last version, repeating what was last published (nothing when no
     /// version was), at the end of its window.
-    fn close(&self, tool: &str, mut incident: Incident, out: &mut Vec<TriageOutput>) {
+    fn close(&self, tool: &str, incident: Box<Incident>, out: &mut Vec<TriageOutput>) {
+        let mut incident = *incident;
         let Some(published) = incident.published.take() else {
             return;
         };

@@ -2,8 +2,10 @@
 //! fault (here); the ranking ([`rank`]: for every failure mode and each of its competing
 //! causes, a synthetic history showing that cause's evidence ranks it first); the stage
 //! ([`stage`]: incidents open, re-publish on news, emit each OCAP step once and close
-//! after their window).
+//! after their window); an incident's observations ([`observations`]: dropping the oldest,
+//! and what is serialized and compared).
 
+mod observations;
 mod rank;
 mod stage;
 

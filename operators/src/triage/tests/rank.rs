@@ -230,7 +230,7 @@ fn each_cause_ranks_first_on_the_evidence_that_points_at_it() {
         };
         // Each alert as a persisting signal shows it: opened, then repeated until its
         // dedup window closed (two witnesses; a lone alert is weaker evidence).
-        let observations: Vec<Observation> = case
+        let observations: Observations = case
             .alerts
             .iter()
             .enumerate()
@@ -292,7 +292,7 @@ fn the_failure_mode_is_the_playbook_the_evidence_points_at_hardest() {
                 1,
             ),
         ];
-        let observations: Vec<Observation> =
+        let observations: Observations =
             order.iter().map(|&i| Observation::of(&alerts[i])).collect();
         let facts = Facts {
             observations: &observations,
@@ -307,14 +307,16 @@ fn the_failure_mode_is_the_playbook_the_evidence_points_at_hardest() {
     }
     // Many critical beam current alerts and one major dose spike: the beam current's
     // failure mode, though the spike alone makes a strong case for wafer handling.
-    let mut observations = vec![Observation::of(&alert(
+    let mut observations: Observations = [Observation::of(&alert(
         "ION-01",
         "dose_uniformity_pct",
         "xbar",
         "rule_1",
         false,
         0,
-    ))];
+    ))]
+    .into_iter()
+    .collect();
     for minute in 1..4 {
         let mut a = alert("ION-01", "beam_current_mA", "ewma", "rule_1", true, minute);
         a.severity = Severity::Critical;
@@ -330,14 +332,16 @@ fn the_failure_mode_is_the_playbook_the_evidence_points_at_hardest() {
     let ranked = rank(&books, ToolType::IonImplant, &facts).unwrap();
     assert_eq!(ranked.playbook.id, "beam_current_instability");
     // No playbook of RTP tools is triggered by an ion implant parameter.
-    let observations = [Observation::of(&alert(
+    let observations: Observations = [Observation::of(&alert(
         "RTP-01",
         "beam_current_mA",
         "ewma",
         "rule_1",
         false,
         0,
-    ))];
+    ))]
+    .into_iter()
+    .collect();
     let facts = Facts {
         observations: &observations,
         recipe_change: None,
@@ -364,7 +368,10 @@ fn a_lone_early_alert_fades_and_a_persisting_move_decides() {
     let beam = alert("ION-01", "beam_current_mA", "ewma", "rule_1", false, 60);
     let mut beam_closing = beam.clone();
     (beam_closing.repeats, beam_closing.event_time) = (29, 90 * 60_000);
-    let observations = [&pressure, &beam, &beam_closing].map(Observation::of);
+    let observations: Observations = [&pressure, &beam, &beam_closing]
+        .map(Observation::of)
+        .into_iter()
+        .collect();
     let facts = |half_life_ms| Facts {
         observations: &observations,
         recipe_change: None,
@@ -450,7 +457,7 @@ fn a_pattern_named_twice_counts_once() {
         Pattern::Stratification => ("xbar", "rule_7"),
     };
     let up = ev.direction != Some(Direction::Down);
-    let observations: Vec<Observation> = (0..3)
+    let observations: Observations = (0..3)
         .map(|m| Observation::of(&alert("ION-01", &parameter, chart, rule, up, 100 + m)))
         .collect();
     let facts = Facts {

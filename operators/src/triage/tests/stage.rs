@@ -5,6 +5,7 @@ use spcvm_schemas::{ActionKind, Alert, IncidentStatus, Severity, Telemetry, Tool
 
 use super::super::*;
 use super::{alert, shipped};
+use crate::short::ShortStr;
 use crate::stage::{Input, Stage, StageOutput, StateStore, ToolStore};
 
 fn record(tool: &str, recipe: &str, minute: i64) -> Telemetry {
@@ -261,7 +262,7 @@ fn the_recipe_ring_keeps_the_latest_changes_in_order() {
     }
     let state = store.get("RTP-01").unwrap();
     assert_eq!(
-        state.recipe.as_deref(),
+        state.recipe.as_ref().map(ShortStr::as_str),
         Some(["R0", "R1"][(n % 2) as usize])
     );
     let changes: Vec<(i64, &str, &str)> = state
