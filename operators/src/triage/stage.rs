@@ -126,8 +126,11 @@ pub enum TriageOutput {
 /// record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriageVersion {
-    /// The record, its `actions` left empty (they are `actions` in `order`).
+    /// The record, its `causes` and `actions` left empty (they are `causes`, and `actions`
+    /// in `order`).
     head: Triage,
+    /// The causes, shared with the incident's [`Published`].
+    causes: Arc<[RankedCause]>,
     actions: Arc<[RankedAction]>,
     order: Vec<usize>,
     /// The elements of its `actions` array as JSON, comma-separated, in order.
@@ -138,6 +141,7 @@ impl TriageVersion {
     /// The triage record of this version.
     pub fn to_triage(&self) -> Triage {
         Triage {
+            causes: self.causes.to_vec(),
             actions: self.actions().cloned().collect(),
             ..self.head.clone()
         }
@@ -178,7 +182,12 @@ impl StageOutput for TriageOutput {
     fn write_json(&self, out: &mut Vec<u8>) {
         match self {
             TriageOutput::Triage(v) => {
-                spcvm_schemas::write_triage_json_with_actions(&v.head, &v.actions_json, out);
+                spcvm_schemas::write_triage_json_with_actions(
+                    &v.head,
+                    &v.causes,
+                    &v.actions_json,
+                    out,
+                );
             }
             TriageOutput::Action(a) => spcvm_schemas::write_action_json(a, out),
         }
@@ -248,8 +257,8 @@ pub struct Incident {
 pub struct Published {
     /// The failure mode (playbook id).
     pub failure_mode: String,
-    /// The causes as ranked.
-    pub causes: Vec<RankedCause>,
+    /// The causes as ranked (shared with the version that published them).
+    pub causes: Arc<[RankedCause]>,
     /// The severity.
     pub severity: Severity,
 }
@@ -401,13 +410,13 @@ impl TriageStage {
             .as_ref()
             .is_none_or(|p| news(p, incident.severity, &ranked))
         {
-            let causes = ranked.explain(&facts);
+            let causes: Arc<[RankedCause]> = ranked.explain(&facts).into();
             incident.version += 1;
             out.push(TriageOutput::Triage(self.version(
                 &alert.tool_id,
                 incident,
                 ranked.playbook,
-                (causes.clone(), incident.alert_ids.clone()),
+                (Arc::clone(&causes), incident.alert_ids.clone()),
                 IncidentStatus::Open,
                 alert.event_time,
             )));
@@ -536,7 +545,7 @@ impl TriageStage {
         tool: &str,
         incident: &Incident,
         book: &Playbook,
-        (causes, alert_ids): (Vec<RankedCause>, Vec<String>),
+        (causes, alert_ids): (Arc<[RankedCause]>, Vec<String>),
         status: IncidentStatus,
         event_time: i64,
     ) -> TriageVersion {
@@ -584,12 +593,13 @@ impl TriageStage {
                 failure_mode: book.id.clone(),
                 failure_mode_name: book.name.clone(),
                 severity: incident.severity,
-                causes,
+                causes: Vec::new(),
                 actions: Vec::new(),
                 alert_ids,
                 opened_at: incident.opened_at,
                 event_time,
             },
+            causes,
             actions: Arc::clone(&shared.ranked),
             order,
             actions_json,

@@ -3,18 +3,25 @@
 //! kilobytes of evidence text and alert ids, and the stage publishes about one per alert).
 
 use super::{write_opt_str as opt_str, write_str};
-use crate::triage::{OcapAction, RankedAction, Triage};
+use crate::triage::{OcapAction, RankedAction, RankedCause, Triage};
 
 /// Appends `triage` as serde_json would write it (field order of the struct) to `out`.
 pub fn write_triage_json(t: &Triage, out: &mut Vec<u8>) {
-    write(t, None, out);
+    write(t, &t.causes, None, out);
 }
 
-/// [`write_triage_json`] with the elements of the `actions` array given already encoded
-/// (each by [`write_ranked_action_json`], comma-separated, in `t.actions`' order): a
-/// playbook's actions read the same in every version, so a stage encodes them once.
-pub fn write_triage_json_with_actions(t: &Triage, actions: &[u8], out: &mut Vec<u8>) {
-    write(t, Some(actions), out);
+/// [`write_triage_json`] with the `causes` given apart (a stage shares them between the
+/// version it publishes and the incident it keeps) and the elements of the `actions` array
+/// given already encoded (each by [`write_ranked_action_json`], comma-separated, in order:
+/// a playbook's actions read the same in every version, so a stage encodes them once).
+/// `t`'s own `causes` and `actions` are not read.
+pub fn write_triage_json_with_actions(
+    t: &Triage,
+    causes: &[RankedCause],
+    actions: &[u8],
+    out: &mut Vec<u8>,
+) {
+    write(t, causes, Some(actions), out);
 }
 
 /// Appends one element of a triage's `actions` as serde_json would write it.
@@ -65,9 +72,8 @@ pub fn write_action_json(a: &OcapAction, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
-fn write(t: &Triage, actions: Option<&[u8]>, out: &mut Vec<u8>) {
-    let text: usize = t
-        .causes
+fn write(t: &Triage, causes: &[RankedCause], actions: Option<&[u8]>, out: &mut Vec<u8>) {
+    let text: usize = causes
         .iter()
         .flat_map(|c| c.evidence.iter().map(String::len).chain([c.name.len()]))
         .chain(std::iter::once(actions.map_or_else(
@@ -76,7 +82,7 @@ fn write(t: &Triage, actions: Option<&[u8]>, out: &mut Vec<u8>) {
         )))
         .chain(t.alert_ids.iter().map(String::len))
         .sum();
-    out.reserve(text + 256 + 64 * t.causes.len() + 96 * t.actions.len() + 3 * t.alert_ids.len());
+    out.reserve(text + 256 + 64 * causes.len() + 96 * t.actions.len() + 3 * t.alert_ids.len());
     out.extend_from_slice(b"{\"incident_id\":");
     write_str(out, &t.incident_id);
     out.extend_from_slice(b",\"version\":");
@@ -100,7 +106,7 @@ fn write(t: &Triage, actions: Option<&[u8]>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"severity\":");
     write_str(out, t.severity.as_str());
     out.extend_from_slice(b",\"causes\":[");
-    for (i, c) in t.causes.iter().enumerate() {
+    for (i, c) in causes.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -266,7 +272,8 @@ mod tests {
                 String::from_utf8(ours).unwrap(),
                 String::from_utf8(serde.clone()).unwrap()
             );
-            // The same with the actions encoded beforehand.
+            // The same with the causes given apart and the actions encoded beforehand (the
+            // head's own are not read).
             let mut actions = Vec::new();
             for (i, a) in t.actions.iter().enumerate() {
                 if i > 0 {
@@ -274,8 +281,13 @@ mod tests {
                 }
                 write_ranked_action_json(a, &mut actions);
             }
+            let head = Triage {
+                causes: Vec::new(),
+                actions: Vec::new(),
+                ..t.clone()
+            };
             let mut spliced = Vec::new();
-            write_triage_json_with_actions(&t, &actions, &mut spliced);
+            write_triage_json_with_actions(&head, &t.causes, &actions, &mut spliced);
             assert_eq!(spliced, serde);
         }
     }
