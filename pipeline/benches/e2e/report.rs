@@ -8,7 +8,7 @@ use crate::latency::Latency;
 use crate::metrics::{STEADY, checkpoints, histogram_quantile, quantile};
 use crate::throughput::{BareDrain, JobTimings, Round};
 use crate::{CHECKPOINT_INTERVAL_MS, LATENCY_METRIC};
-use spcvm_testkit::metric_sum;
+use spcvm_testkit::{median, metric_sum};
 
 /// What a run measured.
 pub struct Outcome {
@@ -114,15 +114,6 @@ pub fn print(opts: &Opts, outcome: &Outcome) {
                 pct(r.steady_ratio())
             );
         }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            let n = v.len();
-            if n % 2 == 1 {
-                v[n / 2]
-            } else {
-                (v[n / 2 - 1] + v[n / 2]) / 2.0
-            }
-        };
         // A set of ratios as its median and "(range LEAST-GREATEST %)".
         let spread = |v: Vec<f64>| {
             let least = v.iter().copied().fold(f64::INFINITY, f64::min);

@@ -15,6 +15,7 @@
 //! | [`telemetry`](mod@telemetry) | the telemetry generator, [`TelemetryGen`] ([`telemetry()`] for the tests' `Vec`) |
 //! | [`compare`] | [`backtest_alerts`] and the checks that streamed alerts equal the backtest's |
 //! | [`runner`] | [`run_scenarios`]: libtest's selection and report for a target without its harness, whose `main` also runs as the job |
+//! | [`stats`] | [`median`], for the benches' reports |
 //!
 //! The crate depends on no spcvm crate but `spcvm-schemas`: it drives the binary from
 //! outside. Everything is re-exported at the root, so a test starts with
@@ -27,6 +28,7 @@ pub mod kafka;
 pub mod paths;
 pub mod runner;
 pub mod setup;
+pub mod stats;
 pub mod telemetry;
 
 pub use broker::{bootstrap, bootstrap_txn, free_port, start_broker, unique, wait_for};
@@ -39,4 +41,5 @@ pub use kafka::{
 pub use paths::{broker_proxy_py, python, spcvm, workspace_root};
 pub use runner::{Scenario, run_scenarios};
 pub use setup::{Setup, keep_if_failing, topics_toml};
+pub use stats::median;
 pub use telemetry::{DRIFT_FROM, GenOptions, Layout, TelemetryGen, jsonl_lines, telemetry};

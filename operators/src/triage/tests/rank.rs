@@ -6,6 +6,17 @@ use spcvm_schemas::{Severity, ToolType};
 use super::super::*;
 use super::{alert, shipped};
 
+/// The facts of `observations` with no recipe change, weighed as if nothing faded.
+fn unfaded(observations: &Observations) -> Facts<'_> {
+    Facts {
+        observations,
+        recipe_change: None,
+        opened_at: 0,
+        now: i64::MAX,
+        half_life_ms: 0,
+    }
+}
+
 /// One synthetic history: the tool's alerts (parameter, chart, rule, up) and whether its
 /// recipe changed just before, and the cause it must rank first.
 struct Case {
@@ -294,13 +305,7 @@ fn the_failure_mode_is_the_playbook_the_evidence_points_at_hardest() {
         ];
         let observations: Observations =
             order.iter().map(|&i| Observation::of(&alerts[i])).collect();
-        let facts = Facts {
-            observations: &observations,
-            recipe_change: None,
-            opened_at: 0,
-            now: i64::MAX,
-            half_life_ms: 0,
-        };
+        let facts = unfaded(&observations);
         let ranked = rank(&books, ToolType::IonImplant, &facts).unwrap();
         assert_eq!(ranked.playbook.id, "beam_current_instability");
         assert_eq!(ranked.cause_ids().next(), Some("vacuum_leak"));
@@ -322,13 +327,7 @@ fn the_failure_mode_is_the_playbook_the_evidence_points_at_hardest() {
         a.severity = Severity::Critical;
         observations.push(Observation::of(&a));
     }
-    let facts = Facts {
-        observations: &observations,
-        recipe_change: None,
-        opened_at: 0,
-        now: i64::MAX,
-        half_life_ms: 0,
-    };
+    let facts = unfaded(&observations);
     let ranked = rank(&books, ToolType::IonImplant, &facts).unwrap();
     assert_eq!(ranked.playbook.id, "beam_current_instability");
     // No playbook of RTP tools is triggered by an ion implant parameter.
@@ -342,13 +341,7 @@ fn the_failure_mode_is_the_playbook_the_evidence_points_at_hardest() {
     ))]
     .into_iter()
     .collect();
-    let facts = Facts {
-        observations: &observations,
-        recipe_change: None,
-        opened_at: 0,
-        now: i64::MAX,
-        half_life_ms: 0,
-    };
+    let facts = unfaded(&observations);
     assert!(rank(&books, ToolType::Rtp, &facts).is_none());
 }
 
