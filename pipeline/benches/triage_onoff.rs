@@ -7,7 +7,7 @@
 //! fall on both alike. Each side's CPU time is its thread's (`CLOCK_THREAD_CPUTIME_ID`).
 //!
 //! ```sh
-//! cargo bench -p spcvm --bench triage_onoff [-- INPUT [ROUNDS [same]]]
+//! cargo bench -p spcvm --bench triage_onoff [-- INPUT [ROUNDS [same]]]   # INPUT relative to the workspace
 //! ```
 //!
 //! `same` runs triage off on both sides: the harness's own check, whose ratio should be 1.
@@ -196,9 +196,10 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    // `cargo bench` runs this from `pipeline/`: a relative INPUT is the workspace's.
     let input = args
         .first()
-        .map_or_else(|| large_fab(&root, &out), PathBuf::from);
+        .map_or_else(|| large_fab(&root, &out), |a| root.join(a));
     assert!(input.is_file(), "no input file {}", input.display());
     let rounds: usize = args
         .get(1)
